@@ -1,0 +1,129 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// One timer for many deadlines. Per-call timeouts on sockets are armed and
+// cancelled on every recv/send; a setTimeout (or AbortSignal.timeout) per call
+// costs a timer op each. Here a call costs one heap insert and one removal,
+// and a single unref'd timer is armed for the earliest deadline.
+
+/** A scheduled deadline. Keep it to cancel the deadline. */
+export interface DeadlineEntry {
+  /** When it fires, in `performance.now()` milliseconds. */
+  at: number;
+  /** Called once when the deadline passes, unless cancelled first. */
+  fire: () => void;
+  /** Position in the heap; -1 once fired or cancelled. */
+  index: number;
+}
+
+/**
+ * A binary min-heap of deadlines with a single timer. The timer is cleared as
+ * soon as the heap is empty, so an idle queue holds no timer op (Deno's op
+ * sanitizer sees none), and it is unref'd so it never keeps a process alive on
+ * its own: the socket operation that a deadline guards does that.
+ */
+export class DeadlineQueue {
+  #heap: DeadlineEntry[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+
+  /** Number of pending deadlines. */
+  get size(): number {
+    return this.#heap.length;
+  }
+
+  /** Calls `fire` once after `ms` milliseconds unless cancelled. */
+  schedule(ms: number, fire: () => void): DeadlineEntry {
+    const entry: DeadlineEntry = {
+      at: performance.now() + ms,
+      fire,
+      index: this.#heap.length,
+    };
+    this.#heap.push(entry);
+    this.#up(entry.index);
+    if (entry.at < this.#timerAt) this.#arm(entry.at);
+    return entry;
+  }
+
+  /** Removes a pending deadline; a no-op if it already fired or was removed. */
+  cancel(entry: DeadlineEntry): void {
+    const i = entry.index;
+    if (i < 0) return;
+    entry.index = -1;
+    const last = this.#heap.pop()!;
+    if (i < this.#heap.length) {
+      this.#heap[i] = last;
+      last.index = i;
+      this.#down(i);
+      this.#up(last.index);
+    }
+    // The timer may stay armed for a removed earliest entry: it then fires
+    // early, finds nothing due and re-arms. Only an empty heap clears it.
+    if (this.#heap.length === 0) this.#disarm();
+  }
+
+  #arm(at: number): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    const delay = Math.max(0, Math.ceil(at - performance.now()));
+    this.#timer = setTimeout(this.#onTimer, delay);
+    Deno.unrefTimer(this.#timer);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  #onTimer = (): void => {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    // Timers may fire a little early or late; treat anything due within 1 ms
+    // as due so that a deadline never needs a second timer turn.
+    const now = performance.now() + 1;
+    const due: DeadlineEntry[] = [];
+    while (this.#heap.length > 0 && this.#heap[0]!.at <= now) {
+      const entry = this.#heap[0]!;
+      this.cancel(entry);
+      due.push(entry);
+    }
+    if (this.#heap.length > 0) this.#arm(this.#heap[0]!.at);
+    for (const entry of due) entry.fire();
+  };
+
+  #up(i: number): void {
+    const heap = this.#heap;
+    const entry = heap[i]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = heap[p]!;
+      if (parent.at <= entry.at) break;
+      heap[i] = parent;
+      parent.index = i;
+      i = p;
+    }
+    heap[i] = entry;
+    entry.index = i;
+  }
+
+  #down(i: number): void {
+    const heap = this.#heap;
+    const n = heap.length;
+    const entry = heap[i]!;
+    while (true) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && heap[r]!.at < heap[l]!.at ? r : l;
+      const child = heap[c]!;
+      if (child.at >= entry.at) break;
+      heap[i] = child;
+      child.index = i;
+      i = c;
+    }
+    heap[i] = entry;
+    entry.index = i;
+  }
+}
+
+/** The process-wide queue that every socket and task shares. */
+export const deadlines: DeadlineQueue = new DeadlineQueue();

@@ -1,0 +1,79 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// Hooks between the classes of this module that are not public API. Each
+// class fills in its part from a `static` block, so that `#private` state
+// stays private and nothing here is exported from mod.ts.
+
+import type { TaskPool } from "./_pool.ts";
+import type { EvSocket } from "./ev_socket.ts";
+import type {
+  EvConnectionFactory,
+  EvListenOptions,
+  EvTcpAcceptor,
+} from "./ev_tcp_acceptor.ts";
+import type { EvThread, EvThreadProc } from "./ev_thread.ts";
+
+/** What a socket reports to, and is stopped by: its owning task. */
+export interface SocketHost {
+  /** Aborted when the owning task is aborted or ends. */
+  readonly signal: AbortSignal;
+  /** Counts a call that rejected with a TimeoutError. */
+  countTimeout(): void;
+  /** Forgets a socket that was closed. */
+  release(socket: EvSocket): void;
+}
+
+/** What a task needs from its loop. */
+export interface LoopHost {
+  /** Raised when the loop starts to shut down. */
+  readonly draining: AbortSignal;
+  /** Counts a call that rejected with a TimeoutError. */
+  countTimeout(): void;
+  /**
+   * Called once when a task has ended and released all it owned;
+   * `failed` with `error` when its procedure threw.
+   */
+  ended(thread: EvThread<unknown>, failed: boolean, error: unknown): void;
+}
+
+/** What an acceptor needs from its loop. */
+export interface AcceptorHost {
+  readonly pool: TaskPool;
+  accepted(): void;
+  refused(): void;
+  report(error: unknown, source: EvTcpAcceptor): void;
+  /** Starts a top-level task in a slot the acceptor holds. */
+  start(proc: EvThreadProc<unknown>): void;
+  closed(acceptor: EvTcpAcceptor): void;
+}
+
+function unreachable(): never {
+  throw new Error("evthread: internal hook used before its class loaded");
+}
+
+/** Internal operations on sockets. */
+export const socketInternals: {
+  /** Attaches a socket to the task that owns it. */
+  attach: (socket: EvSocket, host: SocketHost) => void;
+  /** Rejects every pending call of a socket with `reason`. */
+  abort: (socket: EvSocket, reason: unknown) => void;
+  /** Resolves once the socket's in-flight reads and writes have settled. */
+  settled: (socket: EvSocket) => Promise<void>;
+} = { attach: unreachable, abort: unreachable, settled: unreachable };
+
+/** Internal: starts tasks. */
+export const threadInternals: {
+  start: <T>(
+    host: LoopHost,
+    parent: EvThread<unknown> | undefined,
+    proc: EvThreadProc<T>,
+  ) => EvThread<T>;
+} = { start: unreachable };
+
+/** Internal: creates acceptors. */
+export const acceptorInternals: {
+  create: (
+    options: EvListenOptions,
+    factory: EvConnectionFactory,
+    host: AcceptorHost,
+  ) => EvTcpAcceptor;
+} = { create: unreachable };

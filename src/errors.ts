@@ -1,0 +1,65 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+
+/**
+ * Thrown by {@linkcode EvLoop.spawn} when every slot of the task pool is in
+ * use (the seed's `EVTHREAD_init` returning 0). Child tasks started with
+ * {@linkcode EvThread.spawn} share their parent's slot and never throw it.
+ *
+ * @example Catching a full pool
+ * ```ts
+ * import { EvLoop, PoolFullError } from "@corothread/evthread";
+ * import { assertInstanceOf, assertThrows } from "@std/assert";
+ *
+ * await using loop = new EvLoop({ capacity: 1 });
+ * const first = loop.spawn((thread) => thread.delay(10));
+ * const error = assertThrows(() => loop.spawn(() => {}));
+ * assertInstanceOf(error, PoolFullError);
+ * await first.result;
+ * ```
+ */
+export class PoolFullError extends Error {
+  /** The capacity of the pool that was full. */
+  readonly capacity: number;
+
+  /**
+   * Constructs a new instance.
+   *
+   * @param capacity The capacity of the full pool.
+   */
+  constructor(capacity: number) {
+    super(`The task pool is full: all ${capacity} slots are in use`);
+    this.name = "PoolFullError";
+    this.capacity = capacity;
+  }
+}
+
+/**
+ * Thrown by {@linkcode EvSocket.readLine} and {@linkcode EvSocket.readUntil}
+ * when no delimiter arrives within `maxLength` bytes. The bytes stay buffered
+ * in the socket: a later call (with a larger limit, or `recv`) gets them.
+ *
+ * @example Checking the limit
+ * ```ts
+ * import { LimitExceededError } from "@corothread/evthread";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new LimitExceededError(8192);
+ * assertEquals(error.name, "LimitExceededError");
+ * assertEquals(error.limit, 8192);
+ * ```
+ */
+export class LimitExceededError extends Error {
+  /** The limit in bytes that was exceeded. */
+  readonly limit: number;
+
+  /**
+   * Constructs a new instance.
+   *
+   * @param limit The limit in bytes.
+   */
+  constructor(limit: number) {
+    super(`No delimiter found within the limit of ${limit} bytes`);
+    this.name = "LimitExceededError";
+    this.limit = limit;
+  }
+}

@@ -1,0 +1,1192 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+
+import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
+import { type SocketHost, socketInternals } from "./_internal.ts";
+import {
+  checkBytes,
+  checkInteger,
+  checkSignal,
+  checkTimeout,
+  timeoutError,
+} from "./_validate.ts";
+import { LimitExceededError } from "./errors.ts";
+
+/** Options for a blocking socket call. */
+export interface EvCallOptions {
+  /**
+   * How long the call may wait, in milliseconds. `undefined` or `Infinity`
+   * means no limit; `0` means "only what is already buffered". On expiry the
+   * call rejects with a `DOMException` named `"TimeoutError"`, and no bytes
+   * are lost: see {@linkcode EvSocket}.
+   */
+  timeout?: number;
+  /** Aborting it makes the call reject with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/** Options for {@linkcode EvSocket.readLine} and {@linkcode EvSocket.readUntil}. */
+export interface EvReadUntilOptions extends EvCallOptions {
+  /**
+   * The most bytes a result may have, delimiter included. When no delimiter
+   * is found within it the call rejects with
+   * {@linkcode LimitExceededError} and the bytes stay buffered.
+   *
+   * @default {65536}
+   */
+  maxLength?: number;
+}
+
+/**
+ * The error a timed-out {@linkcode EvSocket.send} rejects with: a
+ * `DOMException` named `"TimeoutError"` that also says how many of the
+ * call's bytes had been written. The rest stay queued and are still written,
+ * ahead of any later send.
+ */
+export interface EvSendTimeoutError extends DOMException {
+  /** Bytes of the call that the kernel had accepted when it timed out. */
+  bytesWritten: number;
+}
+
+/** Default limit of {@linkcode EvSocket.readLine} / `readUntil`. */
+const DEFAULT_MAX_LENGTH = 65_536;
+/** Initial size of a socket's read buffer. */
+const READ_BUFFER_SIZE = 16_384;
+/** The read buffer grows to a recv's buffer size, up to this. */
+const MAX_RECV_BUFFER = 1 << 20;
+
+const KIND_RECV = 0;
+const KIND_FULL = 1;
+const KIND_UNTIL = 2;
+const KIND_CHUNK = 3;
+
+/** A pending read call. */
+interface ReadRequest {
+  kind: number;
+  /** recv / readFull target. */
+  buf: Uint8Array | undefined;
+  /** readUntil delimiter. */
+  delim: Uint8Array | undefined;
+  /** readUntil limit. */
+  max: number;
+  /** readUntil: bytes already searched without finding the delimiter. */
+  scanned: number;
+  resolve: (value: Any) => void;
+  reject: (reason: unknown) => void;
+  entry: DeadlineEntry | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** A queued write; `resolve` is undefined once its caller stopped waiting. */
+interface WriteRequest {
+  /** The bytes to write; `undefined` marks a `closeWrite`. */
+  bytes: Uint8Array | undefined;
+  offset: number;
+  resolve: (() => void) | undefined;
+  reject: (reason: unknown) => void;
+  entry: DeadlineEntry | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const LF = encoder.encode("\n");
+
+function closedError(): Error {
+  return new Deno.errors.BadResource("The socket is closed");
+}
+
+/**
+ * A connection: the seed's `EVSOCKET`. It wraps a `Deno.Conn` with calls that
+ * take a per-call timeout and signal, buffered reads (`readFull`, `readLine`,
+ * `readUntil`), ordered writes, half-close, and Web streams.
+ *
+ * A task gets sockets from {@linkcode EvThread.connect},
+ * {@linkcode EvThread.adopt}, or an acceptor; the task owns them and closes
+ * them when it ends. A socket can also be made from a connection directly
+ * with `new EvSocket(conn)`; then the caller closes it.
+ *
+ * **Timeouts lose nothing.** A timeout means the caller stops waiting, never
+ * that bytes are lost or reordered: a timed-out read leaves its read of the
+ * connection armed, and what it brings goes to the next read call; a
+ * timed-out send leaves its unwritten bytes queued ahead of any later send
+ * (the error's `bytesWritten` says how far it got). The socket stays usable
+ * after either. The same holds when a call's `signal` aborts. Read calls
+ * consume bytes only when they succeed: a `readFull` or `readLine` that times
+ * out leaves every byte it had seen in the buffer.
+ *
+ * **Full duplex.** Calls in the same direction queue in order; a read and a
+ * write can be pending at the same time.
+ *
+ * | case | result |
+ * |---|---|
+ * | timeout (per call or idle) | `DOMException` named `"TimeoutError"` |
+ * | `signal` aborted / task aborted | the signal's `reason` |
+ * | `readFull` hits EOF early | `Deno.errors.UnexpectedEof` with `bytesRead` |
+ * | `readLine` / `readUntil` over `maxLength` | {@linkcode LimitExceededError}; bytes stay buffered |
+ * | use after `close()` | `Deno.errors.BadResource` |
+ * | bad option | `TypeError` / `RangeError` |
+ *
+ * @example Echo one message
+ * ```ts
+ * import { EvSocket } from "@corothread/evthread";
+ * import { assertEquals } from "@std/assert";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect(listener.addr);
+ * await using server = new EvSocket(await listener.accept());
+ * await using peer = new EvSocket(client);
+ *
+ * await peer.send(new TextEncoder().encode("hello\n"));
+ * const line = await server.readLine({ timeout: 1000 });
+ * assertEquals(line, "hello");
+ * ```
+ */
+export class EvSocket implements AsyncDisposable {
+  #conn: Deno.Conn;
+  #host: SocketHost | undefined;
+  #closed = false;
+
+  // Read side: bytes [#rs, #re) of #rbuf are buffered. Only #fill and
+  // #onRead move #re or the buffer itself, and never while a read is in
+  // flight; consumers only advance #rs.
+  #rbuf: Uint8Array;
+  #rs = 0;
+  #re = 0;
+  #reading: Promise<void> | undefined;
+  #eof = false;
+  #readError: unknown = undefined;
+  #readers: ReadRequest[] = [];
+
+  // Write side.
+  #writers: WriteRequest[] = [];
+  #pumping: Promise<void> | undefined;
+  #writeError: unknown = undefined;
+  #writeClosed = false;
+
+  // Idle timeout.
+  #idleMs: number | undefined;
+  #idleEntry: DeadlineEntry | undefined;
+  #lastActivity = 0;
+  #idleExpired = false;
+
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+
+  static {
+    socketInternals.attach = (socket, host) => {
+      socket.#host = host;
+    };
+    socketInternals.abort = (socket, reason) => socket.#rejectAll(reason);
+    socketInternals.settled = (socket) => socket.#settled();
+  }
+
+  /**
+   * Wraps a connection. The socket takes it over: use the connection only
+   * through the socket from now on.
+   *
+   * @param conn The connection to wrap.
+   */
+  constructor(conn: Deno.Conn) {
+    if (
+      conn === null || typeof conn !== "object" ||
+      typeof (conn as Deno.Conn).read !== "function" ||
+      typeof (conn as Deno.Conn).write !== "function"
+    ) {
+      throw new TypeError(
+        `'conn' must be a Deno.Conn: received ${
+          Object.prototype.toString.call(conn)
+        }`,
+      );
+    }
+    this.#conn = conn;
+    this.#rbuf = new Uint8Array(READ_BUFFER_SIZE);
+  }
+
+  /** The local address of the connection. */
+  get localAddr(): Deno.Addr {
+    return this.#conn.localAddr;
+  }
+
+  /** The remote address of the connection. */
+  get remoteAddr(): Deno.Addr {
+    return this.#conn.remoteAddr;
+  }
+
+  /** Whether {@linkcode EvSocket.close} was called (or the owning task ended). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes received and buffered that no read call has taken yet. */
+  get buffered(): number {
+    return this.#re - this.#rs;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /**
+   * Reads what is available, at most `buf.byteLength` bytes, waiting for at
+   * least one byte (the seed's `EVSOCKET_recv`).
+   *
+   * @example Reading with a timeout
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals, assertRejects } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * const buf = new Uint8Array(16);
+   * const error = await assertRejects(() => b.recv(buf, { timeout: 10 }));
+   * assertEquals((error as DOMException).name, "TimeoutError");
+   *
+   * await a.send(new Uint8Array([1, 2, 3]));
+   * assertEquals(await b.recv(buf), 3); // nothing was lost
+   * assertEquals(buf.subarray(0, 3), new Uint8Array([1, 2, 3]));
+   * ```
+   *
+   * @param buf Where to put the bytes.
+   * @param options Timeout and signal.
+   * @returns The number of bytes read, or `null` at end of stream.
+   */
+  recv(buf: Uint8Array, options?: EvCallOptions): Promise<number | null> {
+    try {
+      checkBytes(buf, "buf");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Fast path: bytes already buffered and nobody queued ahead.
+    const have = this.#re - this.#rs;
+    if (
+      have > 0 && this.#readers.length === 0 && !this.#closed &&
+      !this.#readable?.locked && !this.#idleExpired
+    ) {
+      const n = have < buf.byteLength ? have : buf.byteLength;
+      buf.set(this.#rbuf.subarray(this.#rs, this.#rs + n));
+      this.#rs += n;
+      return Promise.resolve(n);
+    }
+    return this.#read(KIND_RECV, buf, undefined, 0, options, true);
+  }
+
+  /**
+   * Reads exactly `buf.byteLength` bytes (the C library's
+   * `EVSOCKET_recv_all`). Bytes are taken only when all have arrived, so a
+   * timeout leaves them buffered.
+   *
+   * @example Reading a fixed-size header
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * await a.send(new Uint8Array([0, 5]));
+   * await a.send(new Uint8Array([9, 9, 9, 9, 9]));
+   * const header = await b.readFull(new Uint8Array(2));
+   * assertEquals(header, new Uint8Array([0, 5]));
+   * ```
+   *
+   * @param buf The buffer to fill.
+   * @param options Timeout and signal.
+   * @returns `buf`, filled; or `null` if the stream ended before any byte.
+   * @throws {Deno.errors.UnexpectedEof} if the stream ends part way; the
+   * partial bytes are in `buf` and the error's `bytesRead` counts them.
+   */
+  readFull(
+    buf: Uint8Array,
+    options?: EvCallOptions,
+  ): Promise<Uint8Array | null> {
+    try {
+      checkBytes(buf, "buf");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#read(KIND_FULL, buf, undefined, 0, options, true);
+  }
+
+  /**
+   * Reads up to and including `delimiter`.
+   *
+   * @example Reading a CRLF-terminated record
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * await a.send(new TextEncoder().encode("GET /\r\nrest"));
+   * const crlf = new TextEncoder().encode("\r\n");
+   * const record = await b.readUntil(crlf, { maxLength: 1024 });
+   * assertEquals(new TextDecoder().decode(record!), "GET /\r\n");
+   * assertEquals(b.buffered, 4);
+   * ```
+   *
+   * @param delimiter The bytes that end a record (not empty).
+   * @param options Timeout, signal and `maxLength`.
+   * @returns The bytes including the delimiter, or `null` at end of stream
+   * with nothing buffered.
+   * @throws {LimitExceededError} when no delimiter ends within `maxLength`.
+   * @throws {Deno.errors.UnexpectedEof} when the stream ends after a partial
+   * record; those bytes stay buffered (`recv` gets them).
+   */
+  readUntil(
+    delimiter: Uint8Array,
+    options?: EvReadUntilOptions,
+  ): Promise<Uint8Array | null> {
+    let max: number;
+    try {
+      checkBytes(delimiter, "delimiter");
+      if (delimiter.byteLength === 0) {
+        throw new RangeError("'delimiter' must not be empty");
+      }
+      max = checkInteger(
+        options?.maxLength ?? DEFAULT_MAX_LENGTH,
+        "maxLength",
+        delimiter.byteLength,
+      );
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#read(KIND_UNTIL, undefined, delimiter, max, options, true);
+  }
+
+  /**
+   * Reads a line of UTF-8 text ending in `\n` or `\r\n`, and returns it
+   * without the line ending. A last line without an ending is returned at
+   * end of stream.
+   *
+   * @example Line protocol
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * await a.send(new TextEncoder().encode("one\r\ntwo\nthree"));
+   * await a.closeWrite();
+   * assertEquals(await b.readLine(), "one");
+   * assertEquals(await b.readLine(), "two");
+   * assertEquals(await b.readLine(), "three");
+   * assertEquals(await b.readLine(), null);
+   * ```
+   *
+   * @param options Timeout, signal and `maxLength` (line ending included).
+   * @returns The line, or `null` at end of stream.
+   * @throws {LimitExceededError} when a line is longer than `maxLength`;
+   * its bytes stay buffered.
+   */
+  async readLine(options?: EvReadUntilOptions): Promise<string | null> {
+    const max = checkInteger(
+      options?.maxLength ?? DEFAULT_MAX_LENGTH,
+      "maxLength",
+      1,
+    );
+    const bytes: Uint8Array | null = await this.#read(
+      KIND_UNTIL,
+      undefined,
+      undefined,
+      max,
+      options,
+      true,
+    );
+    if (bytes === null) return null;
+    let end = bytes.byteLength;
+    if (end > 0 && bytes[end - 1] === 0x0a) {
+      end--;
+      if (end > 0 && bytes[end - 1] === 0x0d) end--;
+    }
+    return decoder.decode(bytes.subarray(0, end));
+  }
+
+  #read(
+    kind: number,
+    buf: Uint8Array | undefined,
+    delim: Uint8Array | undefined,
+    max: number,
+    options: EvCallOptions | undefined,
+    publicCall: boolean,
+  ): Promise<Any> {
+    let timeout: number | undefined;
+    let signal: AbortSignal | undefined;
+    try {
+      timeout = checkTimeout(options?.timeout);
+      signal = checkSignal(options?.signal);
+      if (publicCall && this.#readable?.locked) {
+        throw new TypeError(
+          "Cannot read from the socket: its readable stream is locked by a reader",
+        );
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#closed) return Promise.reject(closedError());
+    const hostSignal = this.#host?.signal;
+    if (hostSignal?.aborted) return Promise.reject(hostSignal.reason);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#idleExpired) {
+      this.#idleExpired = false;
+      return Promise.reject(this.#idleTimeoutError());
+    }
+    return new Promise((resolve, reject) => {
+      const req: ReadRequest = {
+        kind,
+        buf,
+        delim,
+        max,
+        scanned: 0,
+        resolve,
+        reject,
+        entry: undefined,
+        signal,
+        onAbort: undefined,
+      };
+      if (this.#readers.length === 0 && this.#complete(req)) return;
+      if (timeout === 0) {
+        this.#countTimeout();
+        reject(timeoutError("Nothing buffered to read (timeout 0)"));
+        return;
+      }
+      if (timeout !== undefined) {
+        req.entry = deadlines.schedule(timeout, () => {
+          req.entry = undefined;
+          this.#countTimeout();
+          this.#dropReader(
+            req,
+            timeoutError(`Read timed out after ${timeout} ms`),
+          );
+        });
+      }
+      if (signal !== undefined) {
+        req.onAbort = () => {
+          req.onAbort = undefined;
+          this.#dropReader(req, signal.reason);
+        };
+        signal.addEventListener("abort", req.onAbort, { once: true });
+      }
+      this.#readers.push(req);
+      if (this.#reading === undefined) this.#fill();
+    });
+  }
+
+  /** Tries to finish a read from the buffer; true when it settled. */
+  #complete(req: ReadRequest): boolean {
+    const rbuf = this.#rbuf;
+    const rs = this.#rs;
+    const have = this.#re - rs;
+    switch (req.kind) {
+      case KIND_RECV: {
+        const buf = req.buf!;
+        if (have > 0 || buf.byteLength === 0) {
+          const n = have < buf.byteLength ? have : buf.byteLength;
+          buf.set(rbuf.subarray(rs, rs + n));
+          this.#rs = rs + n;
+          req.resolve(n);
+          return true;
+        }
+        break;
+      }
+      case KIND_FULL: {
+        const buf = req.buf!;
+        const need = buf.byteLength;
+        if (have >= need) {
+          buf.set(rbuf.subarray(rs, rs + need));
+          this.#rs = rs + need;
+          req.resolve(buf);
+          return true;
+        }
+        if (this.#eof) {
+          if (have === 0) {
+            req.resolve(null);
+          } else {
+            buf.set(rbuf.subarray(rs, rs + have));
+            this.#rs = rs + have;
+            req.reject(
+              Object.assign(
+                new Deno.errors.UnexpectedEof(
+                  `The stream ended after ${have} of ${need} bytes`,
+                ),
+                { bytesRead: have },
+              ),
+            );
+          }
+          return true;
+        }
+        break;
+      }
+      case KIND_UNTIL: {
+        const delim = req.delim ?? LF;
+        const dlen = delim.byteLength;
+        const found = indexOf(rbuf, rs + req.scanned, this.#re, delim);
+        if (found >= 0) {
+          const end = found - rs + dlen;
+          if (end > req.max) {
+            req.reject(new LimitExceededError(req.max));
+          } else {
+            req.resolve(rbuf.slice(rs, rs + end));
+            this.#rs = rs + end;
+          }
+          return true;
+        }
+        req.scanned = have >= dlen ? have - dlen + 1 : 0;
+        if (have >= req.max) {
+          req.reject(new LimitExceededError(req.max));
+          return true;
+        }
+        if (this.#eof) {
+          if (have === 0) {
+            req.resolve(null);
+          } else if (req.delim === undefined) {
+            // readLine: a last line without a line ending.
+            req.resolve(rbuf.slice(rs, rs + have));
+            this.#rs = rs + have;
+          } else {
+            req.reject(
+              Object.assign(
+                new Deno.errors.UnexpectedEof(
+                  `The stream ended after ${have} bytes without the delimiter`,
+                ),
+                { bytesRead: have },
+              ),
+            );
+          }
+          return true;
+        }
+        break;
+      }
+      case KIND_CHUNK: {
+        if (have > 0) {
+          req.resolve(rbuf.slice(rs, this.#re));
+          this.#rs = this.#re;
+          return true;
+        }
+        break;
+      }
+    }
+    if (this.#eof) {
+      req.resolve(null);
+      return true;
+    }
+    if (this.#readError !== undefined) {
+      req.reject(this.#readError);
+      return true;
+    }
+    return false;
+  }
+
+  /** Settles queued reads in order while the buffer allows; reads more. */
+  #serveReads(): void {
+    const readers = this.#readers;
+    while (readers.length > 0) {
+      const req = readers[0]!;
+      if (!this.#complete(req)) break;
+      readers.shift();
+      this.#forget(req);
+    }
+    if (readers.length > 0 && this.#reading === undefined) this.#fill();
+  }
+
+  /** Starts one read of the connection into the buffer. */
+  #fill(): void {
+    if (this.#eof || this.#readError !== undefined || this.#closed) return;
+    const head = this.#readers[0]!;
+    const have = this.#re - this.#rs;
+    if (have === 0) this.#rs = this.#re = 0;
+    const cap = this.#rbuf.byteLength;
+    let want = cap;
+    if (head.kind === KIND_RECV) {
+      // Let one read of the connection fill the caller's whole buffer.
+      const size = head.buf!.byteLength;
+      if (size > cap) want = size < MAX_RECV_BUFFER ? size : MAX_RECV_BUFFER;
+    } else if (head.kind === KIND_FULL) {
+      if (head.buf!.byteLength > cap) want = head.buf!.byteLength;
+    } else if (head.kind === KIND_UNTIL && have >= cap) {
+      // A full buffer and no delimiter yet (else it had settled): grow
+      // towards the limit, which is above `have`.
+      want = Math.min(2 * cap, head.max);
+    }
+    if (want > cap) {
+      const bigger = new Uint8Array(want);
+      bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
+      this.#rbuf = bigger;
+      this.#rs = 0;
+      this.#re = have;
+    } else if (this.#rs > 0 && cap - this.#re < 4096) {
+      this.#rbuf.copyWithin(0, this.#rs, this.#re);
+      this.#rs = 0;
+      this.#re = have;
+    }
+    this.#reading = this.#conn.read(this.#rbuf.subarray(this.#re)).then(
+      this.#onRead,
+      this.#onReadError,
+    );
+  }
+
+  #onRead = (n: number | null): void => {
+    this.#reading = undefined;
+    if (this.#closed) return;
+    if (n === null) {
+      this.#eof = true;
+    } else {
+      this.#re += n;
+      if (this.#idleMs !== undefined) this.#lastActivity = performance.now();
+    }
+    this.#serveReads();
+  };
+
+  #onReadError = (error: unknown): void => {
+    this.#reading = undefined;
+    if (this.#closed) return;
+    this.#readError = error;
+    this.#serveReads();
+  };
+
+  /** A caller stopped waiting: remove its read, keep the bytes. */
+  #dropReader(req: ReadRequest, reason: unknown): void {
+    const i = this.#readers.indexOf(req);
+    if (i < 0) return;
+    this.#readers.splice(i, 1);
+    this.#forget(req);
+    req.reject(reason);
+    // A read behind it may be satisfied by what the dropped one waited on.
+    if (i === 0 && this.#readers.length > 0) this.#serveReads();
+  }
+
+  #forget(req: ReadRequest | WriteRequest): void {
+    if (req.entry !== undefined) {
+      deadlines.cancel(req.entry);
+      req.entry = undefined;
+    }
+    if (req.onAbort !== undefined) {
+      req.signal!.removeEventListener("abort", req.onAbort);
+      req.onAbort = undefined;
+    }
+  }
+
+  // --------------------------------------------------------------- writes
+
+  /**
+   * Writes all of `bytes` (the seed's `EVSOCKET_send`). Sends queue in call
+   * order. Do not change `bytes` until the call settles.
+   *
+   * On timeout (or abort through `signal`) the call rejects with a
+   * `DOMException` named `"TimeoutError"` (or the signal's reason) carrying
+   * `bytesWritten`; the bytes not yet written are copied and stay queued
+   * ahead of any later send. A timed-out send usually means the peer is not
+   * reading: close the socket, or wait on the next send.
+   *
+   * @example Sending with a timeout
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * await a.send(new TextEncoder().encode("ping"), { timeout: 1000 });
+   * const buf = new Uint8Array(4);
+   * assertEquals(await b.readFull(buf), new TextEncoder().encode("ping"));
+   * ```
+   *
+   * @param bytes The bytes to write.
+   * @param options Timeout and signal.
+   */
+  send(bytes: Uint8Array, options?: EvCallOptions): Promise<void> {
+    try {
+      checkBytes(bytes, "bytes");
+      if (this.#writable?.locked) {
+        throw new TypeError(
+          "Cannot send on the socket: its writable stream is locked by a writer",
+        );
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#write(bytes, options);
+  }
+
+  /**
+   * Half-closes the connection: sends end of stream once every queued send
+   * is written. The peer's reads then return `null`; this side can still
+   * read. Later sends reject with `Deno.errors.BrokenPipe`.
+   *
+   * @example Telling the peer we are done
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * await a.send(new Uint8Array([1]));
+   * await a.closeWrite();
+   * assertEquals(await b.readFull(new Uint8Array(1)), new Uint8Array([1]));
+   * assertEquals(await b.recv(new Uint8Array(1)), null);
+   * ```
+   *
+   * @param options Timeout and signal for waiting on the queued sends.
+   */
+  closeWrite(options?: EvCallOptions): Promise<void> {
+    return this.#write(undefined, options);
+  }
+
+  #write(
+    bytes: Uint8Array | undefined,
+    options: EvCallOptions | undefined,
+  ): Promise<void> {
+    let timeout: number | undefined;
+    let signal: AbortSignal | undefined;
+    try {
+      timeout = checkTimeout(options?.timeout);
+      signal = checkSignal(options?.signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#writeError !== undefined) {
+      return Promise.reject(this.#writeError);
+    }
+    if (this.#writeClosed) {
+      return Promise.reject(
+        new Deno.errors.BrokenPipe("The socket's write side is closed"),
+      );
+    }
+    const hostSignal = this.#host?.signal;
+    if (hostSignal?.aborted) return Promise.reject(hostSignal.reason);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#idleExpired) {
+      this.#idleExpired = false;
+      return Promise.reject(this.#idleTimeoutError());
+    }
+    if (bytes === undefined) this.#writeClosed = true;
+    else if (bytes.byteLength === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const req: WriteRequest = {
+        bytes,
+        offset: 0,
+        resolve,
+        reject,
+        entry: undefined,
+        signal,
+        onAbort: undefined,
+      };
+      this.#writers.push(req);
+      if (timeout !== undefined) {
+        req.entry = deadlines.schedule(timeout, () => {
+          req.entry = undefined;
+          this.#countTimeout();
+          this.#detachWriter(
+            req,
+            timeoutError(`Send timed out after ${timeout} ms`),
+          );
+        });
+      }
+      if (signal !== undefined) {
+        req.onAbort = () => {
+          req.onAbort = undefined;
+          this.#detachWriter(req, signal.reason);
+        };
+        signal.addEventListener("abort", req.onAbort, { once: true });
+      }
+      this.#pumping ??= this.#pump();
+    });
+  }
+
+  /** Writes queued requests in order until the queue is empty. */
+  async #pump(): Promise<void> {
+    const conn = this.#conn;
+    try {
+      while (!this.#closed) {
+        const req = this.#writers[0];
+        if (req === undefined) break;
+        if (req.bytes === undefined) {
+          await conn.closeWrite();
+        } else {
+          const n = await conn.write(
+            req.offset === 0 ? req.bytes : req.bytes.subarray(req.offset),
+          );
+          // Dropped while in flight (the task was aborted): go on.
+          if (this.#writers[0] !== req) continue;
+          // A timeout may have swapped in a copy of the rest (offset 0): the
+          // write in flight started at that copy's first byte either way.
+          req.offset += n;
+          if (this.#idleMs !== undefined) {
+            this.#lastActivity = performance.now();
+          }
+          if (req.offset < req.bytes.byteLength) continue;
+        }
+        if (this.#writers[0] === req) this.#writers.shift();
+        this.#forget(req);
+        req.resolve?.();
+      }
+    } catch (error) {
+      if (!this.#closed) {
+        this.#writeError = error;
+        this.#rejectWriters(error);
+      }
+    } finally {
+      this.#pumping = undefined;
+    }
+  }
+
+  /** A caller stopped waiting on a send: keep its bytes queued. */
+  #detachWriter(req: WriteRequest, reason: unknown): void {
+    if (req.resolve === undefined) return;
+    this.#forget(req);
+    req.resolve = undefined;
+    const bytes = req.bytes;
+    const written = req.offset;
+    if (bytes !== undefined) {
+      // The caller may reuse its buffer now: keep a copy of the rest.
+      req.bytes = bytes.slice(written);
+      req.offset = 0;
+      if (reason instanceof DOMException && reason.name === "TimeoutError") {
+        Object.assign(reason, { bytesWritten: written });
+      }
+    }
+    req.reject(reason);
+  }
+
+  #rejectWriters(reason: unknown): void {
+    const writers = this.#writers;
+    this.#writers = [];
+    for (const req of writers) {
+      this.#forget(req);
+      if (req.resolve !== undefined) {
+        req.resolve = undefined;
+        req.reject(reason);
+      }
+    }
+  }
+
+  // ----------------------------------------------------- idle and closing
+
+  /**
+   * Sets an idle timeout (the C library's `EVSOCKET_set_idle_timeout`): when
+   * no bytes move in either direction for `ms` milliseconds, the pending
+   * calls, or if none the next call, reject with a `"TimeoutError"`. Bytes
+   * are never lost. `undefined` or `Infinity` turns it off.
+   *
+   * @example Dropping silent peers
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals, assertRejects } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * b.setIdleTimeout(20);
+   * const error = await assertRejects(() => b.recv(new Uint8Array(8)));
+   * assertEquals((error as DOMException).name, "TimeoutError");
+   * ```
+   *
+   * @param ms Milliseconds of silence allowed.
+   */
+  setIdleTimeout(ms: number | undefined): void {
+    const value = checkTimeout(ms, "ms");
+    if (this.#idleEntry !== undefined) {
+      deadlines.cancel(this.#idleEntry);
+      this.#idleEntry = undefined;
+    }
+    this.#idleMs = value;
+    this.#idleExpired = false;
+    if (value === undefined || this.#closed) return;
+    this.#lastActivity = performance.now();
+    this.#idleEntry = deadlines.schedule(value, this.#onIdle);
+  }
+
+  #onIdle = (): void => {
+    this.#idleEntry = undefined;
+    const ms = this.#idleMs;
+    if (ms === undefined || this.#closed) return;
+    const quiet = performance.now() - this.#lastActivity;
+    if (quiet + 1 < ms) {
+      this.#idleEntry = deadlines.schedule(ms - quiet, this.#onIdle);
+      return;
+    }
+    const waiting = this.#readers.length > 0 ||
+      this.#writers.some((w) => w.resolve !== undefined);
+    if (waiting) {
+      const error = this.#idleTimeoutError();
+      this.#countTimeout();
+      const readers = this.#readers;
+      this.#readers = [];
+      for (const req of readers) {
+        this.#forget(req);
+        req.reject(error);
+      }
+      for (const req of [...this.#writers]) this.#detachWriter(req, error);
+    } else {
+      this.#idleExpired = true;
+    }
+    this.#lastActivity = performance.now();
+    this.#idleEntry = deadlines.schedule(ms, this.#onIdle);
+  };
+
+  #idleTimeoutError(): DOMException {
+    return timeoutError(`The socket was idle for ${this.#idleMs} ms`);
+  }
+
+  #countTimeout(): void {
+    this.#host?.countTimeout();
+  }
+
+  /**
+   * Rejects every pending call with `reason` and drops the queued writes:
+   * the task that owns the socket was aborted, or the socket was closed.
+   */
+  #rejectAll(reason: unknown): void {
+    const readers = this.#readers;
+    this.#readers = [];
+    for (const req of readers) {
+      this.#forget(req);
+      req.reject(reason);
+    }
+    this.#rejectWriters(reason);
+  }
+
+  #settled(): Promise<void> {
+    const reading = this.#reading;
+    const pumping = this.#pumping;
+    if (reading === undefined && pumping === undefined) {
+      return Promise.resolve();
+    }
+    return Promise.all([reading, pumping]).then(() => {});
+  }
+
+  /**
+   * Closes the connection at once. Pending calls reject with
+   * `Deno.errors.BadResource`; queued bytes not yet written are dropped (use
+   * {@linkcode EvSocket.closeWrite} first to flush them). Closing twice is a
+   * no-op.
+   *
+   * @example Closing
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assert, assertRejects } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * const a = new EvSocket(await Deno.connect(listener.addr));
+   * await using _b = new EvSocket(await listener.accept());
+   * a.close();
+   * assert(a.closed);
+   * await assertRejects(() => a.send(new Uint8Array(1)), Deno.errors.BadResource);
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#idleEntry !== undefined) {
+      deadlines.cancel(this.#idleEntry);
+      this.#idleEntry = undefined;
+    }
+    this.#rejectAll(closedError());
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed underneath us: nothing left to release.
+    }
+    this.#host?.release(this);
+  }
+
+  /**
+   * Closes the socket and waits until its in-flight reads and writes have
+   * settled, so that no operation outlives it.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.#settled();
+  }
+
+  // -------------------------------------------------------------- options
+
+  /**
+   * Turns Nagle's algorithm off (`true`) or on. TCP only.
+   *
+   * @example Low latency
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using _b = new EvSocket(await listener.accept());
+   * a.setNoDelay(true);
+   * ```
+   *
+   * @param noDelay Whether to send small writes at once.
+   * @throws {TypeError} if the connection is not TCP.
+   */
+  setNoDelay(noDelay = true): void {
+    this.#tcp("setNoDelay").setNoDelay(noDelay);
+  }
+
+  /**
+   * Turns TCP keep-alive probes on or off. TCP only.
+   *
+   * @example Keep-alive
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using _b = new EvSocket(await listener.accept());
+   * a.setKeepAlive(true);
+   * ```
+   *
+   * @param keepAlive Whether to send keep-alive probes.
+   * @throws {TypeError} if the connection is not TCP.
+   */
+  setKeepAlive(keepAlive = true): void {
+    this.#tcp("setKeepAlive").setKeepAlive(keepAlive);
+  }
+
+  #tcp(method: "setNoDelay" | "setKeepAlive"): Deno.TcpConn {
+    if (this.#closed) throw closedError();
+    const conn = this.#conn as Partial<Deno.TcpConn>;
+    if (typeof conn[method] !== "function") {
+      throw new TypeError(`${method}() needs a TCP connection`);
+    }
+    return conn as Deno.TcpConn;
+  }
+
+  /**
+   * Makes the connection keep the process alive (the default).
+   *
+   * @example Ref
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using _b = new EvSocket(await listener.accept());
+   * a.unref();
+   * a.ref();
+   * ```
+   */
+  ref(): void {
+    if (!this.#closed) this.#conn.ref();
+  }
+
+  /**
+   * Lets the process exit while the connection is open.
+   *
+   * @example Unref
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using _b = new EvSocket(await listener.accept());
+   * a.unref();
+   * ```
+   */
+  unref(): void {
+    if (!this.#closed) this.#conn.unref();
+  }
+
+  // -------------------------------------------------------------- streams
+
+  /**
+   * The received bytes as a stream. It hands out bytes already buffered
+   * first. While a reader holds it, `recv` and the other read calls reject
+   * with a `TypeError`. Cancelling it stops reading but leaves the socket
+   * open.
+   *
+   * @example Piping
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * await a.send(new TextEncoder().encode("streamed"));
+   * await a.closeWrite();
+   * const text = await new Response(b.readable).text();
+   * assertEquals(text, "streamed");
+   * ```
+   */
+  get readable(): ReadableStream<Uint8Array> {
+    this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const chunk: Uint8Array | null = await this.#read(
+          KIND_CHUNK,
+          undefined,
+          undefined,
+          0,
+          undefined,
+          false,
+        );
+        if (chunk === null) controller.close();
+        else controller.enqueue(chunk);
+      },
+      cancel: (reason) => {
+        for (const req of [...this.#readers]) {
+          if (req.kind === KIND_CHUNK) this.#dropReader(req, reason);
+        }
+      },
+    }, { highWaterMark: 0 });
+    return this.#readable;
+  }
+
+  /**
+   * A stream that sends what is written to it; closing it half-closes the
+   * connection ({@linkcode EvSocket.closeWrite}); aborting it closes the
+   * socket. While a writer holds it, `send` rejects with a `TypeError`.
+   *
+   * @example Writing through a stream
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using b = new EvSocket(await listener.accept());
+   * await ReadableStream.from([new Uint8Array([1, 2]), new Uint8Array([3])])
+   *   .pipeTo(a.writable);
+   * assertEquals(await b.readFull(new Uint8Array(3)), new Uint8Array([1, 2, 3]));
+   * assertEquals(await b.recv(new Uint8Array(1)), null);
+   * ```
+   */
+  get writable(): WritableStream<Uint8Array> {
+    this.#writable ??= new WritableStream<Uint8Array>({
+      write: (chunk) => {
+        checkBytes(chunk, "chunk");
+        return this.#write(chunk, undefined);
+      },
+      close: () => this.closeWrite(),
+      abort: () => this.close(),
+    });
+    return this.#writable;
+  }
+}
+
+/** Index of `needle` in `hay[from, to)`, or -1. */
+function indexOf(
+  hay: Uint8Array,
+  from: number,
+  to: number,
+  needle: Uint8Array,
+): number {
+  const first = needle[0]!;
+  const n = needle.byteLength;
+  const last = to - n;
+  let i = from;
+  while (i <= last) {
+    i = hay.indexOf(first, i);
+    if (i < 0 || i > last) return -1;
+    let j = 1;
+    while (j < n && hay[i + j] === needle[j]) j++;
+    if (j === n) return i;
+    i++;
+  }
+  return -1;
+}

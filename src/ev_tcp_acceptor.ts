@@ -1,0 +1,384 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+
+import { deadlines } from "./_deadline_queue.ts";
+import { delay } from "./_delay.ts";
+import { type AcceptorHost, acceptorInternals } from "./_internal.ts";
+import { checkFunction, checkInteger } from "./_validate.ts";
+import type { EvSocket } from "./ev_socket.ts";
+import type { EvThread, EvThreadProc } from "./ev_thread.ts";
+
+/** What an acceptor does with a new connection while the pool is full. */
+export type EvPoolPolicy = "wait" | "refuse";
+
+/** Options for {@linkcode EvLoop.listen}. */
+export interface EvListenOptions {
+  /** Address to listen on. @default {"0.0.0.0"} */
+  hostname?: string;
+  /** Port to listen on; `0` picks a free one. @default {0} */
+  port?: number;
+  /** Length of the kernel's queue of completed connections (Deno's
+   * `tcpBacklog`). @default {511} */
+  backlog?: number;
+  /**
+   * When the pool is full: `"wait"` stops calling accept, so the kernel's
+   * backlog queues new clients until a slot frees (then, when the backlog is
+   * full too, their connects wait); `"refuse"` accepts and closes each new
+   * connection at once (the seed's behaviour), after `onRefuse` if given.
+   * Either way the factory never runs without a slot.
+   *
+   * @default {"wait"}
+   */
+  policy?: EvPoolPolicy;
+  /**
+   * With policy `"refuse"`: called with a connection about to be refused, to
+   * write a short message. The connection is closed when the returned
+   * promise settles, or after 1 second at most.
+   */
+  onRefuse?: (conn: Deno.Conn) => void | Promise<void>;
+}
+
+/** What a factory learns about a new connection. */
+export interface EvConnectionInfo {
+  /** The local address of the connection. */
+  localAddr: Deno.NetAddr;
+  /** The address of the peer. */
+  remoteAddr: Deno.NetAddr;
+  /** The acceptor that took the connection. */
+  acceptor: EvTcpAcceptor;
+}
+
+/**
+ * The procedure run for a connection, in its own task. The socket is owned
+ * by the task and closed when the procedure ends.
+ */
+export type EvConnectionProc = (
+  socket: EvSocket,
+  thread: EvThread<unknown>,
+) => unknown;
+
+/**
+ * Picks the procedure for a connection (the seed's factory; its closure
+ * plays the seed's context pointer). Return `null` to refuse the connection.
+ * It may be async. If it throws, the connection is closed and the error is
+ * reported to the loop's `onError`.
+ */
+export type EvConnectionFactory = (
+  info: EvConnectionInfo,
+) =>
+  | EvConnectionProc
+  | null
+  | undefined
+  | Promise<EvConnectionProc | null | undefined>;
+
+/** How long an `onRefuse` hook may take. */
+const REFUSE_HOOK_TIMEOUT = 1000;
+/** Backoff after a failed accept (EMFILE and the like). */
+const BACKOFF_MIN = 5;
+const BACKOFF_MAX = 1000;
+
+let constructing = false;
+
+/**
+ * A listening TCP socket that runs a task per connection: the seed's
+ * `EVTCPACCEPTOR`. Made by {@linkcode EvLoop.listen}.
+ *
+ * Failed accepts (such as `EMFILE`, out of file descriptors) do not end it:
+ * it reports the error, backs off (5 ms, doubling up to 1 s) and tries
+ * again.
+ *
+ * @example A refusing factory
+ * ```ts
+ * import { EvLoop } from "@corothread/evthread";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using loop = new EvLoop();
+ * const acceptor = loop.listen({ hostname: "127.0.0.1", port: 0 }, (info) =>
+ *   // Serve loopback peers only.
+ *   info.remoteAddr.hostname === "127.0.0.1"
+ *     ? async (socket) => await socket.send(new TextEncoder().encode("hi"))
+ *     : null);
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port: acceptor.port });
+ * const text = await new Response(conn.readable).text();
+ * assertEquals(text, "hi");
+ * await acceptor.close();
+ * ```
+ */
+export class EvTcpAcceptor implements AsyncDisposable {
+  #listener!: Deno.TcpListener;
+  #factory!: EvConnectionFactory;
+  #host!: AcceptorHost;
+  #policy: EvPoolPolicy = "wait";
+  #onRefuse: ((conn: Deno.Conn) => void | Promise<void>) | undefined;
+  #stop = new AbortController();
+  #closed = false;
+  #running!: Promise<void>;
+  #refusing = new Set<Promise<void>>();
+  #accepted = 0;
+  #refused = 0;
+
+  static {
+    acceptorInternals.create = (options, factory, host) => {
+      if (options === null || typeof options !== "object") {
+        throw new TypeError("'options' must be an object");
+      }
+      checkFunction(factory, "factory");
+      const port = checkInteger(options.port ?? 0, "port", 0, 65_535);
+      const backlog = checkInteger(options.backlog ?? 511, "backlog", 1);
+      const hostname = options.hostname ?? "0.0.0.0";
+      if (typeof hostname !== "string") {
+        throw new TypeError(`'hostname' must be a string`);
+      }
+      const policy = options.policy ?? "wait";
+      if (policy !== "wait" && policy !== "refuse") {
+        throw new TypeError(
+          `'policy' must be "wait" or "refuse": received ${
+            JSON.stringify(policy)
+          }`,
+        );
+      }
+      if (options.onRefuse !== undefined) {
+        checkFunction(options.onRefuse, "onRefuse");
+      }
+      const listener = Deno.listen({
+        hostname,
+        port,
+        transport: "tcp",
+        tcpBacklog: backlog,
+      });
+      constructing = true;
+      const acceptor = new EvTcpAcceptor();
+      acceptor.#listener = listener;
+      acceptor.#factory = factory;
+      acceptor.#host = host;
+      acceptor.#policy = policy;
+      acceptor.#onRefuse = options.onRefuse;
+      acceptor.#running = acceptor.#run();
+      return acceptor;
+    };
+  }
+
+  /**
+   * Not for direct use: acceptors are made by {@linkcode EvLoop.listen}.
+   *
+   * @throws {TypeError} always, when called directly.
+   */
+  constructor() {
+    if (!constructing) {
+      throw new TypeError(
+        "EvTcpAcceptor cannot be constructed directly: use EvLoop.listen()",
+      );
+    }
+    constructing = false;
+  }
+
+  /** The address listened on (with the real port when `port` was `0`). */
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr;
+  }
+
+  /** The port listened on. */
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  /** The pool policy in force. */
+  get policy(): EvPoolPolicy {
+    return this.#policy;
+  }
+
+  /** Whether the acceptor was closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Connections this acceptor took from the kernel. */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
+  /** Connections this acceptor closed without running a procedure. */
+  get refused(): number {
+    return this.#refused;
+  }
+
+  async #run(): Promise<void> {
+    const pool = this.#host.pool;
+    const stop = this.#stop.signal;
+    let backoff = 0;
+    while (!this.#closed) {
+      if (this.#policy === "wait") {
+        try {
+          await pool.whenAvailable(stop);
+        } catch {
+          break;
+        }
+      }
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) break;
+        this.#host.report(error, this);
+        backoff = backoff === 0
+          ? BACKOFF_MIN
+          : Math.min(2 * backoff, BACKOFF_MAX);
+        try {
+          await delay(backoff, { signal: stop, persistent: false });
+        } catch {
+          break;
+        }
+        continue;
+      }
+      backoff = 0;
+      this.#accepted++;
+      this.#host.accepted();
+      if (this.#closed) {
+        this.#refuse(conn, false);
+        break;
+      }
+      if (!pool.tryAcquire()) {
+        if (this.#policy === "refuse") {
+          this.#refuse(conn, true);
+          continue;
+        }
+        // "wait": another user of the pool took the slot between
+        // whenAvailable and accept. Hold this one connection until a slot
+        // frees; accept nothing more meanwhile.
+        try {
+          await pool.acquire(stop);
+        } catch {
+          this.#refuse(conn, false);
+          break;
+        }
+      }
+      this.#host.start(this.#connectionTask(conn));
+    }
+  }
+
+  #connectionTask(conn: Deno.TcpConn): EvThreadProc<unknown> {
+    return async (thread) => {
+      const socket = thread.adopt(conn);
+      const proc = await this.#factory({
+        localAddr: conn.localAddr,
+        remoteAddr: conn.remoteAddr,
+        acceptor: this,
+      });
+      if (proc === null || proc === undefined) {
+        this.#refused++;
+        this.#host.refused();
+        return;
+      }
+      if (typeof proc !== "function") {
+        throw new TypeError(
+          `The factory must return a function or null: received ${typeof proc}`,
+        );
+      }
+      return await proc(socket, thread);
+    };
+  }
+
+  /** Closes a connection that gets no task, after the refuse hook. */
+  #refuse(conn: Deno.Conn, count: boolean): void {
+    if (count) {
+      this.#refused++;
+      this.#host.refused();
+    }
+    const hook = count ? this.#onRefuse : undefined;
+    if (hook === undefined) {
+      conn.close();
+      return;
+    }
+    const done = (async () => {
+      let entry;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          entry = deadlines.schedule(REFUSE_HOOK_TIMEOUT, resolve);
+          Promise.resolve().then(() => hook(conn)).then(
+            () => resolve(),
+            reject,
+          );
+        });
+      } catch (error) {
+        this.#host.report(error, this);
+      } finally {
+        if (entry !== undefined) deadlines.cancel(entry);
+        try {
+          conn.close();
+        } catch {
+          // The hook closed it already.
+        }
+      }
+    })();
+    this.#refusing.add(done);
+    done.then(() => this.#refusing.delete(done));
+  }
+
+  /**
+   * Stops listening. Connections already accepted go on; their tasks are
+   * not touched. Resolves once the listener is closed and its accept loop
+   * has ended. Closing twice is a no-op.
+   *
+   * @example Closing
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   * import { assert } from "@std/assert";
+   *
+   * await using loop = new EvLoop();
+   * const acceptor = loop.listen({ hostname: "127.0.0.1", port: 0 }, () => null);
+   * await acceptor.close();
+   * assert(acceptor.closed);
+   * ```
+   */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#stop.abort();
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+      this.#host.closed(this);
+    }
+    await this.#running;
+    while (this.#refusing.size > 0) await Promise.all(this.#refusing);
+  }
+
+  /** Closes the acceptor. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /**
+   * Makes the listener keep the process alive (the default).
+   *
+   * @example Ref
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   *
+   * await using loop = new EvLoop();
+   * const acceptor = loop.listen({ hostname: "127.0.0.1", port: 0 }, () => null);
+   * acceptor.unref();
+   * acceptor.ref();
+   * ```
+   */
+  ref(): void {
+    if (!this.#closed) this.#listener.ref();
+  }
+
+  /**
+   * Lets the process exit while the listener waits for connections.
+   *
+   * @example Unref
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   *
+   * await using loop = new EvLoop();
+   * const acceptor = loop.listen({ hostname: "127.0.0.1", port: 0 }, () => null);
+   * acceptor.unref();
+   * ```
+   */
+  unref(): void {
+    if (!this.#closed) this.#listener.unref();
+  }
+}

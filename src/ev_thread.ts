@@ -1,0 +1,424 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+
+import { delay } from "./_delay.ts";
+import { deadlines } from "./_deadline_queue.ts";
+import {
+  type LoopHost,
+  type SocketHost,
+  socketInternals,
+  threadInternals,
+} from "./_internal.ts";
+import {
+  abortError,
+  checkFunction,
+  checkInteger,
+  checkSignal,
+  checkTimeout,
+  timeoutError,
+} from "./_validate.ts";
+import { type EvCallOptions, EvSocket } from "./ev_socket.ts";
+
+/**
+ * The procedure a task runs. It receives its own {@linkcode EvThread}; what
+ * it returns (or throws) becomes the task's {@linkcode EvThread.result}.
+ *
+ * @typeParam T What the procedure returns.
+ */
+export type EvThreadProc<T> = (thread: EvThread<T>) => T | PromiseLike<T>;
+
+/** Where {@linkcode EvThread.connect} connects to. */
+export interface EvConnectAddress {
+  /** Host name or IP address. @default {"127.0.0.1"} */
+  hostname?: string;
+  /** TCP port. */
+  port: number;
+}
+
+let nextId = 1;
+let constructing = false;
+
+function noop(): void {}
+
+/**
+ * One task: the seed's `EVTHREAD`, a co-routine that runs straight-line code
+ * and owns the sockets and child tasks it makes. Start one with
+ * {@linkcode EvLoop.spawn}; an acceptor starts one per connection.
+ *
+ * When the procedure ends, by returning, throwing or being aborted, the task
+ * aborts its {@linkcode EvThread.signal}, aborts and awaits its child tasks,
+ * and closes every socket it owns. Only then does
+ * {@linkcode EvThread.result} settle and its pool slot come free.
+ *
+ * @typeParam T What the procedure returns.
+ *
+ * @example A client task
+ * ```ts
+ * import { EvLoop } from "@corothread/evthread";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using loop = new EvLoop();
+ * const acceptor = loop.listen({ hostname: "127.0.0.1", port: 0 }, () =>
+ *   async (socket) => {
+ *     const line = await socket.readLine();
+ *     await socket.send(new TextEncoder().encode(`hi ${line}\n`));
+ *   });
+ * const client = loop.spawn(async (thread) => {
+ *   const socket = await thread.connect({ port: acceptor.port }, { timeout: 1000 });
+ *   await socket.send(new TextEncoder().encode("ada\n"));
+ *   return await socket.readLine({ timeout: 1000 });
+ * });
+ * assertEquals(await client.result, "hi ada");
+ * ```
+ */
+export class EvThread<T = unknown> {
+  #id = 0;
+  #host!: LoopHost;
+  #parent: EvThread<unknown> | undefined;
+  #controller = new AbortController();
+  #children = new Set<EvThread<unknown>>();
+  #sockets = new Set<EvSocket>();
+  #socketHost: SocketHost | undefined;
+  #done = false;
+  #result!: Promise<T>;
+
+  static {
+    threadInternals.start = <T>(
+      host: LoopHost,
+      parent: EvThread<unknown> | undefined,
+      proc: EvThreadProc<T>,
+    ): EvThread<T> => {
+      constructing = true;
+      const thread = new EvThread<T>();
+      thread.#id = nextId++;
+      thread.#host = host;
+      thread.#parent = parent;
+      thread.#result = thread.#run(proc);
+      // Whoever awaits `result` sees the error; nobody need await it.
+      thread.#result.catch(noop);
+      return thread;
+    };
+  }
+
+  /**
+   * Not for direct use: tasks are started by {@linkcode EvLoop.spawn},
+   * {@linkcode EvThread.spawn} and acceptors.
+   *
+   * @throws {TypeError} always, when called directly.
+   */
+  constructor() {
+    if (!constructing) {
+      throw new TypeError(
+        "EvThread cannot be constructed directly: use EvLoop.spawn() or EvThread.spawn()",
+      );
+    }
+    constructing = false;
+  }
+
+  /** A number unique to this task in the process. */
+  get id(): number {
+    return this.#id;
+  }
+
+  /**
+   * Aborted when the task is aborted ({@linkcode EvThread.abort}, its parent
+   * ending, or the loop's shutdown running out of grace) and when it ends.
+   * Every blocking call of the task and its sockets rejects with its reason.
+   */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /**
+   * Raised when the loop starts shutting down: finish the unit of work at
+   * hand and take no new one. Pass it as the `signal` of the call that waits
+   * for the next unit (such as the next request) to stop waiting at once.
+   */
+  get draining(): AbortSignal {
+    return this.#host.draining;
+  }
+
+  /** The task that spawned this one, if it is a child task. */
+  get parent(): EvThread<unknown> | undefined {
+    return this.#parent;
+  }
+
+  /** Whether the task has ended and released all it owned. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /**
+   * Settles when the task has ended and released everything it owned: with
+   * what the procedure returned, or rejected with what it threw. Not
+   * awaiting it is safe: the rejection is never unhandled.
+   */
+  get result(): Promise<T> {
+    return this.#result;
+  }
+
+  async #run(proc: EvThreadProc<T>): Promise<T> {
+    let value: T | undefined;
+    let failed = false;
+    let error: unknown;
+    try {
+      value = await proc(this);
+    } catch (e) {
+      failed = true;
+      error = e;
+    }
+    await this.#release();
+    this.#done = true;
+    this.#host.ended(this as EvThread<unknown>, failed, error);
+    if (failed) throw error;
+    return value as T;
+  }
+
+  /** Aborts the signal, ends the children, closes the sockets. */
+  async #release(): Promise<void> {
+    this.abort(abortError("The task ended"));
+    if (this.#children.size > 0) {
+      await Promise.allSettled([...this.#children].map((c) => c.#result));
+    }
+    if (this.#sockets.size > 0) {
+      const sockets = [...this.#sockets];
+      for (const socket of sockets) socket.close();
+      await Promise.all(sockets.map((s) => socketInternals.settled(s)));
+    }
+  }
+
+  /**
+   * Aborts the task: its signal aborts with `reason`, the pending calls of
+   * its sockets reject with it, and its child tasks are aborted too. The
+   * procedure sees the rejection and should return; the task then ends as
+   * usual. A no-op once aborted or ended.
+   *
+   * @example Cancelling a task
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   * import { assertEquals, assertRejects } from "@std/assert";
+   *
+   * await using loop = new EvLoop();
+   * const sleeper = loop.spawn((thread) => thread.delay(60_000));
+   * sleeper.abort(new Error("stop"));
+   * const error = await assertRejects(() => sleeper.result);
+   * assertEquals((error as Error).message, "stop");
+   * ```
+   *
+   * @param reason The abort reason; a `DOMException` named `"AbortError"`
+   * by default.
+   */
+  abort(reason?: unknown): void {
+    if (this.#controller.signal.aborted) return;
+    const why = reason ?? abortError("The task was aborted");
+    this.#controller.abort(why);
+    for (const child of this.#children) child.abort(why);
+    for (const socket of this.#sockets) socketInternals.abort(socket, why);
+  }
+
+  /**
+   * Waits `ms` milliseconds (the seed's `EVTHREAD_delay`).
+   *
+   * @example Pausing
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   * import { assertGreaterOrEqual } from "@std/assert";
+   *
+   * await using loop = new EvLoop();
+   * const task = loop.spawn(async (thread) => {
+   *   const start = performance.now();
+   *   await thread.delay(20);
+   *   return performance.now() - start;
+   * });
+   * assertGreaterOrEqual(await task.result, 19);
+   * ```
+   *
+   * @param ms Milliseconds to wait (`Infinity`: until aborted).
+   * @param options `signal` to stop waiting early.
+   * @returns A promise that rejects with the reason of the task's signal
+   * or of `options.signal` when either aborts first.
+   */
+  delay(ms: number, options?: { signal?: AbortSignal }): Promise<void> {
+    let signal: AbortSignal;
+    try {
+      const wait = checkTimeout(ms, "ms");
+      if (wait === undefined && ms !== Infinity) {
+        throw new TypeError("'ms' must be a number of milliseconds");
+      }
+      const extra = checkSignal(options?.signal);
+      signal = extra === undefined
+        ? this.signal
+        : AbortSignal.any([this.signal, extra]);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return delay(ms, { signal });
+  }
+
+  /**
+   * Connects to a TCP server and returns a socket that this task owns.
+   *
+   * @example Connect with a timeout
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   * import { assertRejects } from "@std/assert";
+   *
+   * await using loop = new EvLoop();
+   * // Find a port that nothing listens on.
+   * const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * const port = probe.addr.port;
+   * probe.close();
+   * const task = loop.spawn((thread) =>
+   *   thread.connect({ hostname: "127.0.0.1", port }, { timeout: 1000 })
+   * );
+   * await assertRejects(() => task.result, Deno.errors.ConnectionRefused);
+   * ```
+   *
+   * @param address Host name (default `"127.0.0.1"`) and port.
+   * @param options `timeout` in ms and `signal`.
+   * @returns The connected socket.
+   * @throws {Deno.errors.ConnectionRefused} when nothing listens there.
+   * @throws {DOMException} named `"TimeoutError"` when the timeout passes.
+   */
+  async connect(
+    address: EvConnectAddress,
+    options?: EvCallOptions,
+  ): Promise<EvSocket> {
+    if (address === null || typeof address !== "object") {
+      throw new TypeError("'address' must be an object with a port");
+    }
+    const port = checkInteger(address.port, "port", 1, 65_535);
+    const hostname = address.hostname ?? "127.0.0.1";
+    if (typeof hostname !== "string") {
+      throw new TypeError("'hostname' must be a string");
+    }
+    const timeout = checkTimeout(options?.timeout);
+    const signal = checkSignal(options?.signal);
+    if (this.#done) throw new Deno.errors.BadResource("The task has ended");
+    const mine = this.signal;
+    if (mine.aborted) throw mine.reason;
+    if (signal?.aborted) throw signal.reason;
+
+    const controller = new AbortController();
+    const abort = (reason: unknown) => controller.abort(reason);
+    const onMine = () => abort(mine.reason);
+    const onSignal = () => abort(signal!.reason);
+    mine.addEventListener("abort", onMine, { once: true });
+    signal?.addEventListener("abort", onSignal, { once: true });
+    const entry = timeout === undefined ? undefined : deadlines.schedule(
+      timeout,
+      () => abort(timeoutError(`Connect timed out after ${timeout} ms`)),
+    );
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({
+        hostname,
+        port,
+        transport: "tcp",
+        signal: controller.signal,
+      });
+    } catch (error) {
+      const reason = controller.signal.aborted
+        ? controller.signal.reason
+        : error;
+      if (reason instanceof DOMException && reason.name === "TimeoutError") {
+        this.#host.countTimeout();
+      }
+      throw reason;
+    } finally {
+      if (entry !== undefined) deadlines.cancel(entry);
+      mine.removeEventListener("abort", onMine);
+      signal?.removeEventListener("abort", onSignal);
+    }
+    if (controller.signal.aborted) {
+      conn.close();
+      throw controller.signal.reason;
+    }
+    return this.adopt(conn);
+  }
+
+  /**
+   * Wraps a connection in a socket that this task owns (the seed's
+   * `EVSOCKET_init`): it is closed when the task ends.
+   *
+   * @example Adopting a connection
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   * import { assert } from "@std/assert";
+   *
+   * await using loop = new EvLoop();
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * const conn = await Deno.connect(listener.addr);
+   * using _peer = await listener.accept();
+   * const task = loop.spawn((thread) => thread.adopt(conn));
+   * const socket = await task.result;
+   * assert(socket.closed); // the task ended, so it closed its socket
+   * ```
+   *
+   * @param conn The connection.
+   * @returns The socket.
+   * @throws {Deno.errors.BadResource} if the task has ended (the
+   * connection is then closed).
+   */
+  adopt(conn: Deno.Conn): EvSocket {
+    const socket = new EvSocket(conn);
+    if (this.#done) {
+      socket.close();
+      throw new Deno.errors.BadResource("The task has ended");
+    }
+    this.#socketHost ??= {
+      signal: this.#controller.signal,
+      countTimeout: () => this.#host.countTimeout(),
+      release: (s) => this.#sockets.delete(s),
+    };
+    socketInternals.attach(socket, this.#socketHost);
+    this.#sockets.add(socket);
+    return socket;
+  }
+
+  /**
+   * Starts a child task. It shares this task's pool slot (so it never waits
+   * for one, and a parent never deadlocks waiting on a child), and it is
+   * aborted and awaited when this task ends. Its errors are reported to the
+   * loop's `onError` like any task's.
+   *
+   * @example Full duplex with a child task
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using loop = new EvLoop();
+   * const task = loop.spawn(async (thread) => {
+   *   const child = thread.spawn(() => 21);
+   *   return 2 * await child.result;
+   * });
+   * assertEquals(await task.result, 42);
+   * ```
+   *
+   * @typeParam U What the child's procedure returns.
+   * @param proc The child's procedure.
+   * @returns The child task.
+   * @throws {Deno.errors.BadResource} if this task has ended.
+   */
+  spawn<U>(proc: EvThreadProc<U>): EvThread<U> {
+    checkFunction(proc, "proc");
+    if (this.#done) throw new Deno.errors.BadResource("The task has ended");
+    const host = this.#host;
+    const child = threadInternals.start<U>(
+      {
+        draining: host.draining,
+        countTimeout: () => host.countTimeout(),
+        ended: (thread, failed, error) => {
+          this.#children.delete(thread);
+          host.ended(thread, failed, error);
+        },
+      },
+      this as EvThread<unknown>,
+      proc,
+    );
+    if (!child.#done) {
+      this.#children.add(child as EvThread<unknown>);
+      if (this.signal.aborted) child.abort(this.signal.reason);
+    }
+    return child;
+  }
+}
