@@ -137,7 +137,7 @@ function closedError(): Error {
  * import { assertEquals } from "@std/assert";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = await Deno.connect(listener.addr);
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * await using server = new EvSocket(await listener.accept());
  * await using peer = new EvSocket(client);
  *
@@ -239,7 +239,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals, assertRejects } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * const buf = new Uint8Array(16);
    * const error = await assertRejects(() => b.recv(buf, { timeout: 10 }));
@@ -285,7 +285,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * await a.send(new Uint8Array([0, 5]));
    * await a.send(new Uint8Array([9, 9, 9, 9, 9]));
@@ -320,7 +320,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * await a.send(new TextEncoder().encode("GET /\r\nrest"));
    * const crlf = new TextEncoder().encode("\r\n");
@@ -369,7 +369,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * await a.send(new TextEncoder().encode("one\r\ntwo\nthree"));
    * await a.closeWrite();
@@ -689,7 +689,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * await a.send(new TextEncoder().encode("ping"), { timeout: 1000 });
    * const buf = new Uint8Array(4);
@@ -724,7 +724,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * await a.send(new Uint8Array([1]));
    * await a.closeWrite();
@@ -881,7 +881,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals, assertRejects } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * b.setIdleTimeout(20);
    * const error = await assertRejects(() => b.recv(new Uint8Array(8)));
@@ -974,7 +974,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assert, assertRejects } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * const a = new EvSocket(await Deno.connect(listener.addr));
+   * const a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using _b = new EvSocket(await listener.accept());
    * a.close();
    * assert(a.closed);
@@ -1016,7 +1016,7 @@ export class EvSocket implements AsyncDisposable {
    * import { EvSocket } from "@corothread/evthread";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using _b = new EvSocket(await listener.accept());
    * a.setNoDelay(true);
    * ```
@@ -1036,7 +1036,7 @@ export class EvSocket implements AsyncDisposable {
    * import { EvSocket } from "@corothread/evthread";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using _b = new EvSocket(await listener.accept());
    * a.setKeepAlive(true);
    * ```
@@ -1065,7 +1065,7 @@ export class EvSocket implements AsyncDisposable {
    * import { EvSocket } from "@corothread/evthread";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using _b = new EvSocket(await listener.accept());
    * a.unref();
    * a.ref();
@@ -1083,7 +1083,7 @@ export class EvSocket implements AsyncDisposable {
    * import { EvSocket } from "@corothread/evthread";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using _b = new EvSocket(await listener.accept());
    * a.unref();
    * ```
@@ -1106,7 +1106,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * await a.send(new TextEncoder().encode("streamed"));
    * await a.closeWrite();
@@ -1148,7 +1148,7 @@ export class EvSocket implements AsyncDisposable {
    * import { assertEquals } from "@std/assert";
    *
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * await using a = new EvSocket(await Deno.connect(listener.addr));
+   * await using a = new EvSocket(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
    * await using b = new EvSocket(await listener.accept());
    * await ReadableStream.from([new Uint8Array([1, 2]), new Uint8Array([3])])
    *   .pipeTo(a.writable);

@@ -24,7 +24,7 @@ import { type EvCallOptions, EvSocket } from "./ev_socket.ts";
  *
  * @typeParam T What the procedure returns.
  */
-export type EvThreadProc<T> = (thread: EvThread<T>) => T | PromiseLike<T>;
+export type EvThreadProc<T> = (thread: EvThread<unknown>) => T | PromiseLike<T>;
 
 /** Where {@linkcode EvThread.connect} connects to. */
 export interface EvConnectAddress {
@@ -262,7 +262,7 @@ export class EvThread<T = unknown> {
    * import { EvLoop } from "@corothread/evthread";
    * import { assertRejects } from "@std/assert";
    *
-   * await using loop = new EvLoop();
+   * await using loop = new EvLoop({ onError: () => {} });
    * // Find a port that nothing listens on.
    * const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
    * const port = probe.addr.port;
@@ -347,7 +347,7 @@ export class EvThread<T = unknown> {
    *
    * await using loop = new EvLoop();
    * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-   * const conn = await Deno.connect(listener.addr);
+   * const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
    * using _peer = await listener.accept();
    * const task = loop.spawn((thread) => thread.adopt(conn));
    * const socket = await task.result;
