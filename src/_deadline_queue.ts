@@ -15,10 +15,9 @@ export interface DeadlineEntry {
 }
 
 /**
- * A binary min-heap of deadlines with a single timer. The timer is cleared as
- * soon as the heap is empty, so an idle queue holds no timer op (Deno's op
- * sanitizer sees none), and it is unref'd so it never keeps a process alive on
- * its own: the socket operation that a deadline guards does that.
+ * A binary min-heap of deadlines with a single timer, armed for the earliest
+ * deadline. The timer is unref'd so it never keeps a process alive on its
+ * own: the socket operation that a deadline guards does that.
  */
 export class DeadlineQueue {
   #heap: DeadlineEntry[] = [];
@@ -55,8 +54,19 @@ export class DeadlineQueue {
       this.#down(i);
       this.#up(last.index);
     }
-    // The timer may stay armed for a removed earliest entry: it then fires
-    // early, finds nothing due and re-arms. Only an empty heap clears it.
+    // The timer stays armed even for a removed earliest entry, and even when
+    // the heap is empty: it then fires early, finds nothing due, and re-arms
+    // or stops. Clearing and re-arming a timer on every call would cost more
+    // than the queue saves (a lone socket with per-call timeouts would pay
+    // one timer per call). `settle()` clears it when its owners close.
+  }
+
+  /**
+   * Clears the timer if no deadline is pending. Sockets and loops call it
+   * when they close, so that an idle process (or a finished test, under
+   * Deno's op sanitizer) holds no timer.
+   */
+  settle(): void {
     if (this.#heap.length === 0) this.#disarm();
   }
 

@@ -1,5 +1,6 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
+import { deadlines } from "./_deadline_queue.ts";
 import { delay } from "./_delay.ts";
 import {
   acceptorInternals,
@@ -397,6 +398,7 @@ export class EvLoop implements AsyncDisposable {
     this.#root.abort(reason);
     for (const thread of this.#threads) thread.abort(reason);
     await this.#allEnded();
+    deadlines.settle();
     this.#closed = true;
     this.#resolveFinished();
   }

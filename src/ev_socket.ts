@@ -58,6 +58,7 @@ const KIND_RECV = 0;
 const KIND_FULL = 1;
 const KIND_UNTIL = 2;
 const KIND_CHUNK = 3;
+const KIND_PEEK = 4;
 
 /** A pending read call. */
 interface ReadRequest {
@@ -70,6 +71,12 @@ interface ReadRequest {
   max: number;
   /** readUntil: bytes already searched without finding the delimiter. */
   scanned: number;
+  /**
+   * recv straight into `buf`, skipping the socket's buffer. Only for calls
+   * that nothing but closing the socket (or aborting its task, after which
+   * every call rejects) can abandon: no timeout, signal or idle timeout.
+   */
+  direct: boolean;
   resolve: (value: Any) => void;
   reject: (reason: unknown) => void;
   entry: DeadlineEntry | undefined;
@@ -407,6 +414,41 @@ export class EvSocket implements AsyncDisposable {
     return decoder.decode(bytes.subarray(0, end));
   }
 
+  /**
+   * Waits until `n` bytes are buffered and returns a copy of them without
+   * taking them: the next read call still gets them. Useful to wait for a
+   * peer to speak, or to sniff a protocol.
+   *
+   * @example Waiting for the first byte
+   * ```ts
+   * import { EvSocket } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using a = new EvSocket(
+   *   await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+   * );
+   * await using b = new EvSocket(await listener.accept());
+   * await a.send(new TextEncoder().encode("GET"));
+   * assertEquals(await b.peek(1, { timeout: 1000 }), new Uint8Array([0x47]));
+   * assertEquals(b.buffered, 3);
+   * ```
+   *
+   * @param n How many bytes to wait for (at least 1).
+   * @param options Timeout and signal.
+   * @returns The first `n` buffered bytes (fewer if the stream ends first),
+   * or `null` at end of stream with nothing buffered.
+   */
+  peek(n: number, options?: EvCallOptions): Promise<Uint8Array | null> {
+    let count: number;
+    try {
+      count = checkInteger(n, "n", 1);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#read(KIND_PEEK, undefined, undefined, count, options, true);
+  }
+
   #read(
     kind: number,
     buf: Uint8Array | undefined,
@@ -443,13 +485,21 @@ export class EvSocket implements AsyncDisposable {
         delim,
         max,
         scanned: 0,
+        direct: false,
         resolve,
         reject,
         entry: undefined,
         signal,
         onAbort: undefined,
       };
-      if (this.#readers.length === 0 && this.#complete(req)) return;
+      if (this.#readers.length === 0) {
+        if (this.#complete(req)) return;
+        // Nothing buffered and nothing can abandon the call: let the
+        // connection write into the caller's buffer, saving a copy.
+        req.direct = kind === KIND_RECV && timeout === undefined &&
+          signal === undefined && this.#idleMs === undefined &&
+          this.#reading === undefined;
+      }
       if (timeout === 0) {
         this.#countTimeout();
         reject(timeoutError("Nothing buffered to read (timeout 0)"));
@@ -562,6 +612,14 @@ export class EvSocket implements AsyncDisposable {
         }
         break;
       }
+      case KIND_PEEK: {
+        const need = req.max;
+        if (have >= need || (this.#eof && have > 0)) {
+          req.resolve(rbuf.slice(rs, rs + (have < need ? have : need)));
+          return true;
+        }
+        break;
+      }
       case KIND_CHUNK: {
         if (have > 0) {
           req.resolve(rbuf.slice(rs, this.#re));
@@ -598,6 +656,13 @@ export class EvSocket implements AsyncDisposable {
   #fill(): void {
     if (this.#eof || this.#readError !== undefined || this.#closed) return;
     const head = this.#readers[0]!;
+    if (head.direct) {
+      this.#reading = this.#conn.read(head.buf!).then(
+        (n) => this.#onDirectRead(head, n),
+        this.#onReadError,
+      );
+      return;
+    }
     const have = this.#re - this.#rs;
     if (have === 0) this.#rs = this.#re = 0;
     const cap = this.#rbuf.byteLength;
@@ -608,6 +673,8 @@ export class EvSocket implements AsyncDisposable {
       if (size > cap) want = size < MAX_RECV_BUFFER ? size : MAX_RECV_BUFFER;
     } else if (head.kind === KIND_FULL) {
       if (head.buf!.byteLength > cap) want = head.buf!.byteLength;
+    } else if (head.kind === KIND_PEEK) {
+      if (head.max > cap) want = head.max;
     } else if (head.kind === KIND_UNTIL && have >= cap) {
       // A full buffer and no delimiter yet (else it had settled): grow
       // towards the limit, which is above `have`.
@@ -641,6 +708,19 @@ export class EvSocket implements AsyncDisposable {
     }
     this.#serveReads();
   };
+
+  #onDirectRead(req: ReadRequest, n: number | null): void {
+    this.#reading = undefined;
+    if (this.#closed) return;
+    if (n === null) this.#eof = true;
+    // Otherwise the request was dropped when its task was aborted; every
+    // later call rejects, so the bytes it got are not missed.
+    if (this.#readers[0] === req) {
+      this.#readers.shift();
+      req.resolve(n);
+    }
+    this.#serveReads();
+  }
 
   #onReadError = (error: unknown): void => {
     this.#reading = undefined;
@@ -989,6 +1069,7 @@ export class EvSocket implements AsyncDisposable {
       this.#idleEntry = undefined;
     }
     this.#rejectAll(closedError());
+    deadlines.settle();
     try {
       this.#conn.close();
     } catch {

@@ -301,7 +301,10 @@ export class EvTcpAcceptor implements AsyncDisposable {
       } catch (error) {
         this.#host.report(error, this);
       } finally {
-        if (entry !== undefined) deadlines.cancel(entry);
+        if (entry !== undefined) {
+          deadlines.cancel(entry);
+          deadlines.settle();
+        }
         try {
           conn.close();
         } catch {

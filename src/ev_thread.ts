@@ -325,7 +325,10 @@ export class EvThread<T = unknown> {
       }
       throw reason;
     } finally {
-      if (entry !== undefined) deadlines.cancel(entry);
+      if (entry !== undefined) {
+        deadlines.cancel(entry);
+        deadlines.settle();
+      }
       mine.removeEventListener("abort", onMine);
       signal?.removeEventListener("abort", onSignal);
     }

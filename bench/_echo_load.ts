@@ -1,0 +1,261 @@
+/**
+ * Load client for `bench/echo.ts`: drives one echo server on 127.0.0.1 for a
+ * fixed time and prints one JSON line with the result.
+ *
+ * Usage:
+ * `deno run --allow-net bench/_echo_load.ts --port P --scenario S --seconds N [--warmup W]`
+ *
+ * Scenarios:
+ * - `pingpong-1`: one connection; write 64 B, read until 64 B are back, repeat.
+ * - `pingpong-100`: the same on 100 connections at once.
+ * - `stream`: one connection; one task writes 64 KiB chunks continuously while
+ *   another reads continuously; reports MB/s (10^6 bytes) of echoed bytes.
+ *
+ * The first `--warmup` seconds (default 0.25) are run but not counted. The
+ * client stops after `--seconds`, closes its connections and exits; a hard stop
+ * fires after `seconds + 10` s whatever happens.
+ *
+ * @module
+ */
+
+const PING_SIZE = 64;
+const PING_CONNS = 100;
+const CHUNK_SIZE = 64 * 1024;
+
+/** The JSON line printed on stdout. */
+export interface LoadResult {
+  /** Which scenario ran. */
+  scenario: string;
+  /** `rt/s` (round trips per second) or `MB/s` (echoed MB received per second). */
+  unit: "rt/s" | "MB/s";
+  /** The measured rate. */
+  value: number;
+  /** Measured window in seconds (warm-up excluded). */
+  seconds: number;
+  /** Round trips completed, or bytes received, in the window. */
+  count: number;
+  /** Connections used. */
+  connections: number;
+}
+
+function parseArgs(args: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith("--")) {
+      throw new TypeError(
+        `Expected an option starting with '--': received '${arg}'`,
+      );
+    }
+    const eq = arg.indexOf("=");
+    if (eq >= 0) {
+      out.set(arg.slice(2, eq), arg.slice(eq + 1));
+    } else {
+      const value = args[++i];
+      if (value === undefined) {
+        throw new TypeError(`Option '${arg}' needs a value`);
+      }
+      out.set(arg.slice(2), value);
+    }
+  }
+  return out;
+}
+
+function positiveNumber(
+  opts: Map<string, string>,
+  name: string,
+  fallback?: number,
+): number {
+  const raw = opts.get(name);
+  if (raw === undefined) {
+    if (fallback === undefined) {
+      throw new TypeError(`Option '--${name}' is required`);
+    }
+    return fallback;
+  }
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(
+      `'--${name}' must be a non-negative number: received ${raw}`,
+    );
+  }
+  return value;
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    off += await conn.write(data.subarray(off));
+  }
+}
+
+/** Reads exactly `buf.length` bytes; false on EOF. */
+async function readFull(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
+  let off = 0;
+  while (off < buf.length) {
+    const n = await conn.read(buf.subarray(off));
+    if (n === null) return false;
+    off += n;
+  }
+  return true;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+/** Timing window shared by the tasks of one run. */
+class Window {
+  readonly start: number;
+  readonly measureFrom: number;
+  readonly end: number;
+  constructor(warmup: number, seconds: number) {
+    this.start = performance.now();
+    this.measureFrom = this.start + warmup * 1000;
+    this.end = this.measureFrom + seconds * 1000;
+  }
+}
+
+async function pingPong(
+  port: number,
+  connections: number,
+  warmup: number,
+  seconds: number,
+): Promise<LoadResult> {
+  const conns: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < connections; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.setNoDelay(true);
+      conns.push(conn);
+    }
+    const win = new Window(warmup, seconds);
+    let counted = 0;
+    const one = async (conn: Deno.Conn, id: number) => {
+      const out = new Uint8Array(PING_SIZE).fill(id & 0xff);
+      const back = new Uint8Array(PING_SIZE);
+      while (true) {
+        const now = performance.now();
+        if (now >= win.end) return;
+        await writeAll(conn, out);
+        if (!await readFull(conn, back)) {
+          throw new Error(
+            `Connection ${id} closed by the server mid round trip`,
+          );
+        }
+        if (back[0] !== out[0] || back[PING_SIZE - 1] !== out[PING_SIZE - 1]) {
+          throw new Error(
+            `Connection ${id} got bytes that are not its own echo`,
+          );
+        }
+        if (now >= win.measureFrom && performance.now() <= win.end) counted++;
+      }
+    };
+    await Promise.all(conns.map((c, i) => one(c, i)));
+    return {
+      scenario: connections === 1 ? "pingpong-1" : `pingpong-${connections}`,
+      unit: "rt/s",
+      value: counted / seconds,
+      seconds,
+      count: counted,
+      connections,
+    };
+  } finally {
+    for (const conn of conns) closeQuietly(conn);
+  }
+}
+
+async function stream(
+  port: number,
+  warmup: number,
+  seconds: number,
+): Promise<LoadResult> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    conn.setNoDelay(true);
+    const win = new Window(warmup, seconds);
+    let sent = 0;
+    let counted = 0;
+    let received = 0;
+    const writer = async () => {
+      const chunk = new Uint8Array(CHUNK_SIZE).fill(0x5a);
+      while (performance.now() < win.end) {
+        await writeAll(conn, chunk);
+        sent += CHUNK_SIZE;
+      }
+      // The server sees EOF, echoes what is left, and closes: the reader ends.
+      await conn.closeWrite();
+    };
+    const reader = async () => {
+      const buf = new Uint8Array(CHUNK_SIZE);
+      while (true) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        received += n;
+        const now = performance.now();
+        if (now >= win.measureFrom && now <= win.end) counted += n;
+      }
+    };
+    await Promise.all([writer(), reader()]);
+    if (received !== sent) {
+      throw new Error(`Echoed ${received} bytes of the ${sent} sent`);
+    }
+    return {
+      scenario: "stream",
+      unit: "MB/s",
+      value: counted / 1e6 / seconds,
+      seconds,
+      count: counted,
+      connections: 1,
+    };
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(Deno.args);
+  const port = positiveNumber(opts, "port");
+  const seconds = positiveNumber(opts, "seconds", 3);
+  const warmup = positiveNumber(opts, "warmup", 0.25);
+  const scenario = opts.get("scenario") ?? "pingpong-1";
+  if (seconds <= 0) {
+    throw new RangeError(`'--seconds' must be positive: received ${seconds}`);
+  }
+
+  const hardStop = setTimeout(() => {
+    console.error(
+      `_echo_load: hard stop after ${seconds + warmup + 10} s (${scenario})`,
+    );
+    Deno.exit(3);
+  }, (seconds + warmup + 10) * 1000);
+  try {
+    let result: LoadResult;
+    switch (scenario) {
+      case "pingpong-1":
+        result = await pingPong(port, 1, warmup, seconds);
+        break;
+      case "pingpong-100":
+        result = await pingPong(port, PING_CONNS, warmup, seconds);
+        break;
+      case "stream":
+        result = await stream(port, warmup, seconds);
+        break;
+      default:
+        throw new TypeError(
+          `'--scenario' must be pingpong-1, pingpong-100 or stream: received '${scenario}'`,
+        );
+    }
+    console.log(JSON.stringify(result));
+  } finally {
+    clearTimeout(hardStop);
+  }
+}
+
+if (import.meta.main) {
+  await main();
+}

@@ -1,0 +1,41 @@
+/**
+ * Comparison echo server for `bench/echo.ts`: `node:net` `createServer` with a
+ * `data` callback that writes the chunk back (pausing the socket while the
+ * write buffer drains, as `pipe()` would).
+ *
+ * Usage: `deno run --allow-net bench/_node_echo_server.ts [port]` (0 = ephemeral).
+ * Prints `listening <port>` as its first stdout line. Exits on SIGTERM.
+ *
+ * @module
+ */
+
+import { createServer, type Socket } from "node:net";
+
+const port = Number(Deno.args[0] ?? 0);
+const sockets = new Set<Socket>();
+
+const server = createServer({ noDelay: true }, (socket) => {
+  sockets.add(socket);
+  socket.setNoDelay(true);
+  socket.on("data", (data: Uint8Array) => {
+    if (!socket.write(data)) {
+      socket.pause();
+      socket.once("drain", () => socket.resume());
+    }
+  });
+  socket.on("error", () => {
+    // Peer reset: "close" follows.
+  });
+  socket.on("close", () => sockets.delete(socket));
+});
+
+server.listen(port, "127.0.0.1", () => {
+  const addr = server.address();
+  const bound = typeof addr === "object" && addr !== null ? addr.port : port;
+  console.log(`listening ${bound}`);
+});
+
+Deno.addSignalListener("SIGTERM", () => {
+  for (const socket of sockets) socket.destroy();
+  server.close(() => Deno.exit(0));
+});
