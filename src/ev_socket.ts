@@ -171,7 +171,7 @@ export class EvSocket implements AsyncDisposable {
 
   // Write side.
   #writers: WriteRequest[] = [];
-  #pumping: Promise<void> | undefined;
+  #writing: Promise<void> | undefined;
   #writeError: unknown = undefined;
   #writeClosed = false;
 
@@ -876,46 +876,51 @@ export class EvSocket implements AsyncDisposable {
         };
         signal.addEventListener("abort", req.onAbort, { once: true });
       }
-      this.#pumping ??= this.#pump();
+      if (this.#writing === undefined) this.#startWrite();
     });
   }
 
-  /** Writes queued requests in order until the queue is empty. */
-  async #pump(): Promise<void> {
-    const conn = this.#conn;
-    try {
-      while (!this.#closed) {
-        const req = this.#writers[0];
-        if (req === undefined) break;
-        if (req.bytes === undefined) {
-          await conn.closeWrite();
-        } else {
-          const n = await conn.write(
-            req.offset === 0 ? req.bytes : req.bytes.subarray(req.offset),
-          );
-          // Dropped while in flight (the task was aborted): go on.
-          if (this.#writers[0] !== req) continue;
-          // A timeout may have swapped in a copy of the rest (offset 0): the
-          // write in flight started at that copy's first byte either way.
-          req.offset += n;
-          if (this.#idleMs !== undefined) {
-            this.#lastActivity = performance.now();
-          }
-          if (req.offset < req.bytes.byteLength) continue;
-        }
-        if (this.#writers[0] === req) this.#writers.shift();
-        this.#forget(req);
-        req.resolve?.();
-      }
-    } catch (error) {
-      if (!this.#closed) {
-        this.#writeError = error;
-        this.#rejectWriters(error);
-      }
-    } finally {
-      this.#pumping = undefined;
-    }
+  /** Starts the write (or half-close) at the head of the queue. */
+  #startWrite(): void {
+    const req = this.#writers[0]!;
+    const bytes = req.bytes;
+    const op = bytes === undefined
+      ? this.#conn.closeWrite().then(() => 0)
+      : this.#conn.write(req.offset === 0 ? bytes : bytes.subarray(req.offset));
+    this.#writing = op.then(
+      (n) => this.#onWritten(req, n),
+      this.#onWriteError,
+    );
   }
+
+  #onWritten(req: WriteRequest, n: number): void {
+    this.#writing = undefined;
+    if (this.#closed) return;
+    // Otherwise it was dropped while in flight (its task was aborted).
+    if (this.#writers[0] === req) {
+      if (req.bytes !== undefined) {
+        // A timeout may have swapped in a copy of the rest (offset 0): the
+        // write in flight started at that copy's first byte either way.
+        req.offset += n;
+        if (this.#idleMs !== undefined) this.#lastActivity = performance.now();
+        if (req.offset < req.bytes.byteLength) {
+          this.#startWrite();
+          return;
+        }
+      }
+      this.#writers.shift();
+      this.#forget(req);
+      req.resolve?.();
+    }
+    if (this.#writers.length > 0) this.#startWrite();
+  }
+
+  #onWriteError = (error: unknown): void => {
+    this.#writing = undefined;
+    if (this.#closed) return;
+    this.#writeError = error;
+    this.#rejectWriters(error);
+  };
 
   /** A caller stopped waiting on a send: keep its bytes queued. */
   #detachWriter(req: WriteRequest, reason: unknown): void {
@@ -1035,11 +1040,11 @@ export class EvSocket implements AsyncDisposable {
 
   #settled(): Promise<void> {
     const reading = this.#reading;
-    const pumping = this.#pumping;
-    if (reading === undefined && pumping === undefined) {
+    const writing = this.#writing;
+    if (reading === undefined && writing === undefined) {
       return Promise.resolve();
     }
-    return Promise.all([reading, pumping]).then(() => {});
+    return Promise.all([reading, writing]).then(() => {});
   }
 
   /**
