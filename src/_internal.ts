@@ -28,6 +28,8 @@ export interface LoopHost {
   readonly draining: AbortSignal;
   /** Counts a call that rejected with a TimeoutError. */
   countTimeout(): void;
+  /** Counts a child task started. */
+  spawned(): void;
   /**
    * Called once when a task has ended and released all it owned;
    * `failed` with `error` when its procedure threw.

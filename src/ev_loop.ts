@@ -179,6 +179,9 @@ export class EvLoop implements AsyncDisposable {
       countTimeout: () => {
         stats.timeouts++;
       },
+      spawned: () => {
+        stats.spawned++;
+      },
       ended: (thread, failed, error) => this.#ended(thread, failed, error),
     };
   }

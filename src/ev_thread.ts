@@ -406,10 +406,12 @@ export class EvThread<T = unknown> {
     checkFunction(proc, "proc");
     if (this.#done) throw new Deno.errors.BadResource("The task has ended");
     const host = this.#host;
+    host.spawned();
     const child = threadInternals.start<U>(
       {
         draining: host.draining,
         countTimeout: () => host.countTimeout(),
+        spawned: () => host.spawned(),
         ended: (thread, failed, error) => {
           this.#children.delete(thread);
           host.ended(thread, failed, error);
