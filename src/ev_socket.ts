@@ -53,6 +53,8 @@ const DEFAULT_MAX_LENGTH = 65_536;
 const READ_BUFFER_SIZE = 16_384;
 /** The read buffer grows to a recv's buffer size, up to this. */
 const MAX_RECV_BUFFER = 1 << 20;
+/** Most bytes copied per write for a send that may be abandoned. */
+const COPY_CHUNK = 262_144;
 
 const KIND_RECV = 0;
 const KIND_FULL = 1;
@@ -89,6 +91,8 @@ interface WriteRequest {
   /** The bytes to write; `undefined` marks a `closeWrite`. */
   bytes: Uint8Array | undefined;
   offset: number;
+  /** Whether `bytes` is the socket's own copy rather than the caller's. */
+  owned: boolean;
   resolve: (() => void) | undefined;
   reject: (reason: unknown) => void;
   entry: DeadlineEntry | undefined;
@@ -462,10 +466,13 @@ export class EvSocket implements AsyncDisposable {
     try {
       timeout = checkTimeout(options?.timeout);
       signal = checkSignal(options?.signal);
-      if (publicCall && this.#readable?.locked) {
-        throw new TypeError(
-          "Cannot read from the socket: its readable stream is locked by a reader",
-        );
+      if (publicCall && this.#readable !== undefined) {
+        if (this.#readable.locked) {
+          throw new TypeError(
+            "Cannot read from the socket: its readable stream is locked by a reader",
+          );
+        }
+        this.#withdrawStreamReads();
       }
     } catch (error) {
       return Promise.reject(error);
@@ -525,6 +532,21 @@ export class EvSocket implements AsyncDisposable {
       this.#readers.push(req);
       if (this.#reading === undefined) this.#fill();
     });
+  }
+
+  /**
+   * A read call came while the readable stream is not locked: a read the
+   * stream left pending (its reader was released) must not take the bytes.
+   */
+  #withdrawStreamReads(): void {
+    const readers = this.#readers;
+    for (let i = readers.length - 1; i >= 0; i--) {
+      const req = readers[i]!;
+      if (req.kind !== KIND_CHUNK) continue;
+      readers.splice(i, 1);
+      this.#forget(req);
+      req.resolve(undefined);
+    }
   }
 
   /** Tries to finish a read from the buffer; true when it settled. */
@@ -713,11 +735,24 @@ export class EvSocket implements AsyncDisposable {
     this.#reading = undefined;
     if (this.#closed) return;
     if (n === null) this.#eof = true;
-    // Otherwise the request was dropped when its task was aborted; every
-    // later call rejects, so the bytes it got are not missed.
     if (this.#readers[0] === req) {
       this.#readers.shift();
       req.resolve(n);
+    } else if (n !== null && n > 0) {
+      // The caller stopped waiting (an idle timeout set after the call
+      // began, or its task was aborted): keep the bytes for the next read.
+      const have = this.#re - this.#rs;
+      if (this.#rbuf.byteLength - this.#re < n) {
+        const bigger = new Uint8Array(
+          Math.max(this.#rbuf.byteLength, have + n),
+        );
+        bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
+        this.#rbuf = bigger;
+        this.#rs = 0;
+        this.#re = have;
+      }
+      this.#rbuf.set(req.buf!.subarray(0, n), this.#re);
+      this.#re += n;
     }
     this.#serveReads();
   }
@@ -755,7 +790,10 @@ export class EvSocket implements AsyncDisposable {
 
   /**
    * Writes all of `bytes` (the seed's `EVSOCKET_send`). Sends queue in call
-   * order. Do not change `bytes` until the call settles.
+   * order. Do not change `bytes` until the call settles; a send that can be
+   * abandoned (it has a timeout or a signal, or the socket an idle timeout)
+   * writes copies, so its buffer is free again as soon as it settles, even
+   * by rejecting.
    *
    * On timeout (or abort through `signal`) the call rejects with a
    * `DOMException` named `"TimeoutError"` (or the signal's reason) carrying
@@ -852,6 +890,7 @@ export class EvSocket implements AsyncDisposable {
       const req: WriteRequest = {
         bytes,
         offset: 0,
+        owned: false,
         resolve,
         reject,
         entry: undefined,
@@ -884,9 +923,25 @@ export class EvSocket implements AsyncDisposable {
   #startWrite(): void {
     const req = this.#writers[0]!;
     const bytes = req.bytes;
-    const op = bytes === undefined
-      ? this.#conn.closeWrite().then(() => 0)
-      : this.#conn.write(req.offset === 0 ? bytes : bytes.subarray(req.offset));
+    let op: Promise<number>;
+    if (bytes === undefined) {
+      op = this.#conn.closeWrite().then(() => 0);
+    } else if (
+      !req.owned &&
+      (req.entry !== undefined || req.onAbort !== undefined ||
+        this.#idleMs !== undefined)
+    ) {
+      // The caller may stop waiting (timeout, signal, idle timeout) and
+      // reuse its buffer while this write is still in flight: Deno's write
+      // reads the buffer when the socket becomes writable, not at the call.
+      // So a send that can be abandoned writes copies, a piece at a time.
+      const end = Math.min(bytes.byteLength, req.offset + COPY_CHUNK);
+      op = this.#conn.write(bytes.slice(req.offset, end));
+    } else {
+      op = this.#conn.write(
+        req.offset === 0 ? bytes : bytes.subarray(req.offset),
+      );
+    }
     this.#writing = op.then(
       (n) => this.#onWritten(req, n),
       this.#onWriteError,
@@ -931,8 +986,11 @@ export class EvSocket implements AsyncDisposable {
     const written = req.offset;
     if (bytes !== undefined) {
       // The caller may reuse its buffer now: keep a copy of the rest.
-      req.bytes = bytes.slice(written);
-      req.offset = 0;
+      if (!req.owned) {
+        req.bytes = bytes.slice(written);
+        req.offset = 0;
+        req.owned = true;
+      }
       if (reason instanceof DOMException && reason.name === "TimeoutError") {
         Object.assign(reason, { bytesWritten: written });
       }
@@ -1203,7 +1261,7 @@ export class EvSocket implements AsyncDisposable {
   get readable(): ReadableStream<Uint8Array> {
     this.#readable ??= new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        const chunk: Uint8Array | null = await this.#read(
+        const chunk: Uint8Array | null | undefined = await this.#read(
           KIND_CHUNK,
           undefined,
           undefined,
@@ -1211,8 +1269,9 @@ export class EvSocket implements AsyncDisposable {
           undefined,
           false,
         );
+        // undefined: a recv took over while no reader held the stream.
         if (chunk === null) controller.close();
-        else controller.enqueue(chunk);
+        else if (chunk !== undefined) controller.enqueue(chunk);
       },
       cancel: (reason) => {
         for (const req of [...this.#readers]) {
