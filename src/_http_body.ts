@@ -1,0 +1,211 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// Request bodies read from the socket as the handler pulls them:
+// Content-Length framed or chunked (RFC 9112 sections 6 and 7).
+
+import { HttpError, latin1, parseChunkSize } from "./_http_parse.ts";
+import type { EvSocket } from "./ev_socket.ts";
+
+const CRLF = new Uint8Array([0x0d, 0x0a]);
+/** Largest piece handed to the body stream at once. */
+const PIECE = 65_536;
+/** Longest chunk-size line, extensions included. */
+const MAX_CHUNK_LINE = 4096;
+
+/** How a body is framed and bounded. */
+export interface BodyOptions {
+  /** `Content-Length`, or -1 for chunked. */
+  contentLength: number;
+  /** Most body bytes accepted (413 beyond). */
+  maxBytes: number;
+  /** Most bytes of trailer fields. */
+  maxTrailerBytes: number;
+  /** Milliseconds allowed between bytes. */
+  timeout: number;
+  /** Called once before the first read (sends `100 Continue`). */
+  onFirstRead: (() => Promise<void>) | undefined;
+}
+
+/**
+ * Reads one request body, in order, one piece per `read()`. After an error
+ * the connection cannot be reused: `failed` tells the server to close it.
+ */
+export class BodyReader {
+  #socket: EvSocket;
+  #options: BodyOptions;
+  #chunked: boolean;
+  /** Bytes left: of the body (length) or of the current chunk (chunked). */
+  #remaining: number;
+  #started = false;
+  #done = false;
+  #failed = false;
+  #error: unknown;
+  #total = 0;
+  #pending: Promise<Uint8Array | null> | undefined;
+
+  constructor(socket: EvSocket, options: BodyOptions) {
+    this.#socket = socket;
+    this.#options = options;
+    this.#chunked = options.contentLength < 0;
+    this.#remaining = this.#chunked ? 0 : options.contentLength;
+    if (!this.#chunked && this.#remaining === 0) this.#done = true;
+  }
+
+  /** Whether the whole body has been read. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Whether reading failed (the connection must then be closed). */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /** Why reading failed, when it did. */
+  get error(): unknown {
+    return this.#error;
+  }
+
+  /** Whether the handler has started reading. */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** The next piece of the body, or `null` at its end. */
+  read(): Promise<Uint8Array | null> {
+    const previous = this.#pending;
+    const next = previous === undefined
+      ? this.#readNext()
+      : previous.then(() => this.#readNext(), () => this.#readNext());
+    this.#pending = next;
+    return next;
+  }
+
+  /** Waits for a read in progress, if any, without failing. */
+  async idle(): Promise<void> {
+    try {
+      await this.#pending;
+    } catch {
+      // The reader's failure is recorded in `failed`.
+    }
+  }
+
+  /**
+   * Reads and drops the rest of the body, up to `limit` bytes.
+   *
+   * @returns whether the body ended within the limit.
+   */
+  async drain(limit: number): Promise<boolean> {
+    await this.idle();
+    let dropped = 0;
+    while (!this.#done && !this.#failed && dropped <= limit) {
+      try {
+        const piece = await this.read();
+        if (piece === null) break;
+        dropped += piece.byteLength;
+      } catch {
+        return false;
+      }
+    }
+    return this.#done;
+  }
+
+  async #readNext(): Promise<Uint8Array | null> {
+    if (this.#done) return null;
+    if (this.#failed) throw new HttpError(400, "The request body failed");
+    try {
+      if (!this.#started) {
+        this.#started = true;
+        await this.#options.onFirstRead?.();
+      }
+      if (this.#chunked && this.#remaining === 0) {
+        const size = await this.#chunkHeader();
+        if (size === 0) {
+          await this.#trailers();
+          this.#done = true;
+          return null;
+        }
+        this.#remaining = size;
+      }
+      const piece = new Uint8Array(Math.min(this.#remaining, PIECE));
+      const n = await this.#socket.recv(piece, {
+        timeout: this.#options.timeout,
+      });
+      if (n === null) {
+        throw new Deno.errors.UnexpectedEof(
+          "The client closed the connection in the middle of the body",
+        );
+      }
+      this.#remaining -= n;
+      this.#total += n;
+      if (this.#total > this.#options.maxBytes) {
+        throw new HttpError(413, "Request body too large");
+      }
+      if (this.#remaining === 0 && !this.#chunked) this.#done = true;
+      return piece.subarray(0, n);
+    } catch (error) {
+      this.#failed = true;
+      this.#error = error;
+      throw error;
+    }
+  }
+
+  /** Reads the CRLF after a chunk's data (if any) and the next size line. */
+  async #chunkHeader(): Promise<number> {
+    const timeout = this.#options.timeout;
+    if (this.#total > 0) {
+      const end = await this.#socket.readFull(new Uint8Array(2), { timeout });
+      if (end === null || end[0] !== 0x0d || end[1] !== 0x0a) {
+        throw new HttpError(400, "Chunk data not followed by CRLF");
+      }
+    }
+    const line = await this.#readLine(MAX_CHUNK_LINE);
+    return parseChunkSize(line);
+  }
+
+  /** Reads (and ignores) trailer fields up to the blank line. */
+  async #trailers(): Promise<void> {
+    let budget = this.#options.maxTrailerBytes;
+    while (true) {
+      const line = await this.#readLine(Math.max(2, budget));
+      if (line === "") return;
+      budget -= line.length + 2;
+      if (budget <= 0) throw new HttpError(431, "Trailer fields too large");
+      const c = line.charCodeAt(0);
+      if (line.indexOf(":") <= 0 || c === 0x20 || c === 0x09) {
+        throw new HttpError(400, "Malformed trailer field");
+      }
+    }
+  }
+
+  async #readLine(maxLength: number): Promise<string> {
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await this.#socket.readUntil(CRLF, {
+        maxLength,
+        timeout: this.#options.timeout,
+      });
+    } catch (error) {
+      if (error instanceof Error && error.name === "LimitExceededError") {
+        throw new HttpError(400, "Chunk line too long");
+      }
+      throw error;
+    }
+    if (bytes === null) {
+      throw new Deno.errors.UnexpectedEof(
+        "The client closed the connection in the middle of the body",
+      );
+    }
+    return latin1(bytes.subarray(0, bytes.byteLength - 2));
+  }
+
+  /** The body as a stream, for `request.body`. */
+  stream(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const piece = await this.read();
+        if (piece === null) controller.close();
+        else controller.enqueue(piece);
+      },
+    }, { highWaterMark: 0 });
+  }
+}

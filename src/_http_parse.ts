@@ -1,0 +1,270 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// HTTP/1.1 request head parsing (RFC 9112 sections 2-7). Pure functions over
+// the head as a latin1 string, so that they can be tested and fuzzed alone.
+
+/** A request the server must answer with `status` and then close. */
+export class HttpError extends Error {
+  /** The status code to answer with. */
+  readonly status: number;
+
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+  }
+}
+
+/** The limits the parser enforces. */
+export interface HeadLimits {
+  /** Longest request target, in bytes (414 beyond). */
+  maxUrlBytes: number;
+  /** Most header fields (431 beyond). */
+  maxHeaderFields: number;
+}
+
+/** A parsed request head. */
+export interface RequestHead {
+  method: string;
+  target: string;
+  /** The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1 (and 1.x). */
+  minor: number;
+  /** Field names (lower case) and values, flat: `[name, value, ...]`. */
+  fields: string[];
+  host: string | undefined;
+  /** `Content-Length`, or -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** Whether the connection may stay open after this exchange. */
+  keepAlive: boolean;
+  expectContinue: boolean;
+  /** The `Upgrade` field's value when `Connection` lists `upgrade`. */
+  upgrade: string | undefined;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Field values: visible ASCII, obs-text, space and tab; no other controls.
+// deno-lint-ignore no-control-regex
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+// Request targets: visible ASCII only (RFC 3986 plus the usual leniency for
+// characters like `"` or `{`); no spaces, controls or bytes above 0x7e.
+const BAD_TARGET = /[^\x21-\x7e]/;
+const VERSION = /^HTTP\/(\d)\.(\d)$/;
+
+/**
+ * Parses a request head: everything before the blank line that ends it,
+ * decoded as latin1 (one char per byte). Leading empty lines are skipped.
+ *
+ * @throws {HttpError} with the status to answer: 400 malformed, 414 target
+ * too long, 431 too many fields, 501 unknown transfer coding, 505 version.
+ */
+export function parseHead(head: string, limits: HeadLimits): RequestHead {
+  let start = 0;
+  while (head.startsWith("\r\n", start)) start += 2;
+  let eol = head.indexOf("\r\n", start);
+  if (eol < 0) eol = head.length;
+  const line = head.slice(start, eol);
+
+  const sp1 = line.indexOf(" ");
+  const sp2 = sp1 < 0 ? -1 : line.indexOf(" ", sp1 + 1);
+  if (sp1 <= 0 || sp2 < 0) {
+    throw new HttpError(400, "Malformed request line");
+  }
+  const target = line.slice(sp1 + 1, sp2);
+  if (target.length > limits.maxUrlBytes) {
+    throw new HttpError(414, "Request target too long");
+  }
+  const method = line.slice(0, sp1);
+  const version = line.slice(sp2 + 1);
+  if (!TOKEN.test(method) || target.length === 0 || BAD_TARGET.test(target)) {
+    throw new HttpError(400, "Malformed request line");
+  }
+  const m = VERSION.exec(version);
+  if (m === null) throw new HttpError(400, "Malformed HTTP version");
+  if (m[1] !== "1") throw new HttpError(505, "HTTP version not supported");
+  const minor = m[2] === "0" ? 0 : 1;
+
+  const fields: string[] = [];
+  let host: string | undefined;
+  let hosts = 0;
+  let contentLength = -1;
+  let transferEncoding: string | undefined;
+  let connection = "";
+  let expect: string | undefined;
+  let upgradeValue: string | undefined;
+  let count = 0;
+
+  let pos = eol + 2;
+  while (pos < head.length) {
+    let end = head.indexOf("\r\n", pos);
+    if (end < 0) end = head.length;
+    const c = head.charCodeAt(pos);
+    if (c === 0x20 || c === 0x09) {
+      throw new HttpError(400, "Obsolete line folding is not allowed");
+    }
+    const colon = head.indexOf(":", pos);
+    if (colon < 0 || colon >= end) {
+      throw new HttpError(400, "Malformed header field");
+    }
+    const name = head.slice(pos, colon);
+    if (!TOKEN.test(name)) {
+      throw new HttpError(400, "Malformed header field name");
+    }
+    if (++count > limits.maxHeaderFields) {
+      throw new HttpError(431, "Too many header fields");
+    }
+    let vs = colon + 1;
+    let ve = end;
+    while (vs < ve && isOws(head.charCodeAt(vs))) vs++;
+    while (ve > vs && isOws(head.charCodeAt(ve - 1))) ve--;
+    const value = head.slice(vs, ve);
+    if (BAD_VALUE.test(value)) {
+      throw new HttpError(400, "Invalid character in header field value");
+    }
+    const lower = name.toLowerCase();
+    fields.push(lower, value);
+    switch (lower) {
+      case "host":
+        host = value;
+        hosts++;
+        break;
+      case "content-length":
+        contentLength = mergeContentLength(contentLength, value);
+        break;
+      case "transfer-encoding":
+        transferEncoding = transferEncoding === undefined
+          ? value
+          : `${transferEncoding}, ${value}`;
+        break;
+      case "connection":
+        connection = connection === "" ? value : `${connection}, ${value}`;
+        break;
+      case "expect":
+        expect = value;
+        break;
+      case "upgrade":
+        upgradeValue = value;
+        break;
+    }
+    pos = end + 2;
+  }
+
+  if (minor === 1 && hosts !== 1) {
+    throw new HttpError(400, "HTTP/1.1 requests need exactly one Host field");
+  }
+  if (minor === 0 && hosts > 1) {
+    throw new HttpError(400, "More than one Host field");
+  }
+
+  let chunked = false;
+  if (transferEncoding !== undefined) {
+    if (contentLength >= 0) {
+      throw new HttpError(
+        400,
+        "Both Content-Length and Transfer-Encoding are present",
+      );
+    }
+    if (minor === 0) {
+      throw new HttpError(400, "Transfer-Encoding in an HTTP/1.0 request");
+    }
+    const codings = transferEncoding.split(",").map((s) =>
+      s.trim().toLowerCase()
+    ).filter((s) => s !== "");
+    if (codings.length === 0) {
+      throw new HttpError(400, "Empty Transfer-Encoding");
+    }
+    for (const coding of codings) {
+      if (coding !== "chunked") {
+        throw new HttpError(501, `Transfer coding not implemented: ${coding}`);
+      }
+    }
+    if (codings.length > 1) {
+      throw new HttpError(400, "chunked applied more than once");
+    }
+    chunked = true;
+  }
+
+  const tokens = connection === "" ? [] : connection.toLowerCase().split(",")
+    .map((s) => s.trim());
+  const keepAlive = minor === 1
+    ? !tokens.includes("close")
+    : tokens.includes("keep-alive") && !tokens.includes("close");
+  const upgrade = upgradeValue !== undefined && tokens.includes("upgrade")
+    ? upgradeValue
+    : undefined;
+  let expectContinue = false;
+  if (expect !== undefined) {
+    if (expect.toLowerCase() !== "100-continue") {
+      throw new HttpError(417, "Expectation not supported");
+    }
+    expectContinue = minor === 1;
+  }
+
+  return {
+    method,
+    target,
+    minor,
+    fields,
+    host,
+    contentLength,
+    chunked,
+    keepAlive,
+    expectContinue,
+    upgrade,
+  };
+}
+
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09;
+}
+
+/** Merges a Content-Length field into what was seen so far (-1: none). */
+function mergeContentLength(previous: number, value: string): number {
+  let result = previous;
+  // A list of identical values ("5, 5") counts as one value (RFC 9110 8.6).
+  for (const part of value.split(",")) {
+    const digits = part.trim();
+    if (!/^\d{1,15}$/.test(digits)) {
+      throw new HttpError(400, "Invalid Content-Length");
+    }
+    const n = Number(digits);
+    if (result >= 0 && result !== n) {
+      throw new HttpError(400, "Differing Content-Length values");
+    }
+    result = n;
+  }
+  return result;
+}
+
+/**
+ * Parses a chunk-size line (without CRLF): hex digits, optionally followed
+ * by chunk extensions, which are ignored.
+ *
+ * @throws {HttpError} 400 when it is malformed or too large.
+ */
+export function parseChunkSize(line: string): number {
+  let end = line.indexOf(";");
+  if (end < 0) end = line.length;
+  let size = line.slice(0, end);
+  // BWS before a chunk extension is tolerated (RFC 9112 7.1.1).
+  while (size.endsWith(" ") || size.endsWith("\t")) size = size.slice(0, -1);
+  if (!/^[0-9a-fA-F]{1,12}$/.test(size)) {
+    throw new HttpError(400, "Malformed chunk size");
+  }
+  if (end < line.length && BAD_VALUE.test(line.slice(end))) {
+    throw new HttpError(400, "Malformed chunk extension");
+  }
+  return parseInt(size, 16);
+}
+
+/** Decodes bytes as latin1: one char per byte, nothing rejected. */
+export function latin1(bytes: Uint8Array): string {
+  let out = "";
+  const n = bytes.byteLength;
+  for (let i = 0; i < n; i += 8192) {
+    out += String.fromCharCode.apply(
+      null,
+      bytes.subarray(i, Math.min(i + 8192, n)) as unknown as number[],
+    );
+  }
+  return out;
+}

@@ -1,0 +1,299 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// Writing responses (RFC 9112 sections 4, 6 and 7; RFC 9110 section 6.4.1).
+
+import type { EvSocket } from "./ev_socket.ts";
+
+const encoder = new TextEncoder();
+
+const REASONS: Record<number, string> = {
+  100: "Continue",
+  101: "Switching Protocols",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  203: "Non-Authoritative Information",
+  204: "No Content",
+  205: "Reset Content",
+  206: "Partial Content",
+  300: "Multiple Choices",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
+  400: "Bad Request",
+  401: "Unauthorized",
+  402: "Payment Required",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  406: "Not Acceptable",
+  408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
+  411: "Length Required",
+  412: "Precondition Failed",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  415: "Unsupported Media Type",
+  416: "Range Not Satisfiable",
+  417: "Expectation Failed",
+  418: "I'm a teapot",
+  421: "Misdirected Request",
+  422: "Unprocessable Content",
+  425: "Too Early",
+  426: "Upgrade Required",
+  428: "Precondition Required",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  451: "Unavailable For Legal Reasons",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
+};
+
+/** The status line for `status`. */
+export function statusLine(status: number, statusText = ""): string {
+  return `HTTP/1.1 ${status} ${statusText || REASONS[status] || ""}\r\n`;
+}
+
+let dateSecond = -1;
+let dateValue = "";
+
+/** The `Date` field value, computed at most once a second. */
+export function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}
+
+/** Fields the server sets itself; a handler's values for them are dropped. */
+const FRAMING = new Set([
+  "connection",
+  "content-length",
+  "transfer-encoding",
+  "keep-alive",
+  "date",
+]);
+
+/** What the exchange needs from the response writer. */
+export interface WriteContext {
+  socket: EvSocket;
+  /** HEAD: send the fields of the response, not its body. */
+  head: boolean;
+  /** Whether to keep the connection open; `connection: close` when not. */
+  keepAlive: boolean;
+  /** HTTP/1.0 client: no chunked coding; an unknown length closes. */
+  http10: boolean;
+  /** Per-send timeout in milliseconds. */
+  timeout: number;
+  /** Aborted when the exchange must stop (shutdown or disconnect). */
+  signal: AbortSignal;
+}
+
+/** Whether a status has no body (RFC 9110 6.4.1). */
+function bodyless(status: number): boolean {
+  return status < 200 || status === 204 || status === 304;
+}
+
+/** Reads from a stream reader, rejecting when `signal` aborts. */
+function readOrAbort<T>(
+  reader: ReadableStreamDefaultReader<T>,
+  signal: AbortSignal,
+): Promise<ReadableStreamReadResult<T>> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    reader.read().then(resolve, reject).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
+  });
+}
+
+/**
+ * Writes a response. Fixed bodies go out with `content-length` in one write
+ * with the head; a body that is still streaming after its first piece goes
+ * out chunked (HTTP/1.1) or until close (HTTP/1.0), each piece awaited, so
+ * a slow client slows the stream down.
+ *
+ * @returns whether the connection can be reused.
+ * @throws what the body stream or the socket threw; the response is then
+ * incomplete and the caller must close the connection without finishing it.
+ */
+export async function writeResponse(
+  response: Response,
+  ctx: WriteContext,
+): Promise<boolean> {
+  const status = response.status;
+  let head = statusLine(status, response.statusText);
+  let keepAlive = ctx.keepAlive;
+  let userLength: string | null = null;
+  for (const [name, value] of response.headers) {
+    if (FRAMING.has(name)) {
+      if (name === "content-length") userLength = value;
+      else if (name === "date") head += `date: ${value}\r\n`;
+      continue;
+    }
+    head += `${name}: ${value}\r\n`;
+  }
+  if (!response.headers.has("date")) head += `date: ${httpDate()}\r\n`;
+
+  const body = response.body;
+  if (bodyless(status)) {
+    if (body !== null) body.cancel().catch(() => {});
+    if (status === 304 && userLength !== null) {
+      head += `content-length: ${userLength}\r\n`;
+    }
+    await send(ctx, head, keepAlive, undefined);
+    return keepAlive;
+  }
+  if (body === null) {
+    head += `content-length: ${
+      ctx.head && userLength !== null ? userLength : "0"
+    }\r\n`;
+    await send(ctx, head, keepAlive, undefined);
+    return keepAlive;
+  }
+
+  const reader = body.getReader();
+  try {
+    const first = await readOrAbort(reader, ctx.signal);
+    const second = first.done ? first : await readOrAbort(reader, ctx.signal);
+    if (second.done) {
+      const bytes = first.done ? undefined : checkChunk(first.value);
+      head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
+      await send(ctx, head, keepAlive, ctx.head ? undefined : bytes);
+      return keepAlive;
+    }
+    // Still streaming: the length is unknown.
+    if (ctx.head) {
+      if (userLength !== null) head += `content-length: ${userLength}\r\n`;
+      else if (!ctx.http10) head += "transfer-encoding: chunked\r\n";
+      reader.cancel().catch(() => {});
+      await send(ctx, head, keepAlive, undefined);
+      return keepAlive;
+    }
+    if (ctx.http10) {
+      // No chunked coding in HTTP/1.0: the end of the body is the close.
+      keepAlive = false;
+      await send(ctx, head, false, checkChunk(first.value));
+      await ctx.socket.send(checkChunk(second.value), sendOptions(ctx));
+      while (true) {
+        const next = await readOrAbort(reader, ctx.signal);
+        if (next.done) return false;
+        await ctx.socket.send(checkChunk(next.value), sendOptions(ctx));
+      }
+    }
+    head += "transfer-encoding: chunked\r\n";
+    await send(ctx, head, keepAlive, chunk(checkChunk(first.value)));
+    await ctx.socket.send(chunk(checkChunk(second.value)), sendOptions(ctx));
+    while (true) {
+      const next = await readOrAbort(reader, ctx.signal);
+      if (next.done) break;
+      const piece = checkChunk(next.value);
+      if (piece.byteLength > 0) {
+        await ctx.socket.send(chunk(piece), sendOptions(ctx));
+      }
+    }
+    await ctx.socket.send(LAST_CHUNK, sendOptions(ctx));
+    return keepAlive;
+  } catch (error) {
+    reader.cancel(error).catch(() => {});
+    throw error;
+  }
+}
+
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+
+function sendOptions(ctx: WriteContext): { timeout: number } {
+  return { timeout: ctx.timeout };
+}
+
+function checkChunk(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  throw new TypeError("Response body chunks must be Uint8Arrays");
+}
+
+/** One chunk of the chunked coding, with its size line and CRLF. */
+function chunk(piece: Uint8Array): Uint8Array {
+  const size = `${piece.byteLength.toString(16)}\r\n`;
+  const out = new Uint8Array(size.length + piece.byteLength + 2);
+  encoder.encodeInto(size, out);
+  out.set(piece, size.length);
+  out[out.length - 2] = 0x0d;
+  out[out.length - 1] = 0x0a;
+  return out;
+}
+
+/** Sends the head (plus the connection field) and a body in one write. */
+function send(
+  ctx: WriteContext,
+  head: string,
+  keepAlive: boolean,
+  body: Uint8Array | undefined,
+): Promise<void> {
+  if (!keepAlive) head += "connection: close\r\n";
+  else if (ctx.http10) head += "connection: keep-alive\r\n";
+  head += "\r\n";
+  const bodyLength = body?.byteLength ?? 0;
+  // Latin1 heads: a field value may carry obs-text; encode one char a byte.
+  const out = new Uint8Array(head.length + bodyLength);
+  const { read, written } = encoder.encodeInto(head, out);
+  let length = written;
+  if (read !== head.length || written !== head.length) {
+    for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i) & 0xff;
+    length = head.length;
+  }
+  if (body !== undefined) out.set(body, length);
+  return ctx.socket.send(
+    out.subarray(0, length + bodyLength),
+    sendOptions(ctx),
+  );
+}
+
+/** Writes a minimal response for a request the server rejects. */
+export function sendError(
+  socket: EvSocket,
+  status: number,
+  timeout: number,
+): Promise<void> {
+  const body = `${REASONS[status] ?? "Error"}\n`;
+  const text =
+    `${statusLine(status)}content-type: text/plain;charset=UTF-8\r\n` +
+    `content-length: ${body.length}\r\ndate: ${httpDate()}\r\n` +
+    `connection: close\r\n\r\n${body}`;
+  return socket.send(encoder.encode(text), { timeout });
+}
+
+/** Writes `100 Continue`. */
+export function sendContinue(socket: EvSocket, timeout: number): Promise<void> {
+  return socket.send(CONTINUE, { timeout });
+}
+
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/** Writes `101 Switching Protocols` with the handler's fields. */
+export function sendSwitching(
+  socket: EvSocket,
+  protocol: string,
+  headers: Headers,
+  timeout: number,
+): Promise<void> {
+  let head = statusLine(101);
+  head += `connection: upgrade\r\nupgrade: ${protocol}\r\n`;
+  for (const [name, value] of headers) {
+    if (name === "connection" || name === "upgrade") continue;
+    head += `${name}: ${value}\r\n`;
+  }
+  head += "\r\n";
+  return socket.send(encoder.encode(head), { timeout });
+}

@@ -1,0 +1,861 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+
+import { BodyReader } from "./_http_body.ts";
+import { HttpError, latin1, parseHead } from "./_http_parse.ts";
+import { HttpRequest } from "./_http_request.ts";
+import {
+  sendContinue,
+  sendError,
+  sendSwitching,
+  writeResponse,
+} from "./_http_response.ts";
+import {
+  abortError,
+  checkFunction,
+  checkInteger,
+  checkSignal,
+  checkTimeout,
+} from "./_validate.ts";
+import { LimitExceededError } from "./errors.ts";
+import { EvLoop } from "./ev_loop.ts";
+import type { EvSocket } from "./ev_socket.ts";
+import type { EvPoolPolicy, EvTcpAcceptor } from "./ev_tcp_acceptor.ts";
+import type { EvThread } from "./ev_thread.ts";
+
+/** What a handler learns besides the request. */
+export interface ServeHandlerInfo {
+  /** The client's address. */
+  remoteAddr: Deno.NetAddr;
+  /**
+   * Resolves when the response has been written in full; rejects if it
+   * could not be (the client went away, or the body stream failed).
+   */
+  completed: Promise<void>;
+}
+
+/** A request handler, as for `Deno.serve`. */
+export type ServeHandler = (
+  request: Request,
+  info: ServeHandlerInfo,
+) => Response | Promise<Response>;
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions {
+  /** Address to listen on. @default {"0.0.0.0"} */
+  hostname?: string;
+  /** Port to listen on; `0` picks a free one. @default {8000} */
+  port?: number;
+  /** Aborting it shuts the server down (with the default grace). */
+  signal?: AbortSignal;
+  /**
+   * Called once listening, with the address. The default logs
+   * `Listening on http://HOST:PORT/`.
+   */
+  onListen?: (localAddr: Deno.NetAddr) => void;
+  /**
+   * Makes the response for a handler that threw (or returned something
+   * other than a Response). The default logs the error and answers a bare
+   * `500 Internal Server Error`, without details.
+   */
+  onError?: (error: unknown) => Response | Promise<Response>;
+  /**
+   * Share this loop (and its task pool) with other listeners and tasks.
+   * Without it the server makes its own loop with `maxConnections` slots.
+   */
+  loop?: EvLoop;
+  /**
+   * Most connections served at once (the pool's capacity), when the server
+   * makes its own loop. @default {1024}
+   */
+  maxConnections?: number;
+  /** What to do with new connections when the pool is full. @default {"wait"} */
+  policy?: EvPoolPolicy;
+  /** Deno's `tcpBacklog`. @default {511} */
+  backlog?: number;
+  /** Most bytes in a request head: request line and fields. @default {65536} */
+  maxHeaderBytes?: number;
+  /** Most header fields in a request. @default {128} */
+  maxHeaderFields?: number;
+  /** Longest request target. @default {8192} */
+  maxUrlBytes?: number;
+  /** Largest request body; larger ones get 413. @default {Infinity} */
+  maxBodyBytes?: number;
+  /** Milliseconds to receive a whole request head. @default {10000} */
+  headerTimeout?: number;
+  /** Milliseconds a keep-alive connection may wait for its next request. @default {5000} */
+  idleTimeout?: number;
+  /** Milliseconds allowed between bytes of a request body. @default {30000} */
+  bodyTimeout?: number;
+  /** Milliseconds allowed for each write of a response. @default {30000} */
+  sendTimeout?: number;
+}
+
+interface Limits {
+  maxHeaderBytes: number;
+  maxHeaderFields: number;
+  maxUrlBytes: number;
+  maxBodyBytes: number;
+  headerTimeout: number;
+  idleTimeout: number;
+  bodyTimeout: number;
+  sendTimeout: number;
+}
+
+/** A connection's state, as the server's shutdown sees it. */
+interface Connection {
+  thread: EvThread<unknown>;
+  /** Waiting for the next request (nothing in flight). */
+  idle: boolean;
+}
+
+interface Upgrade {
+  request: Request;
+  proc: (socket: EvSocket, thread: EvThread<unknown>) => unknown;
+  headers: Headers;
+}
+
+/** Responses returned by {@linkcode upgrade}, and what they stand for. */
+const upgrades = new WeakMap<Response, Upgrade>();
+/** The upgrade protocol a request asked for. */
+const upgradable = new WeakMap<Request, string>();
+
+const CRLFCRLF = new Uint8Array([0x0d, 0x0a, 0x0d, 0x0a]);
+
+let constructing = false;
+let serverInternals: {
+  create: (
+    loop: EvLoop,
+    ownLoop: boolean,
+    listen: (server: HttpServer) => EvTcpAcceptor,
+  ) => HttpServer;
+  draining: (server: HttpServer) => boolean;
+  track: (server: HttpServer, connection: Connection) => void;
+  untrack: (server: HttpServer, connection: Connection) => void;
+};
+const DEFAULT_GRACE = 5000;
+const DRAIN_LIMIT = 262_144;
+
+function defaultOnError(error: unknown): Response {
+  console.error("evthread/http: the handler failed:", error);
+  return new Response("Internal Server Error", { status: 500 });
+}
+
+function positive(value: unknown, name: string, fallback: number): number {
+  return checkInteger(value ?? fallback, name, 1);
+}
+
+function timeoutOption(
+  value: unknown,
+  name: string,
+  fallback: number,
+): number {
+  const ms = checkTimeout(value ?? fallback, name);
+  if (ms === 0) throw new RangeError(`'${name}' must be above 0: received 0`);
+  return ms ?? Infinity;
+}
+
+/**
+ * Answers a request that asked to switch protocols (`Connection: upgrade`
+ * and `Upgrade: NAME`) with `101 Switching Protocols`, then hands the
+ * connection to `proc` as an {@linkcode EvSocket} (like Go's `Hijacker`).
+ * Return the response from the handler; `proc` runs after the 101 is
+ * written, in the connection's task, so shutdown and ownership apply to it.
+ * Bytes the client sent after its request are already buffered in the
+ * socket.
+ *
+ * @example A line protocol over an upgraded connection
+ * ```ts
+ * import { serve, upgrade } from "@corothread/evthread/http";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) =>
+ *   upgrade(req, async (socket) => {
+ *     const line = await socket.readLine({ timeout: 1000 });
+ *     await socket.send(new TextEncoder().encode(`you said ${line}\n`));
+ *   }));
+ *
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * await conn.write(new TextEncoder().encode(
+ *   "GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: line\r\n\r\nhello\n",
+ * ));
+ * const text = await new Response(conn.readable).text();
+ * assertEquals(text.split("\r\n")[0], "HTTP/1.1 101 Switching Protocols");
+ * assertEquals(text.endsWith("you said hello\n"), true);
+ * ```
+ *
+ * @param request The request that asked to upgrade.
+ * @param proc Runs the new protocol on the connection.
+ * @param options Extra `headers` for the 101 response.
+ * @returns The response to return from the handler.
+ * @throws {TypeError} if the request did not ask to upgrade, or did not
+ * come from this server.
+ */
+export function upgrade(
+  request: Request,
+  proc: (socket: EvSocket, thread: EvThread<unknown>) => unknown,
+  options?: { headers?: HeadersInit },
+): Response {
+  checkFunction(proc, "proc");
+  if (!upgradable.has(request)) {
+    throw new TypeError(
+      "The request did not ask to upgrade (Connection: upgrade and Upgrade), or is not from this server",
+    );
+  }
+  const response = new Response(null, { status: 200 });
+  upgrades.set(response, {
+    request,
+    proc,
+    headers: new Headers(options?.headers),
+  });
+  return response;
+}
+
+/**
+ * A running HTTP/1.1 server made by {@linkcode serve}.
+ *
+ * @example Shutting down
+ * ```ts
+ * import { serve } from "@corothread/evthread/http";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const server = serve(
+ *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+ *   () => new Response("ok"),
+ * );
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * assertEquals(await response.text(), "ok");
+ * await server.shutdown();
+ * await server.finished;
+ * ```
+ */
+export class HttpServer implements AsyncDisposable {
+  #loop!: EvLoop;
+  #ownLoop = false;
+  #acceptor!: EvTcpAcceptor;
+  #connections = new Set<Connection>();
+  #draining = new AbortController();
+  #shutdown: Promise<void> | undefined;
+  #finished: Promise<void>;
+  #resolveFinished!: () => void;
+  #idleWaiters: (() => void)[] = [];
+
+  /**
+   * Not for direct use: call {@linkcode serve}.
+   *
+   * @throws {TypeError} always, when called directly.
+   */
+  constructor() {
+    if (!constructing) {
+      throw new TypeError(
+        "HttpServer cannot be constructed directly: use serve()",
+      );
+    }
+    constructing = false;
+    this.#finished = new Promise((resolve) => {
+      this.#resolveFinished = resolve;
+    });
+  }
+
+  /** The address listened on. */
+  get addr(): Deno.NetAddr {
+    return this.#acceptor.addr;
+  }
+
+  /** The loop the server runs on. */
+  get loop(): EvLoop {
+    return this.#loop;
+  }
+
+  /** Resolves when the server has shut down. */
+  get finished(): Promise<void> {
+    return this.#finished;
+  }
+
+  /**
+   * Shuts down gracefully: stops accepting, closes idle keep-alive
+   * connections at once, lets requests in flight finish for up to `grace`
+   * milliseconds (default 5000), then aborts the rest (their
+   * `request.signal` aborts and their connections close). Calling it again
+   * returns the same promise.
+   *
+   * @param options `grace` in milliseconds.
+   */
+  shutdown(options?: { grace?: number }): Promise<void> {
+    let grace: number;
+    try {
+      grace = checkTimeout(options?.grace ?? DEFAULT_GRACE, "grace") ??
+        Infinity;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#shutdown ??= this.#doShutdown(grace);
+    return this.#shutdown;
+  }
+
+  async #doShutdown(grace: number): Promise<void> {
+    this.#drain();
+    await this.#acceptor.close();
+    if (this.#connections.size > 0 && grace > 0) {
+      const timer = new AbortController();
+      let id: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#allEnded(),
+        new Promise<void>((resolve) => {
+          if (grace !== Infinity) id = setTimeout(resolve, grace);
+        }),
+      ]);
+      if (id !== undefined) clearTimeout(id);
+      timer.abort();
+    }
+    const reason = abortError("The server was shut down");
+    for (const c of this.#connections) c.thread.abort(reason);
+    await this.#allEnded();
+    if (this.#ownLoop) await this.#loop.shutdown({ grace: 0 });
+    this.#resolveFinished();
+  }
+
+  /** Stops taking requests; ends the connections that wait for one. */
+  #drain(): void {
+    if (this.#draining.signal.aborted) return;
+    const reason = abortError("The server is shutting down");
+    this.#draining.abort(reason);
+    for (const c of this.#connections) {
+      if (c.idle) c.thread.abort(reason);
+    }
+    if (!this.#ownLoop && this.#shutdown === undefined) {
+      // The shared loop is shutting down: it applies its own grace.
+      this.#acceptor.close().then(() => this.#allEnded()).then(() =>
+        this.#resolveFinished()
+      );
+    }
+  }
+
+  #allEnded(): Promise<void> {
+    if (this.#connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  static {
+    serverInternals = {
+      create: (loop, ownLoop, listen) => {
+        constructing = true;
+        const server = new HttpServer();
+        server.#loop = loop;
+        server.#ownLoop = ownLoop;
+        server.#acceptor = listen(server);
+        if (!ownLoop) {
+          loop.draining.addEventListener("abort", () => server.#drain(), {
+            once: true,
+          });
+        }
+        return server;
+      },
+      draining: (server) => server.#draining.signal.aborted,
+      track: (server, connection) => server.#connections.add(connection),
+      untrack: (server, connection) => {
+        server.#connections.delete(connection);
+        if (
+          server.#connections.size === 0 && server.#idleWaiters.length > 0
+        ) {
+          const waiters = server.#idleWaiters;
+          server.#idleWaiters = [];
+          for (const resolve of waiters) resolve();
+        }
+      },
+    };
+  }
+
+  /** Makes the listener keep the process alive (the default). */
+  ref(): void {
+    this.#acceptor.ref();
+  }
+
+  /** Lets the process exit while the server waits for connections. */
+  unref(): void {
+    this.#acceptor.unref();
+  }
+
+  /** Shuts down with the default grace period. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/** The `info` argument of a handler; `completed` is made on first use. */
+class Info implements ServeHandlerInfo {
+  readonly remoteAddr: Deno.NetAddr;
+  #completed: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
+  #reject: ((error: unknown) => void) | undefined;
+  #state = 0; // 0 pending, 1 sent, 2 failed
+  #error: unknown;
+
+  constructor(remoteAddr: Deno.NetAddr) {
+    this.remoteAddr = remoteAddr;
+  }
+
+  get completed(): Promise<void> {
+    if (this.#completed === undefined) {
+      if (this.#state === 1) this.#completed = Promise.resolve();
+      else if (this.#state === 2) this.#completed = Promise.reject(this.#error);
+      else {
+        this.#completed = new Promise((resolve, reject) => {
+          this.#resolve = resolve;
+          this.#reject = reject;
+        });
+      }
+      // Nobody need await it: a failure is never an unhandled rejection.
+      this.#completed.catch(() => {});
+    }
+    return this.#completed;
+  }
+
+  settle(error?: unknown): void {
+    if (this.#state !== 0) return;
+    if (arguments.length === 0) {
+      this.#state = 1;
+      this.#resolve?.();
+    } else {
+      this.#state = 2;
+      this.#error = error;
+      this.#reject?.(error);
+    }
+  }
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "TimeoutError";
+}
+
+/** Errors that mean the client went away (or the socket was closed). */
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.NotConnected;
+}
+
+/** Resolves with `promise`, or rejects with `signal.reason` first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
+  });
+}
+
+async function errorResponse(
+  onError: (error: unknown) => Response | Promise<Response>,
+  error: unknown,
+): Promise<Response> {
+  try {
+    const response = await onError(error);
+    if (response instanceof Response) return response;
+    throw new TypeError("onError must return a Response");
+  } catch (hookError) {
+    return defaultOnError(hookError);
+  }
+}
+
+/** Everything a connection needs from its server. */
+interface Site {
+  server: HttpServer;
+  handler: ServeHandler;
+  onError: (error: unknown) => Response | Promise<Response>;
+  limits: Limits;
+}
+
+/** Serves one connection: requests in order until it closes. */
+async function serveConnection(
+  site: Site,
+  socket: EvSocket,
+  thread: EvThread<unknown>,
+  remoteAddr: Deno.NetAddr,
+): Promise<void> {
+  const { server, limits } = site;
+  const connection: Connection = { thread, idle: true };
+  serverInternals.track(server, connection);
+  try {
+    socket.setNoDelay(true);
+    let first = true;
+    while (true) {
+      connection.idle = true;
+      if (serverInternals.draining(server)) return;
+      if (socket.buffered === 0) {
+        const timeout = first ? limits.headerTimeout : limits.idleTimeout;
+        let peeked: Uint8Array | null;
+        try {
+          peeked = await socket.peek(1, { timeout });
+        } catch (error) {
+          if (isTimeout(error)) return; // idle: close quietly
+          throw error;
+        }
+        if (peeked === null) return;
+      }
+      connection.idle = false;
+      first = false;
+      if (!await exchange(site, socket, thread, remoteAddr)) return;
+    }
+  } catch (error) {
+    if (thread.signal.aborted && error === thread.signal.reason) return;
+    if (isDisconnect(error) || isTimeout(error)) return;
+    throw error;
+  } finally {
+    serverInternals.untrack(server, connection);
+  }
+}
+
+/** One request and its response. Returns whether to read another. */
+async function exchange(
+  site: Site,
+  socket: EvSocket,
+  thread: EvThread<unknown>,
+  remoteAddr: Deno.NetAddr,
+): Promise<boolean> {
+  const { limits } = site;
+  const sendTimeout = limits.sendTimeout;
+
+  // The head.
+  let headBytes: Uint8Array | null;
+  try {
+    headBytes = await socket.readUntil(CRLFCRLF, {
+      maxLength: limits.maxHeaderBytes,
+      timeout: limits.headerTimeout,
+    });
+  } catch (error) {
+    if (error instanceof LimitExceededError) {
+      // 414 when the request line alone is over the limit, else 431.
+      const seen = await socket.peek(socket.buffered);
+      const eol = seen === null ? -1 : seen.indexOf(0x0a);
+      const status = eol < 0 || eol > limits.maxUrlBytes + 64 ? 414 : 431;
+      await sendError(socket, status, sendTimeout);
+      return false;
+    }
+    if (isTimeout(error)) {
+      await sendError(socket, 408, sendTimeout);
+      return false;
+    }
+    throw error;
+  }
+  if (headBytes === null) return false;
+  const text = latin1(headBytes.subarray(0, headBytes.byteLength - 4));
+  if (/^(\r\n)*$/.test(text)) return true; // empty lines between requests
+  let head;
+  try {
+    head = parseHead(text, limits);
+  } catch (error) {
+    if (error instanceof HttpError) {
+      await sendError(socket, error.status, sendTimeout);
+      return false;
+    }
+    throw error;
+  }
+
+  // The body, read as the handler pulls it.
+  let body: BodyReader | undefined;
+  if (head.chunked || head.contentLength > 0) {
+    if (head.contentLength > limits.maxBodyBytes) {
+      await sendError(socket, 413, sendTimeout);
+      return false;
+    }
+    body = new BodyReader(socket, {
+      contentLength: head.chunked ? -1 : head.contentLength,
+      maxBytes: limits.maxBodyBytes,
+      maxTrailerBytes: limits.maxHeaderBytes,
+      timeout: limits.bodyTimeout,
+      onFirstRead: head.expectContinue
+        ? () => sendContinue(socket, sendTimeout)
+        : undefined,
+    });
+  }
+
+  // request.signal, made on first use: aborts when the client disconnects
+  // (or the connection is aborted) before the response is sent.
+  let watch: AbortController | undefined;
+  const host = head.host || hostOf(socket.localAddr);
+  const request = new HttpRequest({
+    method: head.method,
+    target: head.target,
+    host,
+    fields: head.fields,
+    body: body === undefined ? null : body.stream(),
+    signal: () => {
+      const controller = new AbortController();
+      watch = new AbortController();
+      const stop = watch.signal;
+      const onAbort = () => controller.abort(thread.signal.reason);
+      if (thread.signal.aborted) onAbort();
+      else {
+        thread.signal.addEventListener("abort", onAbort, {
+          once: true,
+          signal: stop,
+        });
+      }
+      watchDisconnect(socket, body, controller, stop);
+      return controller.signal;
+    },
+  }) as unknown as Request;
+  if (head.upgrade !== undefined) upgradable.set(request, head.upgrade);
+  const info = new Info(remoteAddr);
+
+  try {
+    // The handler.
+    let response: Response;
+    try {
+      let result: unknown = site.handler(request, info);
+      if (!(result instanceof Response)) {
+        result = await untilAborted(Promise.resolve(result), thread.signal);
+      }
+      if (!(result instanceof Response)) {
+        throw new TypeError(
+          "The handler must return a Response or a promise of one",
+        );
+      }
+      response = result;
+    } catch (error) {
+      if (thread.signal.aborted && error === thread.signal.reason) throw error;
+      if (body?.failed) return await bodyFailed(socket, body, sendTimeout);
+      response = await errorResponse(site.onError, error);
+    }
+    if (body?.failed) return await bodyFailed(socket, body, sendTimeout);
+
+    const up = upgrades.get(response);
+    if (up !== undefined) {
+      if (up.request !== request) {
+        throw new TypeError("upgrade() was given another request");
+      }
+      await sendSwitching(socket, head.upgrade!, up.headers, sendTimeout);
+      info.settle();
+      watch?.abort();
+      await up.proc(socket, thread);
+      return false;
+    }
+
+    // The response.
+    let keepAlive = head.keepAlive && !serverInternals.draining(server(site));
+    if (
+      body !== undefined && !body.done && head.expectContinue && !body.started
+    ) {
+      keepAlive = false; // the client has not sent the body: do not wait
+    }
+    try {
+      keepAlive = await writeResponse(response, {
+        socket,
+        head: head.method === "HEAD",
+        keepAlive,
+        http10: head.minor === 0,
+        timeout: sendTimeout,
+        signal: thread.signal,
+      });
+      info.settle();
+    } catch (error) {
+      info.settle(error);
+      if (thread.signal.aborted && error === thread.signal.reason) throw error;
+      // Cut the connection: the client must see a truncated response.
+      socket.close();
+      return false;
+    }
+
+    // What is left of the body.
+    if (body !== undefined && !body.done) {
+      if (!keepAlive || body.failed) return false;
+      if (!await body.drain(DRAIN_LIMIT)) return false;
+    }
+    return keepAlive;
+  } finally {
+    watch?.abort();
+  }
+}
+
+function server(site: Site): HttpServer {
+  return site.server;
+}
+
+/** Answers a request whose body could not be read, then closes. */
+async function bodyFailed(
+  socket: EvSocket,
+  body: BodyReader,
+  sendTimeout: number,
+): Promise<false> {
+  const error = body.error;
+  if (error instanceof HttpError) {
+    await sendError(socket, error.status, sendTimeout);
+  } else if (isTimeout(error)) await sendError(socket, 408, sendTimeout);
+  return false;
+}
+
+/** Aborts `controller` when the client closes its side. */
+function watchDisconnect(
+  socket: EvSocket,
+  body: BodyReader | undefined,
+  controller: AbortController,
+  stop: AbortSignal,
+): void {
+  const disconnected = () =>
+    controller.abort(new DOMException("The client disconnected", "AbortError"));
+  (async () => {
+    // While the body is being read, its reader sees the end of stream.
+    if (body !== undefined && !body.done) {
+      await body.idle();
+      if (body.failed) {
+        if (isDisconnect(body.error)) disconnected();
+        return;
+      }
+      if (!body.done) return;
+    }
+    const want = socket.buffered + 1;
+    if (want > 65_536) return;
+    const seen = await socket.peek(want, { signal: stop });
+    if (seen === null || seen.byteLength < want) disconnected();
+  })().catch(() => {});
+}
+
+function hostOf(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return "localhost";
+  const name = addr.hostname.includes(":")
+    ? `[${addr.hostname}]`
+    : addr.hostname;
+  return `${name}:${addr.port}`;
+}
+
+/**
+ * Serves HTTP/1.1 with a task per connection, on {@linkcode EvLoop}. The
+ * same forms as `Deno.serve`: `serve(handler)` and
+ * `serve(options, handler)`, where the handler takes a `Request` and
+ * returns a `Response` (or a promise of one).
+ *
+ * Keep-alive, pipelining, chunked bodies both ways, `Expect:
+ * 100-continue`, `HEAD`, and limits and timeouts on every stage of a
+ * request (see {@linkcode ServeOptions}); `request.signal` aborts when the
+ * client disconnects; see {@linkcode upgrade} to take a connection over.
+ *
+ * @example Hello, World
+ * ```ts
+ * import { serve } from "@corothread/evthread/http";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using server = serve(
+ *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+ *   (request) => new Response(`Hello, ${new URL(request.url).pathname}`),
+ * );
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/world`);
+ * assertEquals(await response.text(), "Hello, /world");
+ * ```
+ *
+ * @param options Address, limits and hooks.
+ * @param handler Makes the response for each request.
+ * @returns The running server.
+ * @throws {Deno.errors.AddrInUse} if the address is taken.
+ * @throws {TypeError} / {RangeError} for bad options.
+ */
+export function serve(handler: ServeHandler): HttpServer;
+/**
+ * Serves HTTP/1.1 with `options` (address, limits, hooks): see the first
+ * form.
+ *
+ * @example With options
+ * ```ts
+ * import { serve } from "@corothread/evthread/http";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using server = serve({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   maxBodyBytes: 1024,
+ *   onListen() {},
+ * }, async (request) => new Response(await request.text()));
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+ *   method: "POST",
+ *   body: "echo",
+ * });
+ * assertEquals(await response.text(), "echo");
+ * ```
+ *
+ * @param options Address, limits and hooks.
+ * @param handler Makes the response for each request.
+ * @returns The running server.
+ */
+export function serve(options: ServeOptions, handler: ServeHandler): HttpServer;
+export function serve(
+  a: ServeHandler | ServeOptions,
+  b?: ServeHandler,
+): HttpServer {
+  const options: ServeOptions = typeof a === "function" ? {} : a ?? {};
+  const handler = typeof a === "function" ? a : b;
+  checkFunction(handler, "handler");
+  if (options.onListen !== undefined) {
+    checkFunction(options.onListen, "onListen");
+  }
+  if (options.onError !== undefined) checkFunction(options.onError, "onError");
+  const signal = checkSignal(options.signal);
+  const limits: Limits = {
+    maxHeaderBytes: positive(options.maxHeaderBytes, "maxHeaderBytes", 65_536),
+    maxHeaderFields: positive(options.maxHeaderFields, "maxHeaderFields", 128),
+    maxUrlBytes: positive(options.maxUrlBytes, "maxUrlBytes", 8192),
+    maxBodyBytes: options.maxBodyBytes === undefined ||
+        options.maxBodyBytes === Infinity
+      ? Infinity
+      : checkInteger(options.maxBodyBytes, "maxBodyBytes", 0),
+    headerTimeout: timeoutOption(
+      options.headerTimeout,
+      "headerTimeout",
+      10_000,
+    ),
+    idleTimeout: timeoutOption(options.idleTimeout, "idleTimeout", 5000),
+    bodyTimeout: timeoutOption(options.bodyTimeout, "bodyTimeout", 30_000),
+    sendTimeout: timeoutOption(options.sendTimeout, "sendTimeout", 30_000),
+  };
+  let loop: EvLoop;
+  const ownLoop = options.loop === undefined;
+  if (ownLoop) {
+    loop = new EvLoop({
+      capacity: positive(options.maxConnections, "maxConnections", 1024),
+    });
+  } else {
+    if (!(options.loop instanceof EvLoop)) {
+      throw new TypeError("'loop' must be an EvLoop");
+    }
+    if (options.maxConnections !== undefined) {
+      throw new TypeError(
+        "'maxConnections' cannot be set with 'loop': the loop's capacity applies",
+      );
+    }
+    loop = options.loop;
+  }
+  const site = {
+    handler: handler!,
+    onError: options.onError ?? defaultOnError,
+    limits,
+  } as Site;
+  const httpServer = serverInternals.create(loop, ownLoop, (srv) => {
+    site.server = srv;
+    return loop.listen(
+      {
+        hostname: options.hostname ?? "0.0.0.0",
+        port: options.port ?? 8000,
+        ...(options.backlog !== undefined ? { backlog: options.backlog } : {}),
+        ...(options.policy !== undefined ? { policy: options.policy } : {}),
+      },
+      (info) => (socket, thread) =>
+        serveConnection(site, socket, thread, info.remoteAddr),
+    );
+  });
+  const addr = httpServer.addr;
+  if (options.onListen !== undefined) options.onListen(addr);
+  else console.log(`Listening on http://${hostOf(addr)}/`);
+  if (signal !== undefined) {
+    if (signal.aborted) httpServer.shutdown();
+    else {
+      signal.addEventListener("abort", () => httpServer.shutdown(), {
+        once: true,
+      });
+    }
+  }
+  return httpServer;
+}
