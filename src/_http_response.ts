@@ -1,6 +1,7 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 // Writing responses (RFC 9112 sections 4, 6 and 7; RFC 9110 section 6.4.1).
 
+import { socketInternals } from "./_internal.ts";
 import type { EvSocket } from "./ev_socket.ts";
 
 const encoder = new TextEncoder();
@@ -97,6 +98,12 @@ export interface WriteContext {
   timeout: number;
   /** Aborted when the exchange must stop (shutdown or disconnect). */
   signal: AbortSignal;
+  /**
+   * Where to put the abort action for a wait in progress: the connection
+   * calls it when `signal` aborts (one listener per connection, not one per
+   * read).
+   */
+  state: { onAbort: ((reason: unknown) => void) | undefined };
 }
 
 /** Whether a status has no body (RFC 9110 6.4.1). */
@@ -104,19 +111,15 @@ function bodyless(status: number): boolean {
   return status < 200 || status === 204 || status === 304;
 }
 
-/** Reads from a stream reader, rejecting when `signal` aborts. */
-function readOrAbort<T>(
-  reader: ReadableStreamDefaultReader<T>,
-  signal: AbortSignal,
-): Promise<ReadableStreamReadResult<T>> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    reader.read().then(resolve, reject).finally(() =>
-      signal.removeEventListener("abort", onAbort)
-    );
-  });
+/** Reads the next piece of a response body; rejects when the exchange is
+ * aborted (the connection cancels the reader). */
+async function next(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  ctx: WriteContext,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  const result = await reader.read();
+  if (ctx.signal.aborted) throw ctx.signal.reason;
+  return result;
 }
 
 /**
@@ -137,15 +140,19 @@ export async function writeResponse(
   let head = statusLine(status, response.statusText);
   let keepAlive = ctx.keepAlive;
   let userLength: string | null = null;
+  let date = false;
   for (const [name, value] of response.headers) {
     if (FRAMING.has(name)) {
       if (name === "content-length") userLength = value;
-      else if (name === "date") head += `date: ${value}\r\n`;
+      else if (name === "date") {
+        head += `date: ${value}\r\n`;
+        date = true;
+      }
       continue;
     }
     head += `${name}: ${value}\r\n`;
   }
-  if (!response.headers.has("date")) head += `date: ${httpDate()}\r\n`;
+  if (!date) head += `date: ${httpDate()}\r\n`;
 
   const body = response.body;
   if (bodyless(status)) {
@@ -165,10 +172,21 @@ export async function writeResponse(
   }
 
   const reader = body.getReader();
+  ctx.state.onAbort = (reason) => reader.cancel(reason).catch(() => {});
+  // Whether the stream closed with its first chunk, as a body made from a
+  // string or bytes does: then it goes out with content-length. `closed`
+  // settles a few microtasks after the read that empties the stream, so
+  // the check below yields that long (no I/O wait). A body still open then
+  // is sent at once, chunked: a live stream's first event is not held back
+  // waiting for a second.
+  let closed = false;
+  reader.closed.then(() => {
+    closed = true;
+  }, () => {});
   try {
-    const first = await readOrAbort(reader, ctx.signal);
-    const second = first.done ? first : await readOrAbort(reader, ctx.signal);
-    if (second.done) {
+    const first = await next(reader, ctx);
+    for (let i = 0; i < 4 && !closed && !first.done; i++) await null;
+    if (first.done || closed) {
       const bytes = first.done ? undefined : checkChunk(first.value);
       head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
       await send(ctx, head, keepAlive, ctx.head ? undefined : bytes);
@@ -186,29 +204,33 @@ export async function writeResponse(
       // No chunked coding in HTTP/1.0: the end of the body is the close.
       keepAlive = false;
       await send(ctx, head, false, checkChunk(first.value));
-      await ctx.socket.send(checkChunk(second.value), sendOptions(ctx));
       while (true) {
-        const next = await readOrAbort(reader, ctx.signal);
-        if (next.done) return false;
-        await ctx.socket.send(checkChunk(next.value), sendOptions(ctx));
+        const piece = await next(reader, ctx);
+        if (piece.done) return false;
+        await write(ctx, checkChunk(piece.value));
       }
     }
     head += "transfer-encoding: chunked\r\n";
-    await send(ctx, head, keepAlive, chunk(checkChunk(first.value)));
-    await ctx.socket.send(chunk(checkChunk(second.value)), sendOptions(ctx));
+    const piece = checkChunk(first.value);
+    await send(
+      ctx,
+      head,
+      keepAlive,
+      piece.byteLength > 0 ? chunk(piece) : undefined,
+    );
     while (true) {
-      const next = await readOrAbort(reader, ctx.signal);
-      if (next.done) break;
-      const piece = checkChunk(next.value);
-      if (piece.byteLength > 0) {
-        await ctx.socket.send(chunk(piece), sendOptions(ctx));
-      }
+      const result = await next(reader, ctx);
+      if (result.done) break;
+      const piece = checkChunk(result.value);
+      if (piece.byteLength > 0) await write(ctx, chunk(piece));
     }
     await ctx.socket.send(LAST_CHUNK, sendOptions(ctx));
     return keepAlive;
   } catch (error) {
     reader.cancel(error).catch(() => {});
     throw error;
+  } finally {
+    ctx.state.onAbort = undefined;
   }
 }
 
@@ -216,6 +238,14 @@ const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
 function sendOptions(ctx: WriteContext): { timeout: number } {
   return { timeout: ctx.timeout };
+}
+
+/**
+ * Sends bytes that are the server's own (or a chunk a body stream handed
+ * over): the socket need not copy them even though the send has a timeout.
+ */
+function write(ctx: WriteContext, bytes: Uint8Array): Promise<void> {
+  return socketInternals.sendOwned(ctx.socket, bytes, sendOptions(ctx));
 }
 
 function checkChunk(value: unknown): Uint8Array {
@@ -254,10 +284,7 @@ function send(
     length = head.length;
   }
   if (body !== undefined) out.set(body, length);
-  return ctx.socket.send(
-    out.subarray(0, length + bodyLength),
-    sendOptions(ctx),
-  );
+  return write(ctx, out.subarray(0, length + bodyLength));
 }
 
 /** Writes a minimal response for a request the server rejects. */

@@ -60,7 +60,21 @@ export const socketInternals: {
   abort: (socket: EvSocket, reason: unknown) => void;
   /** Resolves once the socket's in-flight reads and writes have settled. */
   settled: (socket: EvSocket) => Promise<void>;
-} = { attach: unreachable, abort: unreachable, settled: unreachable };
+  /**
+   * `send` of bytes the caller hands over (it never touches them again),
+   * so that even a send that can be abandoned need not copy them.
+   */
+  sendOwned: (
+    socket: EvSocket,
+    bytes: Uint8Array,
+    options: { timeout?: number },
+  ) => Promise<void>;
+} = {
+  attach: unreachable,
+  abort: unreachable,
+  settled: unreachable,
+  sendOwned: unreachable,
+};
 
 /** Internal: starts tasks. */
 export const threadInternals: {

@@ -194,6 +194,8 @@ export class EvSocket implements AsyncDisposable {
     };
     socketInternals.abort = (socket, reason) => socket.#rejectAll(reason);
     socketInternals.settled = (socket) => socket.#settled();
+    socketInternals.sendOwned = (socket, bytes, options) =>
+      socket.#write(bytes, options, true);
   }
 
   /**
@@ -859,6 +861,7 @@ export class EvSocket implements AsyncDisposable {
   #write(
     bytes: Uint8Array | undefined,
     options: EvCallOptions | undefined,
+    owned = false,
   ): Promise<void> {
     let timeout: number | undefined;
     let signal: AbortSignal | undefined;
@@ -890,7 +893,7 @@ export class EvSocket implements AsyncDisposable {
       const req: WriteRequest = {
         bytes,
         offset: 0,
-        owned: false,
+        owned,
         resolve,
         reject,
         entry: undefined,

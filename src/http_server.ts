@@ -104,6 +104,7 @@ interface Limits {
 /** A connection's state, as the server's shutdown sees it. */
 interface Connection {
   thread: EvThread<unknown>;
+  socket: EvSocket;
   /** Waiting for the next request (nothing in flight). */
   idle: boolean;
 }
@@ -320,7 +321,8 @@ export class HttpServer implements AsyncDisposable {
     const reason = abortError("The server is shutting down");
     this.#draining.abort(reason);
     for (const c of this.#connections) {
-      if (c.idle) c.thread.abort(reason);
+      // Idle: between requests, with no byte of the next one yet.
+      if (c.idle && c.socket.buffered === 0) c.thread.abort(reason);
     }
     if (!this.#ownLoop && this.#shutdown === undefined) {
       // The shared loop is shutting down: it applies its own grace.
@@ -438,18 +440,6 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.NotConnected;
 }
 
-/** Resolves with `promise`, or rejects with `signal.reason` first. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() =>
-      signal.removeEventListener("abort", onAbort)
-    );
-  });
-}
-
 async function errorResponse(
   onError: (error: unknown) => Response | Promise<Response>,
   error: unknown,
@@ -479,28 +469,29 @@ async function serveConnection(
   remoteAddr: Deno.NetAddr,
 ): Promise<void> {
   const { server, limits } = site;
-  const connection: Connection = { thread, idle: true };
+  const connection: Connection = { thread, socket, idle: true };
+  // One abort listener for the connection's life: it stops whatever the
+  // exchange is waiting on (the handler, a body stream read).
+  const state: ExchangeState = { onAbort: undefined };
+  thread.signal.addEventListener(
+    "abort",
+    () => state.onAbort?.(thread.signal.reason),
+    { once: true },
+  );
   serverInternals.track(server, connection);
   try {
     socket.setNoDelay(true);
-    let first = true;
+    let timeout = limits.headerTimeout;
     while (true) {
       connection.idle = true;
       if (serverInternals.draining(server)) return;
-      if (socket.buffered === 0) {
-        const timeout = first ? limits.headerTimeout : limits.idleTimeout;
-        let peeked: Uint8Array | null;
-        try {
-          peeked = await socket.peek(1, { timeout });
-        } catch (error) {
-          if (isTimeout(error)) return; // idle: close quietly
-          throw error;
-        }
-        if (peeked === null) return;
-      }
-      connection.idle = false;
-      first = false;
-      if (!await exchange(site, socket, thread, remoteAddr)) return;
+      const more = await exchange(site, socket, thread, remoteAddr, {
+        connection,
+        state,
+        timeout,
+      });
+      if (!more) return;
+      timeout = limits.idleTimeout;
     }
   } catch (error) {
     if (thread.signal.aborted && error === thread.signal.reason) return;
@@ -511,23 +502,30 @@ async function serveConnection(
   }
 }
 
-/** One request and its response. Returns whether to read another. */
-async function exchange(
-  site: Site,
-  socket: EvSocket,
-  thread: EvThread<unknown>,
-  remoteAddr: Deno.NetAddr,
-): Promise<boolean> {
-  const { limits } = site;
-  const sendTimeout = limits.sendTimeout;
+/** What `exchange` shares with its connection. */
+interface ExchangeState {
+  onAbort: ((reason: unknown) => void) | undefined;
+}
 
-  // The head.
-  let headBytes: Uint8Array | null;
+/** Reads a request head; `null` when the connection should just close. */
+async function readHead(
+  socket: EvSocket,
+  limits: Limits,
+  timeout: number,
+): Promise<Uint8Array | null> {
+  const options = { maxLength: limits.maxHeaderBytes, timeout };
+  const sendTimeout = limits.sendTimeout;
   try {
-    headBytes = await socket.readUntil(CRLFCRLF, {
-      maxLength: limits.maxHeaderBytes,
-      timeout: limits.headerTimeout,
-    });
+    try {
+      return await socket.readUntil(CRLFCRLF, options);
+    } catch (error) {
+      // Idle keep-alive timeout: close quietly if nothing came; if a head
+      // had begun, it gets the header timeout to finish.
+      if (!isTimeout(error) || socket.buffered === 0) throw error;
+      if (timeout === limits.headerTimeout) throw error;
+      options.timeout = limits.headerTimeout;
+      return await socket.readUntil(CRLFCRLF, options);
+    }
   } catch (error) {
     if (error instanceof LimitExceededError) {
       // 414 when the request line alone is over the limit, else 431.
@@ -535,15 +533,31 @@ async function exchange(
       const eol = seen === null ? -1 : seen.indexOf(0x0a);
       const status = eol < 0 || eol > limits.maxUrlBytes + 64 ? 414 : 431;
       await sendError(socket, status, sendTimeout);
-      return false;
+      return null;
     }
     if (isTimeout(error)) {
-      await sendError(socket, 408, sendTimeout);
-      return false;
+      if (socket.buffered > 0) await sendError(socket, 408, sendTimeout);
+      return null;
     }
     throw error;
   }
+}
+
+/** One request and its response. Returns whether to read another. */
+async function exchange(
+  site: Site,
+  socket: EvSocket,
+  thread: EvThread<unknown>,
+  remoteAddr: Deno.NetAddr,
+  context: { connection: Connection; state: ExchangeState; timeout: number },
+): Promise<boolean> {
+  const { limits } = site;
+  const sendTimeout = limits.sendTimeout;
+  const { connection, state } = context;
+
+  const headBytes = await readHead(socket, limits, context.timeout);
   if (headBytes === null) return false;
+  connection.idle = false;
   const text = latin1(headBytes.subarray(0, headBytes.byteLength - 4));
   if (/^(\r\n)*$/.test(text)) return true; // empty lines between requests
   let head;
@@ -578,11 +592,10 @@ async function exchange(
   // request.signal, made on first use: aborts when the client disconnects
   // (or the connection is aborted) before the response is sent.
   let watch: AbortController | undefined;
-  const host = head.host || hostOf(socket.localAddr);
   const request = new HttpRequest({
     method: head.method,
     target: head.target,
-    host,
+    host: head.host || hostOf(socket.localAddr),
     fields: head.fields,
     body: body === undefined ? null : body.stream(),
     signal: () => {
@@ -605,12 +618,17 @@ async function exchange(
   const info = new Info(remoteAddr);
 
   try {
-    // The handler.
+    // The handler. A handler that never settles still ends with the
+    // connection: aborting it (shutdown) rejects the wait.
     let response: Response;
     try {
       let result: unknown = site.handler(request, info);
       if (!(result instanceof Response)) {
-        result = await untilAborted(Promise.resolve(result), thread.signal);
+        result = await new Promise((resolve, reject) => {
+          state.onAbort = reject;
+          Promise.resolve(result).then(resolve, reject);
+        });
+        state.onAbort = undefined;
       }
       if (!(result instanceof Response)) {
         throw new TypeError(
@@ -619,6 +637,7 @@ async function exchange(
       }
       response = result;
     } catch (error) {
+      state.onAbort = undefined;
       if (thread.signal.aborted && error === thread.signal.reason) throw error;
       if (body?.failed) return await bodyFailed(socket, body, sendTimeout);
       response = await errorResponse(site.onError, error);
@@ -638,7 +657,7 @@ async function exchange(
     }
 
     // The response.
-    let keepAlive = head.keepAlive && !serverInternals.draining(server(site));
+    let keepAlive = head.keepAlive && !serverInternals.draining(site.server);
     if (
       body !== undefined && !body.done && head.expectContinue && !body.started
     ) {
@@ -652,6 +671,7 @@ async function exchange(
         http10: head.minor === 0,
         timeout: sendTimeout,
         signal: thread.signal,
+        state,
       });
       info.settle();
     } catch (error) {
@@ -671,10 +691,6 @@ async function exchange(
   } finally {
     watch?.abort();
   }
-}
-
-function server(site: Site): HttpServer {
-  return site.server;
 }
 
 /** Answers a request whose body could not be read, then closes. */
