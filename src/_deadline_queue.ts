@@ -73,7 +73,12 @@ export class DeadlineQueue {
   #arm(at: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timerAt = at;
-    const delay = Math.max(0, Math.ceil(at - performance.now()));
+    // setTimeout takes at most 2^31-1 ms (larger fires at once); a later
+    // deadline is reached by re-arming when this one fires.
+    const delay = Math.min(
+      Math.max(0, Math.ceil(at - performance.now())),
+      2 ** 31 - 1,
+    );
     this.#timer = setTimeout(this.#onTimer, delay);
     Deno.unrefTimer(this.#timer);
   }

@@ -69,7 +69,22 @@ export const socketInternals: {
     bytes: Uint8Array,
     options: { timeout?: number },
   ) => Promise<void>;
+  /**
+   * Resolves when the peer ends the stream (or the connection fails), as
+   * seen by reading ahead up to 64 KiB while nobody reads; never, if
+   * `signal` aborts first or the socket is closed.
+   */
+  watchEnd: (socket: EvSocket, signal: AbortSignal) => Promise<void>;
+  /** `readUntil` that stops at whichever of two delimiters ends first. */
+  readUntilEither: (
+    socket: EvSocket,
+    a: Uint8Array,
+    b: Uint8Array,
+    options: { maxLength: number; timeout?: number },
+  ) => Promise<Uint8Array | null>;
 } = {
+  readUntilEither: unreachable,
+  watchEnd: unreachable,
   attach: unreachable,
   abort: unreachable,
   settled: unreachable,

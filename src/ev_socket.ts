@@ -53,6 +53,8 @@ const DEFAULT_MAX_LENGTH = 65_536;
 const READ_BUFFER_SIZE = 16_384;
 /** The read buffer grows to a recv's buffer size, up to this. */
 const MAX_RECV_BUFFER = 1 << 20;
+/** Most bytes read ahead while only the end of the stream is awaited. */
+const READ_AHEAD_MAX = 65_536;
 /** Most bytes copied per write for a send that may be abandoned. */
 const COPY_CHUNK = 262_144;
 
@@ -69,6 +71,8 @@ interface ReadRequest {
   buf: Uint8Array | undefined;
   /** readUntil delimiter. */
   delim: Uint8Array | undefined;
+  /** readUntil: a second delimiter; the one that ends first wins. */
+  delim2: Uint8Array | undefined;
   /** readUntil limit. */
   max: number;
   /** readUntil: bytes already searched without finding the delimiter. */
@@ -93,6 +97,8 @@ interface WriteRequest {
   offset: number;
   /** Whether `bytes` is the socket's own copy rather than the caller's. */
   owned: boolean;
+  /** Whether a write of the caller's own buffer is in flight. */
+  inPlace: boolean;
   resolve: (() => void) | undefined;
   reject: (reason: unknown) => void;
   entry: DeadlineEntry | undefined;
@@ -172,6 +178,7 @@ export class EvSocket implements AsyncDisposable {
   #eof = false;
   #readError: unknown = undefined;
   #readers: ReadRequest[] = [];
+  #endWatchers: (() => void)[] = [];
 
   // Write side.
   #writers: WriteRequest[] = [];
@@ -196,6 +203,17 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.settled = (socket) => socket.#settled();
     socketInternals.sendOwned = (socket, bytes, options) =>
       socket.#write(bytes, options, true);
+    socketInternals.watchEnd = (socket, signal) => socket.#watchEnd(signal);
+    socketInternals.readUntilEither = (socket, a, b, options) =>
+      socket.#read(
+        KIND_UNTIL,
+        undefined,
+        a,
+        options.maxLength,
+        options,
+        true,
+        b,
+      );
   }
 
   /**
@@ -270,14 +288,20 @@ export class EvSocket implements AsyncDisposable {
   recv(buf: Uint8Array, options?: EvCallOptions): Promise<number | null> {
     try {
       checkBytes(buf, "buf");
+      if (options !== undefined) {
+        checkTimeout(options.timeout);
+        checkSignal(options.signal);
+      }
     } catch (error) {
       return Promise.reject(error);
     }
-    // Fast path: bytes already buffered and nobody queued ahead.
+    // Fast path: bytes already buffered and nobody queued ahead (nor any
+    // reason to reject: #read checks those in the same order).
     const have = this.#re - this.#rs;
     if (
       have > 0 && this.#readers.length === 0 && !this.#closed &&
-      !this.#readable?.locked && !this.#idleExpired
+      !this.#readable?.locked && !this.#idleExpired &&
+      !this.#host?.signal.aborted && !options?.signal?.aborted
     ) {
       const n = have < buf.byteLength ? have : buf.byteLength;
       buf.set(this.#rbuf.subarray(this.#rs, this.#rs + n));
@@ -462,6 +486,7 @@ export class EvSocket implements AsyncDisposable {
     max: number,
     options: EvCallOptions | undefined,
     publicCall: boolean,
+    delim2?: Uint8Array,
   ): Promise<Any> {
     let timeout: number | undefined;
     let signal: AbortSignal | undefined;
@@ -492,6 +517,7 @@ export class EvSocket implements AsyncDisposable {
         kind,
         buf,
         delim,
+        delim2,
         max,
         scanned: 0,
         direct: false,
@@ -510,6 +536,11 @@ export class EvSocket implements AsyncDisposable {
           this.#reading === undefined;
       }
       if (timeout === 0) {
+        // Read what the kernel holds into the buffer for the next call, so
+        // that polling with timeout 0 sees bytes once they have arrived.
+        if (this.#readers.length === 0 && this.#reading === undefined) {
+          this.#readAhead();
+        }
         this.#countTimeout();
         reject(timeoutError("Nothing buffered to read (timeout 0)"));
         return;
@@ -598,8 +629,25 @@ export class EvSocket implements AsyncDisposable {
       }
       case KIND_UNTIL: {
         const delim = req.delim ?? LF;
-        const dlen = delim.byteLength;
-        const found = indexOf(rbuf, rs + req.scanned, this.#re, delim);
+        let dlen = delim.byteLength;
+        const from = rs + req.scanned;
+        let found = indexOf(rbuf, from, this.#re, delim);
+        const other = req.delim2;
+        let span = dlen;
+        if (other !== undefined) {
+          const olen = other.byteLength;
+          if (olen > span) span = olen;
+          const at = indexOf(
+            rbuf,
+            from,
+            found < 0 ? this.#re : found + dlen,
+            other,
+          );
+          if (at >= 0 && (found < 0 || at + olen < found + dlen)) {
+            found = at;
+            dlen = olen;
+          }
+        }
         if (found >= 0) {
           const end = found - rs + dlen;
           if (end > req.max) {
@@ -610,7 +658,7 @@ export class EvSocket implements AsyncDisposable {
           }
           return true;
         }
-        req.scanned = have >= dlen ? have - dlen + 1 : 0;
+        req.scanned = have >= span ? have - span + 1 : 0;
         if (have >= req.max) {
           req.reject(new LimitExceededError(req.max));
           return true;
@@ -673,7 +721,39 @@ export class EvSocket implements AsyncDisposable {
       readers.shift();
       this.#forget(req);
     }
-    if (readers.length > 0 && this.#reading === undefined) this.#fill();
+    if (this.#reading === undefined) {
+      if (readers.length > 0) this.#fill();
+      else if (this.#endWatchers.length > 0) this.#readAhead();
+    }
+    if (
+      this.#endWatchers.length > 0 &&
+      (this.#eof || this.#readError !== undefined)
+    ) {
+      const watchers = this.#endWatchers;
+      this.#endWatchers = [];
+      for (const notify of watchers) notify();
+    }
+  }
+
+  /**
+   * With nobody reading, reads ahead into the buffer (up to 64 KiB) so
+   * that the end of the stream is seen: for `socketInternals.watchEnd`.
+   */
+  #readAhead(): void {
+    if (this.#eof || this.#readError !== undefined || this.#closed) return;
+    const have = this.#re - this.#rs;
+    if (have >= READ_AHEAD_MAX) return;
+    if (have === 0) this.#rs = this.#re = 0;
+    else if (this.#rs > 0 && this.#rbuf.byteLength - this.#re < 4096) {
+      this.#rbuf.copyWithin(0, this.#rs, this.#re);
+      this.#rs = 0;
+      this.#re = have;
+    }
+    if (this.#re === this.#rbuf.byteLength) return;
+    this.#reading = this.#conn.read(this.#rbuf.subarray(this.#re)).then(
+      this.#onRead,
+      this.#onReadError,
+    );
   }
 
   /** Starts one read of the connection into the buffer. */
@@ -894,6 +974,7 @@ export class EvSocket implements AsyncDisposable {
         bytes,
         offset: 0,
         owned,
+        inPlace: false,
         resolve,
         reject,
         entry: undefined,
@@ -941,6 +1022,7 @@ export class EvSocket implements AsyncDisposable {
       const end = Math.min(bytes.byteLength, req.offset + COPY_CHUNK);
       op = this.#conn.write(bytes.slice(req.offset, end));
     } else {
+      req.inPlace = !req.owned;
       op = this.#conn.write(
         req.offset === 0 ? bytes : bytes.subarray(req.offset),
       );
@@ -953,6 +1035,7 @@ export class EvSocket implements AsyncDisposable {
 
   #onWritten(req: WriteRequest, n: number): void {
     this.#writing = undefined;
+    req.inPlace = false;
     if (this.#closed) return;
     // Otherwise it was dropped while in flight (its task was aborted).
     if (this.#writers[0] === req) {
@@ -1019,7 +1102,10 @@ export class EvSocket implements AsyncDisposable {
    * Sets an idle timeout (the C library's `EVSOCKET_set_idle_timeout`): when
    * no bytes move in either direction for `ms` milliseconds, the pending
    * calls, or if none the next call, reject with a `"TimeoutError"`. Bytes
-   * are never lost. `undefined` or `Infinity` turns it off.
+   * are never lost. `undefined` or `Infinity` turns it off. Set it before
+   * the calls it should bound: a `recv` or `send` without a timeout that
+   * was already waiting when it was set may be working in the caller's
+   * buffer, and is left to finish.
    *
    * @example Dropping silent peers
    * ```ts
@@ -1063,13 +1149,20 @@ export class EvSocket implements AsyncDisposable {
     if (waiting) {
       const error = this.#idleTimeoutError();
       this.#countTimeout();
+      // A call whose read or write of the connection is working in the
+      // caller's own buffer (it began before the idle timeout was set)
+      // cannot be abandoned without the connection touching that buffer
+      // after the rejection: it is left to finish.
       const readers = this.#readers;
-      this.#readers = [];
+      this.#readers = readers.filter((req) => req.direct);
       for (const req of readers) {
+        if (req.direct) continue;
         this.#forget(req);
         req.reject(error);
       }
-      for (const req of [...this.#writers]) this.#detachWriter(req, error);
+      for (const req of [...this.#writers]) {
+        if (!req.inPlace) this.#detachWriter(req, error);
+      }
     } else {
       this.#idleExpired = true;
     }
@@ -1097,6 +1190,26 @@ export class EvSocket implements AsyncDisposable {
       req.reject(reason);
     }
     this.#rejectWriters(reason);
+  }
+
+  #watchEnd(signal: AbortSignal): Promise<void> {
+    if (this.#eof || this.#readError !== undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      if (this.#closed || signal.aborted) return;
+      const notify = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = this.#endWatchers.indexOf(notify);
+        if (i >= 0) this.#endWatchers.splice(i, 1);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#endWatchers.push(notify);
+      if (this.#reading === undefined && this.#readers.length === 0) {
+        this.#readAhead();
+      }
+    });
   }
 
   #settled(): Promise<void> {

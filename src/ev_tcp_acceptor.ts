@@ -111,6 +111,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
   #onRefuse: ((conn: Deno.Conn) => void | Promise<void>) | undefined;
   #stop = new AbortController();
   #closed = false;
+  #refed = true;
   #running!: Promise<void>;
   #refusing = new Set<Promise<void>>();
   #accepted = 0;
@@ -223,7 +224,9 @@ export class EvTcpAcceptor implements AsyncDisposable {
           ? BACKOFF_MIN
           : Math.min(2 * backoff, BACKOFF_MAX);
         try {
-          await delay(backoff, { signal: stop, persistent: false });
+          // While it backs off no accept is pending: the timer must keep
+          // the process alive in its place (unless the acceptor is unref'd).
+          await delay(backoff, { signal: stop, persistent: this.#refed });
         } catch {
           break;
         }
@@ -366,6 +369,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
    * ```
    */
   ref(): void {
+    this.#refed = true;
     if (!this.#closed) this.#listener.ref();
   }
 
@@ -382,6 +386,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
    * ```
    */
   unref(): void {
+    this.#refed = false;
     if (!this.#closed) this.#listener.unref();
   }
 }
