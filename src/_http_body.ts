@@ -2,7 +2,12 @@
 // Request bodies read from the socket as the handler pulls them:
 // Content-Length framed or chunked (RFC 9112 sections 6 and 7).
 
-import { HttpError, latin1, parseChunkSize } from "./_http_parse.ts";
+import {
+  checkFieldLine,
+  HttpError,
+  latin1,
+  parseChunkSize,
+} from "./_http_parse.ts";
 import type { EvSocket } from "./ev_socket.ts";
 
 const CRLF = new Uint8Array([0x0d, 0x0a]);
@@ -170,10 +175,7 @@ export class BodyReader {
       if (line === "") return;
       budget -= line.length + 2;
       if (budget <= 0) throw new HttpError(431, "Trailer fields too large");
-      const c = line.charCodeAt(0);
-      if (line.indexOf(":") <= 0 || c === 0x20 || c === 0x09) {
-        throw new HttpError(400, "Malformed trailer field");
-      }
+      checkFieldLine(line);
     }
   }
 

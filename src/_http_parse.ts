@@ -49,6 +49,10 @@ const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 // characters like `"` or `{`); no spaces, controls or bytes above 0x7e.
 const BAD_TARGET = /[^\x21-\x7e]/;
 const VERSION = /^HTTP\/(\d)\.(\d)$/;
+// uri-host [":" port] (RFC 9112 3.2, RFC 3986 3.2.2): no "/", "?", "#",
+// "@" or spaces, which would change the URL the handler sees.
+const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:\d*)?$/;
+const ABSOLUTE = /^https?:\/\//i;
 
 /**
  * Parses a request head: everything before the blank line that ends it,
@@ -82,6 +86,16 @@ export function parseHead(head: string, limits: HeadLimits): RequestHead {
   if (m === null) throw new HttpError(400, "Malformed HTTP version");
   if (m[1] !== "1") throw new HttpError(505, "HTTP version not supported");
   const minor = m[2] === "0" ? 0 : 1;
+  // origin-form for any method; absolute-form; authority-form only for
+  // CONNECT and "*" only for OPTIONS (RFC 9112 3.2).
+  const c0 = target.charCodeAt(0);
+  if (
+    c0 !== 0x2f && !ABSOLUTE.test(target) &&
+    !(target === "*" && method === "OPTIONS") &&
+    !(method === "CONNECT" && /^[^/?#@]+:\d+$/.test(target))
+  ) {
+    throw new HttpError(400, "Malformed request target");
+  }
 
   const fields: string[] = [];
   let host: string | undefined;
@@ -153,6 +167,9 @@ export function parseHead(head: string, limits: HeadLimits): RequestHead {
   }
   if (minor === 0 && hosts > 1) {
     throw new HttpError(400, "More than one Host field");
+  }
+  if (host !== undefined && !HOST.test(host)) {
+    throw new HttpError(400, "Invalid Host field");
   }
 
   let chunked = false;
@@ -254,6 +271,22 @@ export function parseChunkSize(line: string): number {
     throw new HttpError(400, "Malformed chunk extension");
   }
   return parseInt(size, 16);
+}
+
+/**
+ * Checks a trailer field line (without CRLF) with the grammar of header
+ * fields: a token name, a colon, a value without control characters.
+ *
+ * @throws {HttpError} 400 when it is malformed.
+ */
+export function checkFieldLine(line: string): void {
+  const colon = line.indexOf(":");
+  if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) {
+    throw new HttpError(400, "Malformed trailer field");
+  }
+  if (BAD_VALUE.test(line.slice(colon + 1)) || line.includes("\r")) {
+    throw new HttpError(400, "Invalid character in trailer field");
+  }
 }
 
 /** Decodes bytes as latin1: one char per byte, nothing rejected. */

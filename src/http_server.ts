@@ -16,6 +16,8 @@ import {
   checkSignal,
   checkTimeout,
 } from "./_validate.ts";
+import { delay } from "./_delay.ts";
+import { socketInternals } from "./_internal.ts";
 import { LimitExceededError } from "./errors.ts";
 import { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -121,6 +123,9 @@ const upgrades = new WeakMap<Response, Upgrade>();
 const upgradable = new WeakMap<Request, string>();
 
 const CRLFCRLF = new Uint8Array([0x0d, 0x0a, 0x0d, 0x0a]);
+// A head ended by bare LFs is found (and rejected) at once, rather than
+// waited on until the header timeout.
+const LFLF = new Uint8Array([0x0a, 0x0a]);
 
 let constructing = false;
 let serverInternals: {
@@ -298,14 +303,10 @@ export class HttpServer implements AsyncDisposable {
     await this.#acceptor.close();
     if (this.#connections.size > 0 && grace > 0) {
       const timer = new AbortController();
-      let id: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         this.#allEnded(),
-        new Promise<void>((resolve) => {
-          if (grace !== Infinity) id = setTimeout(resolve, grace);
-        }),
+        delay(grace, { signal: timer.signal }).catch(() => {}),
       ]);
-      if (id !== undefined) clearTimeout(id);
       timer.abort();
     }
     const reason = abortError("The server was shut down");
@@ -412,16 +413,24 @@ class Info implements ServeHandlerInfo {
     return this.#completed;
   }
 
-  settle(error?: unknown): void {
+  /** Whether `completed` has not settled yet. */
+  get pending(): boolean {
+    return this.#state === 0;
+  }
+
+  /** The response was written in full. */
+  sent(): void {
     if (this.#state !== 0) return;
-    if (arguments.length === 0) {
-      this.#state = 1;
-      this.#resolve?.();
-    } else {
-      this.#state = 2;
-      this.#error = error;
-      this.#reject?.(error);
-    }
+    this.#state = 1;
+    this.#resolve?.();
+  }
+
+  /** The response could not be written (a no-op once settled). */
+  failed(error: unknown): void {
+    if (this.#state !== 0) return;
+    this.#state = 2;
+    this.#error = error;
+    this.#reject?.(error);
   }
 }
 
@@ -517,14 +526,24 @@ async function readHead(
   const sendTimeout = limits.sendTimeout;
   try {
     try {
-      return await socket.readUntil(CRLFCRLF, options);
+      return await socketInternals.readUntilEither(
+        socket,
+        CRLFCRLF,
+        LFLF,
+        options,
+      );
     } catch (error) {
       // Idle keep-alive timeout: close quietly if nothing came; if a head
       // had begun, it gets the header timeout to finish.
       if (!isTimeout(error) || socket.buffered === 0) throw error;
       if (timeout === limits.headerTimeout) throw error;
       options.timeout = limits.headerTimeout;
-      return await socket.readUntil(CRLFCRLF, options);
+      return await socketInternals.readUntilEither(
+        socket,
+        CRLFCRLF,
+        LFLF,
+        options,
+      );
     }
   } catch (error) {
     if (error instanceof LimitExceededError) {
@@ -558,7 +577,12 @@ async function exchange(
   const headBytes = await readHead(socket, limits, context.timeout);
   if (headBytes === null) return false;
   connection.idle = false;
-  const text = latin1(headBytes.subarray(0, headBytes.byteLength - 4));
+  const n = headBytes.byteLength;
+  if (headBytes[n - 3] !== 0x0a || headBytes[n - 4] !== 0x0d) {
+    await sendError(socket, 400, sendTimeout); // ended by bare LFs
+    return false;
+  }
+  const text = latin1(headBytes.subarray(0, n - 4));
   if (/^(\r\n)*$/.test(text)) return true; // empty lines between requests
   let head;
   try {
@@ -610,7 +634,7 @@ async function exchange(
           signal: stop,
         });
       }
-      watchDisconnect(socket, body, controller, stop);
+      watchDisconnect(socket, controller, stop);
       return controller.signal;
     },
   }) as unknown as Request;
@@ -630,19 +654,21 @@ async function exchange(
         });
         state.onAbort = undefined;
       }
-      if (!(result instanceof Response)) {
+      if (!(result instanceof Response) || result.type === "error") {
         throw new TypeError(
-          "The handler must return a Response or a promise of one",
+          "The handler must return a Response (not Response.error()) or a promise of one",
         );
       }
       response = result;
     } catch (error) {
       state.onAbort = undefined;
       if (thread.signal.aborted && error === thread.signal.reason) throw error;
-      if (body?.failed) return await bodyFailed(socket, body, sendTimeout);
+      if (body?.failed) {
+        return await bodyFailed(socket, body, info, sendTimeout);
+      }
       response = await errorResponse(site.onError, error);
     }
-    if (body?.failed) return await bodyFailed(socket, body, sendTimeout);
+    if (body?.failed) return await bodyFailed(socket, body, info, sendTimeout);
 
     const up = upgrades.get(response);
     if (up !== undefined) {
@@ -650,7 +676,7 @@ async function exchange(
         throw new TypeError("upgrade() was given another request");
       }
       await sendSwitching(socket, head.upgrade!, up.headers, sendTimeout);
-      info.settle();
+      info.sent();
       watch?.abort();
       await up.proc(socket, thread);
       return false;
@@ -663,19 +689,32 @@ async function exchange(
     ) {
       keepAlive = false; // the client has not sent the body: do not wait
     }
+    const ctx = {
+      socket,
+      head: head.method === "HEAD",
+      keepAlive,
+      http10: head.minor === 0,
+      timeout: sendTimeout,
+      signal: thread.signal,
+      state,
+      started: false,
+    };
     try {
-      keepAlive = await writeResponse(response, {
-        socket,
-        head: head.method === "HEAD",
-        keepAlive,
-        http10: head.minor === 0,
-        timeout: sendTimeout,
-        signal: thread.signal,
-        state,
-      });
-      info.settle();
+      try {
+        keepAlive = await writeResponse(response, ctx);
+      } catch (error) {
+        if (ctx.started || thread.signal.aborted) throw error;
+        // Nothing went out yet (a used body, a chunk that is not bytes):
+        // answer as for a handler that threw.
+        ctx.keepAlive = false;
+        keepAlive = await writeResponse(
+          await errorResponse(site.onError, error),
+          ctx,
+        );
+      }
+      info.sent();
     } catch (error) {
-      info.settle(error);
+      info.failed(error);
       if (thread.signal.aborted && error === thread.signal.reason) throw error;
       // Cut the connection: the client must see a truncated response.
       socket.close();
@@ -690,6 +729,9 @@ async function exchange(
     return keepAlive;
   } finally {
     watch?.abort();
+    if (info.pending) {
+      info.failed(thread.signal.reason ?? abortError("No response was sent"));
+    }
   }
 }
 
@@ -697,39 +739,30 @@ async function exchange(
 async function bodyFailed(
   socket: EvSocket,
   body: BodyReader,
+  info: Info,
   sendTimeout: number,
 ): Promise<false> {
   const error = body.error;
+  info.failed(error);
   if (error instanceof HttpError) {
     await sendError(socket, error.status, sendTimeout);
   } else if (isTimeout(error)) await sendError(socket, 408, sendTimeout);
   return false;
 }
 
-/** Aborts `controller` when the client closes its side. */
+/**
+ * Aborts `controller` when the client ends its side of the connection, as
+ * seen by whichever read comes first: the body's, or the socket reading
+ * ahead while nothing else reads.
+ */
 function watchDisconnect(
   socket: EvSocket,
-  body: BodyReader | undefined,
   controller: AbortController,
   stop: AbortSignal,
 ): void {
-  const disconnected = () =>
-    controller.abort(new DOMException("The client disconnected", "AbortError"));
-  (async () => {
-    // While the body is being read, its reader sees the end of stream.
-    if (body !== undefined && !body.done) {
-      await body.idle();
-      if (body.failed) {
-        if (isDisconnect(body.error)) disconnected();
-        return;
-      }
-      if (!body.done) return;
-    }
-    const want = socket.buffered + 1;
-    if (want > 65_536) return;
-    const seen = await socket.peek(want, { signal: stop });
-    if (seen === null || seen.byteLength < want) disconnected();
-  })().catch(() => {});
+  socketInternals.watchEnd(socket, stop).then(() =>
+    controller.abort(new DOMException("The client disconnected", "AbortError"))
+  );
 }
 
 function hostOf(addr: Deno.Addr): string {
