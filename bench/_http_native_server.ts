@@ -1,0 +1,29 @@
+/**
+ * Hello-world HTTP server for `bench/http.ts` on `Deno.serve` (hyper, in Rust):
+ * the native baseline.
+ *
+ * Usage: `deno run --allow-net bench/_http_native_server.ts [port]` (0 = ephemeral).
+ * Prints `listening <port>` as its first stdout line. On SIGTERM it shuts
+ * down and lets the process end by itself, so `--cpu-prof` writes a profile.
+ *
+ * @module
+ */
+
+const port = Number(Deno.args[0] ?? 0);
+const server = Deno.serve(
+  {
+    hostname: "127.0.0.1",
+    port,
+    onListen(addr) {
+      console.log(`listening ${addr.port}`);
+    },
+  },
+  () => new Response("Hello, World!"),
+);
+
+function onTerm(): void {
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  server.shutdown();
+}
+Deno.addSignalListener("SIGTERM", onTerm);
+await server.finished;

@@ -1,0 +1,34 @@
+/**
+ * Hello-world HTTP server for `bench/http.ts` on `node:http` `createServer`,
+ * as Deno runs it (Deno's Node compatibility layer).
+ *
+ * Usage: `deno run --allow-net bench/_http_node_server.ts [port]` (0 = ephemeral).
+ * Prints `listening <port>` as its first stdout line. On SIGTERM it closes
+ * its connections and lets the process end by itself, so `--cpu-prof`
+ * writes a profile.
+ *
+ * @module
+ */
+
+import { createServer } from "node:http";
+
+const port = Number(Deno.args[0] ?? 0);
+const server = createServer((_req, res) => {
+  // The same fields the other servers send: content-type from the Response
+  // constructor, then date and content-length.
+  res.setHeader("content-type", "text/plain;charset=UTF-8");
+  res.end("Hello, World!");
+});
+
+server.listen(port, "127.0.0.1", () => {
+  const addr = server.address();
+  const bound = typeof addr === "object" && addr !== null ? addr.port : port;
+  console.log(`listening ${bound}`);
+});
+
+function onTerm(): void {
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  server.close();
+  server.closeAllConnections();
+}
+Deno.addSignalListener("SIGTERM", onTerm);

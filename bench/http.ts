@@ -1,0 +1,1064 @@
+/**
+ * HTTP/1.1 load benchmark: the three paradigms, plus the native server. The
+ * same hello-world app (every request gets 200 `Hello, World!`, text/plain)
+ * runs on four servers, each in its own process:
+ *
+ * 1. `_http_evthread_server.ts`: `serve()` from `@corothread/evthread/http`,
+ *    a task per connection (straight-line code on EvLoop / EvSocket);
+ * 2. `_http_reactor_server.ts`: the same parser, lazy request and response
+ *    serialization driven by `node:net` `data` callbacks and an explicit
+ *    per-connection state machine (the reactor paradigm), so that 1 vs 2
+ *    isolates the paradigm;
+ * 3. `_http_node_server.ts`: `node:http` `createServer`, as Deno runs it;
+ * 4. `_http_native_server.ts`: `Deno.serve` (hyper, in Rust).
+ *
+ * Load: `wrk -t1 -c100 -d{seconds}s --latency` and `-c1` when `wrk` is on
+ * PATH, otherwise `_http_load.ts` (a Deno keep-alive client over raw
+ * sockets, in its own process; `--load deno` forces it). Each server is
+ * warmed up once (`--warmup` seconds at 100 connections, not counted). Then
+ * rounds are interleaved: every round measures every server at every
+ * connection count, the server order rotating each round, so drift in
+ * machine load spreads over all servers; the table reports medians over
+ * rounds of requests/s and of p50 / p99 latency, and the ratios of the
+ * medians against `Deno.serve` and `node:http`.
+ *
+ * Pinning: when `taskset` is on PATH and there are at least 2 cores, each
+ * server process (all its threads) runs on the last core and the load
+ * generator on core 0 (`--pin off` lets the scheduler place them). On small
+ * VMs this matters most at 1 connection, where a round trip is mostly
+ * wake-up latency: a server that happens to share the load generator's core
+ * answers about 3 times faster than one on the other core, so unpinned
+ * figures jump between the two from one run to the next. When pinned, the
+ * script also reads `/proc/stat` around each measurement and records how
+ * much of the server's core the server used (`serverCpu`) and how much
+ * other processes took (`foreignCpu`), so that measurements disturbed by
+ * other work on the machine can be seen.
+ *
+ * Deno has no thread per connection: every server here runs its JavaScript
+ * on one thread, and on a machine with few cores `wrk` takes one of them.
+ * Running one server per core (workers with `reusePort`) is measured
+ * separately, in the hardening issue.
+ *
+ * Usage:
+ * ```sh
+ * deno run --allow-net --allow-run --allow-read --allow-env \
+ *   --allow-write=bench/results,bench/http.svg bench/http.ts \
+ *   [--rounds 5] [--seconds 3] [--warmup 1] [--load auto|wrk|deno] \
+ *   [--pin auto|off] [--servers evthread,reactor,node,native]
+ * ```
+ * Writes `bench/results/http.json` and `bench/results/http.svg` (needs
+ * `--allow-write=bench/results`) and copies the chart to `bench/http.svg`,
+ * which the README shows (needs `--allow-write=bench/http.svg`; without it
+ * a note says so). Defaults take about 2.5 minutes.
+ *
+ * @module
+ */
+
+import type { HttpLoadResult } from "./_http_load.ts";
+
+type ServerName = "evthread" | "reactor" | "node" | "native";
+type Tool = "wrk" | "deno";
+
+const SERVERS: readonly ServerName[] = [
+  "evthread",
+  "reactor",
+  "node",
+  "native",
+];
+const CONNECTIONS: readonly number[] = [100, 1];
+const SERVER_FILES: Record<ServerName, string> = {
+  evthread: "./_http_evthread_server.ts",
+  reactor: "./_http_reactor_server.ts",
+  node: "./_http_node_server.ts",
+  native: "./_http_native_server.ts",
+};
+const SERVER_LABELS: Record<ServerName, string> = {
+  evthread: "evthread serve() (task per connection)",
+  reactor: "reactor: same parser on node:net callbacks",
+  node: "node:http",
+  native: "Deno.serve (native)",
+};
+const SHORT_LABELS: Record<ServerName, string> = {
+  evthread: "evthread serve()",
+  reactor: "reactor (node:net)",
+  node: "node:http",
+  native: "Deno.serve",
+};
+const COLORS: Record<ServerName, string> = {
+  evthread: "#2f6fb0",
+  reactor: "#7fa7d3",
+  node: "#6a9f3a",
+  native: "#8a8a8a",
+};
+const STARTUP_TIMEOUT_MS = 20_000;
+const STOP_TIMEOUT_MS = 5_000;
+/** Aborted on SIGINT: kills the load client that is running. */
+const interrupted = new AbortController();
+
+/** One measurement. */
+interface Sample {
+  round: number;
+  connections: number;
+  server: ServerName;
+  /** Position of this server in the round's order (0-based). */
+  position: number;
+  tool: Tool;
+  requestsPerSecond: number | null;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  /** Socket errors (wrk) or errors and reconnects (Deno client). */
+  errors: number;
+  non2xx: number;
+  /** Share of the server's core the server used (pinned runs only). */
+  serverCpu?: number;
+  /** Share of the server's core other processes used (pinned runs only). */
+  foreignCpu?: number;
+  /** Share of the server's core the hypervisor took (steal; pinned runs). */
+  stealCpu?: number;
+  error?: string;
+}
+
+/** Where the servers and the load generator run, when pinned. */
+interface Pinning {
+  serverCore: number;
+  loadCore: number;
+}
+
+type Measurement = Omit<
+  Sample,
+  "round" | "connections" | "server" | "position"
+>;
+
+interface Options {
+  rounds: number;
+  seconds: number;
+  warmup: number;
+  load: "auto" | Tool;
+  pin: "auto" | "off";
+  servers: ServerName[];
+}
+
+function scriptPath(relative: string): string {
+  return decodeURIComponent(new URL(relative, import.meta.url).pathname);
+}
+
+function parseOptions(args: string[]): Options {
+  const opts: Options = {
+    rounds: 5,
+    seconds: 3,
+    warmup: 1,
+    load: "auto",
+    pin: "auto",
+    servers: [...SERVERS],
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const eq = arg.indexOf("=");
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const raw = eq >= 0 ? arg.slice(eq + 1) : args[++i];
+    if (raw === undefined) {
+      throw new TypeError(`Option '${flag}' needs a value`);
+    }
+    if (flag === "--servers") {
+      const names = raw.split(",").filter((n) => n !== "");
+      for (const name of names) {
+        if (!(SERVERS as readonly string[]).includes(name)) {
+          throw new TypeError(
+            `'--servers' must list evthread, reactor, node or native: received '${name}'`,
+          );
+        }
+      }
+      if (names.length === 0) {
+        throw new TypeError("'--servers' must name at least one server");
+      }
+      opts.servers = names as ServerName[];
+      continue;
+    }
+    if (flag === "--load") {
+      if (raw !== "auto" && raw !== "wrk" && raw !== "deno") {
+        throw new TypeError(
+          `'--load' must be auto, wrk or deno: received '${raw}'`,
+        );
+      }
+      opts.load = raw;
+      continue;
+    }
+    if (flag === "--pin") {
+      if (raw !== "auto" && raw !== "off") {
+        throw new TypeError(`'--pin' must be auto or off: received '${raw}'`);
+      }
+      opts.pin = raw;
+      continue;
+    }
+    if (flag !== "--rounds" && flag !== "--seconds" && flag !== "--warmup") {
+      throw new TypeError(
+        `Expected --rounds, --seconds, --warmup, --load, --pin or --servers: received '${arg}'`,
+      );
+    }
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < 0) {
+      throw new RangeError(
+        `'${flag}' must be a non-negative number: received ${raw}`,
+      );
+    }
+    opts[flag.slice(2) as "rounds" | "seconds" | "warmup"] = value;
+  }
+  if (!Number.isInteger(opts.rounds) || opts.rounds < 1) {
+    throw new RangeError(
+      `'--rounds' must be a positive integer: received ${opts.rounds}`,
+    );
+  }
+  if (!Number.isInteger(opts.seconds) || opts.seconds < 1) {
+    throw new RangeError(
+      `'--seconds' must be a positive integer (wrk's -d): received ${opts.seconds}`,
+    );
+  }
+  return opts;
+}
+
+/** Output of a short command (stdout, even on failure), or `fallback`. */
+async function commandOutput(
+  cmd: string,
+  args: string[],
+  fallback: string,
+): Promise<string> {
+  try {
+    const { stdout } = await new Deno.Command(cmd, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+      signal: AbortSignal.timeout(5_000),
+    }).output();
+    const text = new TextDecoder().decode(stdout).trim();
+    return text === "" ? fallback : text;
+  } catch {
+    return fallback;
+  }
+}
+
+/** `wrk`'s version line, or null when it cannot run. */
+async function wrkVersion(): Promise<string | null> {
+  try {
+    const { stdout } = await new Deno.Command("wrk", {
+      args: ["-v"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(5_000),
+    }).output();
+    const first = new TextDecoder().decode(stdout).split("\n")[0]!.trim();
+    return first.startsWith("wrk")
+      ? first.replace(/\s+Copyright.*$/, "")
+      : "wrk (unknown version)";
+  } catch {
+    return null;
+  }
+}
+
+/** Pins to the last core and core 0 when `taskset` runs and cores >= 2. */
+async function pinning(mode: "auto" | "off"): Promise<Pinning | null> {
+  const cores = navigator.hardwareConcurrency;
+  if (mode === "off" || cores < 2) return null;
+  try {
+    const { success } = await new Deno.Command("taskset", {
+      args: ["-c", "0", "true"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      signal: AbortSignal.timeout(5_000),
+    }).output();
+    return success ? { serverCore: cores - 1, loadCore: 0 } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** `cmd args` as a command, under `taskset -c core` when `core` is set. */
+function pinned(
+  core: number | undefined,
+  cmd: string,
+  args: string[],
+): [string, string[]] {
+  return core === undefined
+    ? [cmd, args]
+    : ["taskset", ["-c", String(core), cmd, ...args]];
+}
+
+/** CPU ticks of one core and of one process, from /proc. */
+interface CpuSnapshot {
+  /** user + nice + system ticks of the core. */
+  busy: number;
+  /** All ticks of the core. */
+  total: number;
+  /** Ticks the hypervisor took from the core (steal). */
+  steal: number;
+  /** utime + stime ticks of the process (all its threads). */
+  process: number;
+}
+
+/**
+ * Reads `/proc/stat` and `/proc/PID/stat` through `cat` (Deno reads /proc
+ * files only under `--allow-all`); null when that fails.
+ */
+async function cpuSnapshot(
+  core: number,
+  pid: number,
+): Promise<CpuSnapshot | null> {
+  const text = await commandOutput(
+    "cat",
+    ["/proc/stat", `/proc/${pid}/stat`],
+    "",
+  );
+  const line = new RegExp(`^cpu${core} (.*)$`, "m").exec(text);
+  const proc = new RegExp(`^${pid} \\(.*\\) (.*)$`, "m").exec(text);
+  if (line === null || proc === null) return null;
+  const ticks = line[1]!.trim().split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal guest guest_nice
+  const busy = ticks[0]! + ticks[1]! + ticks[2]!;
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+  // After "(comm) ": state is field 3, utime 14 and stime 15.
+  const fields = proc[1]!.split(" ");
+  const process = Number(fields[11]) + Number(fields[12]);
+  return { busy, total, process, steal: ticks[7] ?? 0 };
+}
+
+async function machineInfo(wrk: string | null): Promise<
+  Record<string, unknown>
+> {
+  const cpuinfo = await commandOutput("cat", ["/proc/cpuinfo"], "");
+  const cpuModel = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown";
+  let osRelease: string;
+  try {
+    osRelease = Deno.osRelease();
+  } catch {
+    osRelease = await commandOutput("uname", ["-r"], "unknown");
+  }
+  const loadavg = await commandOutput("cat", ["/proc/loadavg"], "unknown");
+  return {
+    os: Deno.build.os,
+    arch: Deno.build.arch,
+    osRelease,
+    cpuModel,
+    cores: navigator.hardwareConcurrency,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    wrk,
+    loadavgAtStart: loadavg.split(" ").slice(0, 3).join(" "),
+  };
+}
+
+/** A server subprocess. */
+class ServerProcess {
+  readonly name: ServerName;
+  readonly port: number;
+  /** The server's process id (deno's own: `taskset` execs it). */
+  readonly pid: number;
+  readonly #child: Deno.ChildProcess;
+  readonly #drained: Promise<void>;
+  #exited = false;
+  #stopped: Promise<Deno.CommandStatus> | undefined;
+
+  constructor(
+    name: ServerName,
+    port: number,
+    child: Deno.ChildProcess,
+    drained: Promise<void>,
+  ) {
+    this.name = name;
+    this.port = port;
+    this.pid = child.pid;
+    this.#child = child;
+    this.#drained = drained;
+    child.status.then(() => this.#exited = true);
+  }
+
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** Spawns the server and waits for its first line: `listening <port>`. */
+  static async start(
+    name: ServerName,
+    core: number | undefined,
+    register: (child: Deno.ChildProcess) => void,
+  ): Promise<ServerProcess> {
+    const [cmd, args] = pinned(core, Deno.execPath(), [
+      "run",
+      "--no-prompt",
+      "--allow-net",
+      scriptPath(SERVER_FILES[name]),
+      "0",
+    ]);
+    const child = new Deno.Command(cmd, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    register(child);
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let text = "";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${name} server printed no port in ${STARTUP_TIMEOUT_MS} ms`,
+            ),
+          ),
+        STARTUP_TIMEOUT_MS,
+      );
+    });
+    let line: string;
+    try {
+      while (true) {
+        const nl = text.indexOf("\n");
+        if (nl >= 0) {
+          line = text.slice(0, nl).trim();
+          text = text.slice(nl + 1);
+          break;
+        }
+        const chunk = await Promise.race([reader.read(), timeout]);
+        if (chunk.done) {
+          throw new Error(`${name} server exited before printing its port`);
+        }
+        text += chunk.value;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    const match = /^(?:listening )?(\d+)$/.exec(line);
+    if (match === null) {
+      throw new Error(
+        `${name} server's first line is not 'listening <port>': '${line}'`,
+      );
+    }
+    // Keep draining stdout so a chatty server never blocks on a full pipe.
+    const drained = (async () => {
+      if (text.trim() !== "") console.error(`[${name}] ${text.trimEnd()}`);
+      try {
+        while (true) {
+          const chunk = await reader.read();
+          if (chunk.done) break;
+          console.error(`[${name}] ${chunk.value.trimEnd()}`);
+        }
+      } catch {
+        // The pipe broke with the process: nothing left to show.
+      }
+    })();
+    return new ServerProcess(name, Number(match[1]), child, drained);
+  }
+
+  /** Sends SIGTERM, waits for the exit (SIGKILL after a timeout). */
+  stop(): Promise<Deno.CommandStatus> {
+    this.#stopped ??= stopChild(this.#child, this.name).then(async (status) => {
+      await this.#drained;
+      return status;
+    });
+    return this.#stopped;
+  }
+}
+
+async function stopChild(
+  child: Deno.ChildProcess,
+  name: string,
+): Promise<Deno.CommandStatus> {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    // Already exited.
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
+  });
+  const first = await Promise.race([child.status, timedOut]);
+  clearTimeout(timer);
+  if (first !== "timeout") return first;
+  console.error(
+    `${name}: no exit ${STOP_TIMEOUT_MS} ms after SIGTERM; sending SIGKILL`,
+  );
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // Exited in between.
+  }
+  return await child.status;
+}
+
+/** A wrk duration (`512.00us`, `1.20ms`, `2.00s`, `1.00m`) in milliseconds. */
+export function wrkDuration(text: string): number | null {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text.trim());
+  if (m === null) return null;
+  const scale = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[
+    m[2] as "us" | "ms" | "s" | "m" | "h"
+  ];
+  return Number(m[1]) * scale;
+}
+
+/** Requests/s, p50, p99 and error counts from `wrk --latency` output. */
+export function parseWrk(output: string): Omit<Measurement, "tool"> {
+  const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(output);
+  const p50 = /^\s+50%\s+(\S+)/m.exec(output);
+  const p99 = /^\s+99%\s+(\S+)/m.exec(output);
+  const socket =
+    /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
+      .exec(output);
+  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(output);
+  const result = {
+    requestsPerSecond: rps === null ? null : Number(rps[1]),
+    p50Ms: p50 === null ? null : wrkDuration(p50[1]!),
+    p99Ms: p99 === null ? null : wrkDuration(p99[1]!),
+    errors: socket === null
+      ? 0
+      : socket.slice(1).reduce((sum, n) => sum + Number(n), 0),
+    non2xx: non2xx === null ? 0 : Number(non2xx[1]),
+  };
+  if (result.requestsPerSecond === null) {
+    return {
+      ...result,
+      error: `no Requests/sec in wrk output: ${output.slice(0, 200)}`,
+    };
+  }
+  return result;
+}
+
+async function measure(
+  server: ServerProcess,
+  connections: number,
+  seconds: number,
+  tool: Tool,
+  warmup: number,
+  pin: Pinning | null,
+): Promise<Measurement> {
+  const failed = (error: string): Measurement => ({
+    tool,
+    requestsPerSecond: null,
+    p50Ms: null,
+    p99Ms: null,
+    errors: 0,
+    non2xx: 0,
+    error,
+  });
+  if (server.exited) return failed(`${server.name} server has exited`);
+  const [cmd, args] = pinned(
+    pin?.loadCore,
+    tool === "wrk" ? "wrk" : Deno.execPath(),
+    tool === "wrk"
+      ? [
+        "-t1",
+        `-c${connections}`,
+        `-d${seconds}s`,
+        "--latency",
+        `http://127.0.0.1:${server.port}/`,
+      ]
+      : [
+        "run",
+        "--no-prompt",
+        "--allow-net",
+        scriptPath("./_http_load.ts"),
+        "--port",
+        String(server.port),
+        "--connections",
+        String(connections),
+        "--seconds",
+        String(seconds),
+        "--warmup",
+        String(warmup),
+      ],
+  );
+  const command = new Deno.Command(cmd, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    // Both stop by themselves (the Deno client after seconds + warmup + 10
+    // at the latest); this is the backstop.
+    signal: AbortSignal.any([
+      AbortSignal.timeout((seconds + warmup + 20) * 1000),
+      interrupted.signal,
+    ]),
+  });
+  const before = pin === null
+    ? null
+    : await cpuSnapshot(pin.serverCore, server.pid);
+  let output: Deno.CommandOutput;
+  try {
+    output = await command.output();
+  } catch (error) {
+    return failed(String(error));
+  }
+  const after = pin === null || before === null
+    ? null
+    : await cpuSnapshot(pin.serverCore, server.pid);
+  const cpu: { serverCpu?: number; foreignCpu?: number; stealCpu?: number } =
+    {};
+  if (before !== null && after !== null && after.total > before.total) {
+    const total = after.total - before.total;
+    const own = after.process - before.process;
+    cpu.serverCpu = own / total;
+    cpu.foreignCpu = Math.max(0, after.busy - before.busy - own) / total;
+    cpu.stealCpu = (after.steal - before.steal) / total;
+  }
+  const out = new TextDecoder().decode(output.stdout).trim();
+  const err = new TextDecoder().decode(output.stderr).trim();
+  if (output.code !== 0 || out === "") {
+    return failed(`${tool} exit ${output.code}: ${err || out}`);
+  }
+  if (tool === "wrk") return { tool, ...parseWrk(out), ...cpu };
+  const result = JSON.parse(out.split("\n").at(-1)!) as HttpLoadResult;
+  return {
+    tool,
+    requestsPerSecond: result.requestsPerSecond,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    errors: result.errors,
+    non2xx: result.non2xx,
+    ...cpu,
+  };
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? sorted[mid]!
+    : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function ratio(a: number | null, b: number | null): number | null {
+  return a === null || b === null || b === 0 ? null : a / b;
+}
+
+function formatRps(value: number | null): string {
+  return value === null ? "n/a" : Math.round(value).toLocaleString("en-US");
+}
+
+function formatMs(value: number | null): string {
+  if (value === null) return "n/a";
+  return value < 1
+    ? `${Math.round(value * 1000)} us`
+    : `${value.toFixed(2)} ms`;
+}
+
+function formatPercent(value: number | null | undefined): string {
+  return value === null || value === undefined
+    ? "n/a"
+    : `${Math.round(value * 100)}%`;
+}
+
+/** How the server's core was shared during a measurement (pinned runs). */
+function cpuNote(m: Measurement): string {
+  if (m.serverCpu === undefined) return "";
+  return `; server core: ${formatPercent(m.serverCpu)} server, ` +
+    `${formatPercent(m.foreignCpu)} others` +
+    (m.stealCpu ? `, ${formatPercent(m.stealCpu)} steal` : "");
+}
+
+function formatRatio(value: number | null): string {
+  return value === null ? "n/a" : `${value.toFixed(2)}x`;
+}
+
+/** Medians of one (server, connections) cell. */
+interface Cell {
+  server: ServerName;
+  connections: number;
+  requestsPerSecond: number | null;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  vsNative: number | null;
+  vsNode: number | null;
+  samples: number;
+  errors: number;
+  non2xx: number;
+  /** Median share of the server's core the server used (pinned runs). */
+  serverCpu: number | null;
+  /** Median share of the server's core other processes used. */
+  foreignCpu: number | null;
+}
+
+function summarize(
+  samples: Sample[],
+  servers: ServerName[],
+): Cell[] {
+  const cells: Cell[] = [];
+  for (const connections of CONNECTIONS) {
+    const of = (server: ServerName) =>
+      samples.filter((s) =>
+        s.server === server && s.connections === connections &&
+        s.requestsPerSecond !== null
+      );
+    const rps = (server: ServerName) =>
+      median(of(server).map((s) => s.requestsPerSecond!));
+    const native = servers.includes("native") ? rps("native") : null;
+    const node = servers.includes("node") ? rps("node") : null;
+    for (const server of servers) {
+      const ok = of(server);
+      const value = rps(server);
+      cells.push({
+        server,
+        connections,
+        requestsPerSecond: value,
+        p50Ms: median(
+          ok.filter((s) => s.p50Ms !== null).map((s) => s.p50Ms!),
+        ),
+        p99Ms: median(
+          ok.filter((s) => s.p99Ms !== null).map((s) => s.p99Ms!),
+        ),
+        vsNative: ratio(value, native),
+        vsNode: ratio(value, node),
+        samples: ok.length,
+        errors: ok.reduce((sum, s) => sum + s.errors, 0),
+        non2xx: ok.reduce((sum, s) => sum + s.non2xx, 0),
+        serverCpu: median(
+          ok.filter((s) => s.serverCpu !== undefined).map((s) => s.serverCpu!),
+        ),
+        foreignCpu: median(
+          ok.filter((s) => s.foreignCpu !== undefined).map((s) =>
+            s.foreignCpu!
+          ),
+        ),
+      });
+    }
+  }
+  return cells;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A hand-written SVG bar chart: req/s per server, one panel per load. */
+export function renderSvg(cells: Cell[], caption: string): string {
+  const width = 1040;
+  const height = 440;
+  const panelWidth = 470;
+  const top = 70;
+  const plotHeight = 250;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${
+      width / 2
+    }" y="26" text-anchor="middle" font-size="17" font-weight="600">HTTP/1.1 hello world: requests per second (median; higher is better)</text>`,
+    `<text x="${width / 2}" y="46" text-anchor="middle" fill="#555">${
+      escapeXml(caption)
+    }</text>`,
+  ];
+  CONNECTIONS.forEach((connections, panel) => {
+    const row = cells.filter((c) => c.connections === connections);
+    const max = Math.max(1, ...row.map((c) => c.requestsPerSecond ?? 0));
+    const x0 = 30 + panel * (panelWidth + 40);
+    const baseline = top + plotHeight;
+    out.push(
+      `<text x="${x0 + panelWidth / 2}" y="${
+        top - 4
+      }" text-anchor="middle" font-size="14" font-weight="600">${connections} connection${
+        connections === 1 ? "" : "s"
+      }</text>`,
+      `<line x1="${x0}" y1="${baseline}" x2="${
+        x0 + panelWidth
+      }" y2="${baseline}" stroke="#333"/>`,
+    );
+    const slot = panelWidth / Math.max(1, row.length);
+    const barWidth = Math.min(70, slot * 0.6);
+    row.forEach((cell, i) => {
+      const value = cell.requestsPerSecond ?? 0;
+      const h = Math.round((value / max) * (plotHeight - 40));
+      const cx = x0 + slot * i + slot / 2;
+      const y = baseline - h;
+      out.push(
+        `<rect x="${(cx - barWidth / 2).toFixed(1)}" y="${y}" width="${
+          barWidth.toFixed(1)
+        }" height="${h}" fill="${COLORS[cell.server]}"><title>${
+          escapeXml(
+            `${SERVER_LABELS[cell.server]}: ${
+              formatRps(cell.requestsPerSecond)
+            } req/s, p50 ${formatMs(cell.p50Ms)}, p99 ${formatMs(cell.p99Ms)}`,
+          )
+        }</title></rect>`,
+        `<text x="${cx}" y="${y - 6}" text-anchor="middle" font-weight="600">${
+          formatRps(cell.requestsPerSecond)
+        }</text>`,
+        `<text x="${cx}" y="${baseline + 16}" text-anchor="middle">${
+          escapeXml(SHORT_LABELS[cell.server])
+        }</text>`,
+      );
+      if (cell.server !== "native" && cell.vsNative !== null) {
+        out.push(
+          `<text x="${cx}" y="${
+            baseline + 31
+          }" text-anchor="middle" font-size="11" fill="#555">${
+            formatRatio(cell.vsNative)
+          } Deno.serve</text>`,
+        );
+      }
+      if (cell.server !== "node" && cell.vsNode !== null) {
+        out.push(
+          `<text x="${cx}" y="${
+            baseline + 45
+          }" text-anchor="middle" font-size="11" fill="#555">${
+            formatRatio(cell.vsNode)
+          } node:http</text>`,
+        );
+      }
+    });
+  });
+  out.push(
+    `<text x="${width / 2}" y="${
+      height - 12
+    }" text-anchor="middle" fill="#777">Deno has no thread per connection: each server runs its JavaScript on one thread. Workers per core are measured separately.</text>`,
+    "</svg>",
+  );
+  return out.join("\n") + "\n";
+}
+
+async function canWrite(path: string): Promise<boolean> {
+  const status = await Deno.permissions.query({ name: "write", path });
+  return status.state === "granted";
+}
+
+async function main(): Promise<void> {
+  const {
+    rounds,
+    seconds,
+    warmup,
+    load,
+    pin: pinMode,
+    servers: serverNames,
+  } = parseOptions(Deno.args);
+  const wrk = await wrkVersion();
+  let tool: Tool;
+  if (load === "wrk") {
+    if (wrk === null) throw new Error("'--load wrk': wrk is not on PATH");
+    tool = "wrk";
+  } else if (load === "deno") tool = "deno";
+  else tool = wrk === null ? "deno" : "wrk";
+  if (tool === "deno" && load === "auto") {
+    console.error(
+      "wrk not found: using bench/_http_load.ts as the load client",
+    );
+  }
+  const machine = await machineInfo(wrk);
+  const pin = await pinning(pinMode);
+  const startedAt = new Date().toISOString();
+  const estimate = serverNames.length *
+    (warmup + rounds * CONNECTIONS.length *
+        (seconds + (tool === "deno" ? 0.25 + 0.4 : 0.1)) +
+      0.5);
+  console.error(
+    `http bench (${tool}): ${rounds} rounds x ${CONNECTIONS.length} loads x ` +
+      `${serverNames.length} servers x ${seconds} s (+${warmup} s warm-up each), ` +
+      `about ${Math.ceil(estimate)} s; ` +
+      (pin === null
+        ? "not pinned"
+        : `servers pinned to core ${pin.serverCore}, load to core ${pin.loadCore}`),
+  );
+
+  const children: Deno.ChildProcess[] = [];
+  const servers: ServerProcess[] = [];
+  const samples: Sample[] = [];
+  const onInterrupt = () => {
+    interrupted.abort();
+    for (const child of children) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+    }
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    for (const name of serverNames) {
+      servers.push(
+        await ServerProcess.start(
+          name,
+          pin?.serverCore,
+          (child) => children.push(child),
+        ),
+      );
+    }
+    console.error(servers.map((s) => `${s.name} on port ${s.port}`).join(", "));
+    if (warmup > 0) {
+      for (const server of servers) {
+        const w = await measure(
+          server,
+          100,
+          Math.ceil(warmup),
+          tool,
+          0,
+          pin,
+        );
+        console.error(
+          `warm-up  ${server.name.padEnd(8)} ` +
+            (w.requestsPerSecond === null
+              ? `FAILED ${w.error}`
+              : `${formatRps(w.requestsPerSecond)} req/s`),
+        );
+      }
+    }
+    for (let round = 0; round < rounds; round++) {
+      const order = servers.map((_, i) =>
+        servers[(i + round) % servers.length]!
+      );
+      for (const connections of CONNECTIONS) {
+        for (const [position, server] of order.entries()) {
+          const result = await measure(
+            server,
+            connections,
+            seconds,
+            tool,
+            0.25,
+            pin,
+          );
+          samples.push({
+            round: round + 1,
+            connections,
+            server: server.name,
+            position,
+            ...result,
+          });
+          console.error(
+            `round ${round + 1}/${rounds} c=${String(connections).padEnd(3)} ${
+              server.name.padEnd(8)
+            } ` +
+              (result.requestsPerSecond === null
+                ? `FAILED ${result.error}`
+                : `${formatRps(result.requestsPerSecond)} req/s, p50 ${
+                  formatMs(result.p50Ms)
+                }, p99 ${formatMs(result.p99Ms)}` +
+                  (result.errors + result.non2xx > 0
+                    ? ` (${result.errors} errors, ${result.non2xx} non-2xx)`
+                    : "") +
+                  cpuNote(result)),
+          );
+        }
+      }
+    }
+  } finally {
+    const statuses = await Promise.all(servers.map((s) => s.stop()));
+    for (const [i, status] of statuses.entries()) {
+      if (!status.success && status.signal !== "SIGTERM") {
+        console.error(
+          `${servers[i]!.name} server exited with code ${status.code}`,
+        );
+      }
+    }
+    // Children that were spawned but never reported a port.
+    await Promise.all(
+      children.slice(servers.length).map((c) => stopChild(c, "server")),
+    );
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+
+  const cells = summarize(samples, serverNames);
+  const loadavgAtEnd =
+    (await commandOutput("cat", ["/proc/loadavg"], "unknown"))
+      .split(" ").slice(0, 3).join(" ");
+  const loadText = tool === "wrk"
+    ? `wrk -t1 -c{100,1} -d${seconds}s`
+    : `bench/_http_load.ts (Deno, raw sockets), ${seconds} s`;
+  const caption =
+    `${machine.cpuModel}, ${machine.cores} cores, Deno ${machine.deno}; ${loadText}${
+      pin === null ? "" : ", server and load on separate cores"
+    }; median of ${rounds} rounds`;
+  const lines = [
+    `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.osRelease}, ` +
+    `Deno ${machine.deno} (V8 ${machine.v8})` +
+    (tool === "wrk" ? `, ${machine.wrk}` : "") +
+    `. Load: ${loadText} per measurement; median of ${rounds} interleaved rounds; ` +
+    `servers and load generator in separate processes on 127.0.0.1` +
+    (pin === null
+      ? " (not pinned)"
+      : `, servers pinned to core ${pin.serverCore} and the load generator to core ${pin.loadCore}`) +
+    `; load average ` +
+    `${machine.loadavgAtStart} at start, ${loadavgAtEnd} at end.`,
+    "",
+    "| server | conns | req/s (median) | p50 | p99 | vs Deno.serve | vs node:http |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const cell of cells) {
+    lines.push(
+      `| ${SERVER_LABELS[cell.server]} | ${cell.connections} | ${
+        formatRps(cell.requestsPerSecond)
+      } | ${formatMs(cell.p50Ms)} | ${formatMs(cell.p99Ms)} | ${
+        formatRatio(cell.vsNative)
+      } | ${formatRatio(cell.vsNode)} |`,
+    );
+  }
+  console.log(lines.join("\n"));
+
+  const failures = samples.filter((s) => s.requestsPerSecond === null);
+  const dirty = cells.filter((c) => c.errors + c.non2xx > 0);
+  if (failures.length > 0) {
+    console.log(
+      `\n${failures.length} of ${samples.length} measurements failed (see stderr).`,
+    );
+  }
+  if (pin !== null) {
+    const busiest = cells.filter((c) =>
+      c.foreignCpu !== null
+    ).sort((a, b) => b.foreignCpu! - a.foreignCpu!)[0];
+    if (busiest !== undefined) {
+      console.log(
+        `\nOther processes took at most ${
+          formatPercent(busiest.foreignCpu)
+        } of the server core (median, ${
+          SERVER_LABELS[busiest.server]
+        } at ${busiest.connections} conns)` +
+          (busiest.foreignCpu! > 0.05
+            ? ": the machine was not quiet; see foreignCpu in the JSON."
+            : "."),
+      );
+    }
+  }
+  for (const cell of dirty) {
+    console.log(
+      `${SERVER_LABELS[cell.server]} at ${cell.connections} conns: ` +
+        `${cell.errors} socket errors, ${cell.non2xx} non-2xx responses in total.`,
+    );
+  }
+
+  const report = {
+    machine: { ...machine, loadavgAtEnd },
+    config: { rounds, seconds, warmup, tool, pin, servers: serverNames },
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    table: cells,
+    samples,
+  };
+  const resultsDir = scriptPath("./results");
+  const jsonFile = `${resultsDir}/http.json`;
+  const svgFile = `${resultsDir}/http.svg`;
+  const svgCopy = scriptPath("./http.svg");
+  const svg = renderSvg(cells, caption);
+  if (await canWrite(resultsDir)) {
+    await Deno.mkdir(resultsDir, { recursive: true });
+    await Deno.writeTextFile(jsonFile, JSON.stringify(report, null, 2) + "\n");
+    await Deno.writeTextFile(svgFile, svg);
+    console.error(`results written to ${jsonFile} and ${svgFile}`);
+  } else {
+    console.error(
+      `results not written: add --allow-write=bench/results to save ${jsonFile}`,
+    );
+  }
+  if (await canWrite(svgCopy)) {
+    await Deno.writeTextFile(svgCopy, svg);
+    console.error(`chart copied to ${svgCopy}`);
+  } else {
+    console.error(
+      `chart not copied: add --allow-write=bench/http.svg to update ${svgCopy}`,
+    );
+  }
+  if (failures.length > 0) Deno.exitCode = 1;
+}
+
+if (import.meta.main) {
+  await main();
+}
