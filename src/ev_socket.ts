@@ -183,6 +183,8 @@ export class EvSocket implements AsyncDisposable {
   // Write side.
   #writers: WriteRequest[] = [];
   #writing: Promise<void> | undefined;
+  /** Where sends that can be abandoned are copied before being written. */
+  #stage: Uint8Array | undefined;
   #writeError: unknown = undefined;
   #writeClosed = false;
 
@@ -1018,9 +1020,19 @@ export class EvSocket implements AsyncDisposable {
       // The caller may stop waiting (timeout, signal, idle timeout) and
       // reuse its buffer while this write is still in flight: Deno's write
       // reads the buffer when the socket becomes writable, not at the call.
-      // So a send that can be abandoned writes copies, a piece at a time.
+      // So a send that can be abandoned writes copies, a piece at a time,
+      // through one staging buffer (writes go one at a time, so the next
+      // copy is made only once the kernel has taken the last).
       const end = Math.min(bytes.byteLength, req.offset + COPY_CHUNK);
-      op = this.#conn.write(bytes.slice(req.offset, end));
+      const length = end - req.offset;
+      let stage = this.#stage;
+      if (stage === undefined || stage.byteLength < length) {
+        let size = 256;
+        while (size < length) size *= 2;
+        stage = this.#stage = new Uint8Array(size);
+      }
+      stage.set(bytes.subarray(req.offset, end));
+      op = this.#conn.write(stage.subarray(0, length));
     } else {
       req.inPlace = !req.owned;
       op = this.#conn.write(
