@@ -18,6 +18,13 @@
  * @module
  */
 
+import {
+  checkSeconds,
+  numberOption,
+  parseArgs,
+  printWithHardStop,
+} from "./_load_common.ts";
+
 const PING_SIZE = 64;
 const PING_CONNS = 100;
 const CHUNK_SIZE = 64 * 1024;
@@ -36,50 +43,6 @@ export interface LoadResult {
   count: number;
   /** Connections used. */
   connections: number;
-}
-
-function parseArgs(args: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (!arg.startsWith("--")) {
-      throw new TypeError(
-        `Expected an option starting with '--': received '${arg}'`,
-      );
-    }
-    const eq = arg.indexOf("=");
-    if (eq >= 0) {
-      out.set(arg.slice(2, eq), arg.slice(eq + 1));
-    } else {
-      const value = args[++i];
-      if (value === undefined) {
-        throw new TypeError(`Option '${arg}' needs a value`);
-      }
-      out.set(arg.slice(2), value);
-    }
-  }
-  return out;
-}
-
-function positiveNumber(
-  opts: Map<string, string>,
-  name: string,
-  fallback?: number,
-): number {
-  const raw = opts.get(name);
-  if (raw === undefined) {
-    if (fallback === undefined) {
-      throw new TypeError(`Option '--${name}' is required`);
-    }
-    return fallback;
-  }
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(
-      `'--${name}' must be a non-negative number: received ${raw}`,
-    );
-  }
-  return value;
 }
 
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
@@ -219,41 +182,31 @@ async function stream(
 
 async function main(): Promise<void> {
   const opts = parseArgs(Deno.args);
-  const port = positiveNumber(opts, "port");
-  const seconds = positiveNumber(opts, "seconds", 3);
-  const warmup = positiveNumber(opts, "warmup", 0.25);
+  const port = numberOption(opts, "port");
+  const seconds = numberOption(opts, "seconds", 3);
+  const warmup = numberOption(opts, "warmup", 0.25);
   const scenario = opts.get("scenario") ?? "pingpong-1";
-  if (seconds <= 0) {
-    throw new RangeError(`'--seconds' must be positive: received ${seconds}`);
-  }
+  checkSeconds(seconds);
 
-  const hardStop = setTimeout(() => {
-    console.error(
-      `_echo_load: hard stop after ${seconds + warmup + 10} s (${scenario})`,
-    );
-    Deno.exit(3);
-  }, (seconds + warmup + 10) * 1000);
-  try {
-    let result: LoadResult;
-    switch (scenario) {
-      case "pingpong-1":
-        result = await pingPong(port, 1, warmup, seconds);
-        break;
-      case "pingpong-100":
-        result = await pingPong(port, PING_CONNS, warmup, seconds);
-        break;
-      case "stream":
-        result = await stream(port, warmup, seconds);
-        break;
-      default:
-        throw new TypeError(
-          `'--scenario' must be pingpong-1, pingpong-100 or stream: received '${scenario}'`,
-        );
-    }
-    console.log(JSON.stringify(result));
-  } finally {
-    clearTimeout(hardStop);
-  }
+  const limit = seconds + warmup + 10;
+  await printWithHardStop(
+    limit,
+    `_echo_load: hard stop after ${limit} s (${scenario})`,
+    (): Promise<LoadResult> => {
+      switch (scenario) {
+        case "pingpong-1":
+          return pingPong(port, 1, warmup, seconds);
+        case "pingpong-100":
+          return pingPong(port, PING_CONNS, warmup, seconds);
+        case "stream":
+          return stream(port, warmup, seconds);
+        default:
+          throw new TypeError(
+            `'--scenario' must be pingpong-1, pingpong-100 or stream: received '${scenario}'`,
+          );
+      }
+    },
+  );
 }
 
 if (import.meta.main) {

@@ -22,6 +22,13 @@
  * @module
  */
 
+import {
+  checkSeconds,
+  numberOption,
+  parseArgs,
+  printWithHardStop,
+} from "./_load_common.ts";
+
 /** The JSON line printed on stdout. */
 export interface HttpLoadResult {
   /** Connections used. */
@@ -45,50 +52,6 @@ export interface HttpLoadResult {
 const CRLFCRLF = [0x0d, 0x0a, 0x0d, 0x0a];
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-
-function parseArgs(args: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (!arg.startsWith("--")) {
-      throw new TypeError(
-        `Expected an option starting with '--': received '${arg}'`,
-      );
-    }
-    const eq = arg.indexOf("=");
-    if (eq >= 0) {
-      out.set(arg.slice(2, eq), arg.slice(eq + 1));
-    } else {
-      const value = args[++i];
-      if (value === undefined) {
-        throw new TypeError(`Option '${arg}' needs a value`);
-      }
-      out.set(arg.slice(2), value);
-    }
-  }
-  return out;
-}
-
-function numberOption(
-  opts: Map<string, string>,
-  name: string,
-  fallback?: number,
-): number {
-  const raw = opts.get(name);
-  if (raw === undefined) {
-    if (fallback === undefined) {
-      throw new TypeError(`Option '--${name}' is required`);
-    }
-    return fallback;
-  }
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(
-      `'--${name}' must be a non-negative number: received ${raw}`,
-    );
-  }
-  return value;
-}
 
 /** The `p` quantile (0..1) of sorted values, nearest rank. */
 export function quantile(sorted: Float64Array, p: number): number | null {
@@ -277,22 +240,16 @@ async function main(): Promise<void> {
       `'--connections' must be a positive integer: received ${connections}`,
     );
   }
-  if (seconds <= 0) {
-    throw new RangeError(`'--seconds' must be positive: received ${seconds}`);
-  }
+  checkSeconds(seconds);
   if (!path.startsWith("/")) {
     throw new TypeError(`'--path' must start with '/': received '${path}'`);
   }
-  const hardStop = setTimeout(() => {
-    console.error(`_http_load: hard stop after ${seconds + warmup + 10} s`);
-    Deno.exit(3);
-  }, (seconds + warmup + 10) * 1000);
-  try {
-    const result = await run(port, connections, seconds, warmup, path);
-    console.log(JSON.stringify(result));
-  } finally {
-    clearTimeout(hardStop);
-  }
+  const limit = seconds + warmup + 10;
+  await printWithHardStop(
+    limit,
+    `_http_load: hard stop after ${limit} s`,
+    () => run(port, connections, seconds, warmup, path),
+  );
 }
 
 if (import.meta.main) {

@@ -22,6 +22,23 @@
  */
 
 import type { LoadResult } from "./_echo_load.ts";
+import {
+  type BenchOptions,
+  denoRun,
+  formatRatio,
+  loadavg,
+  loadCommand,
+  machineInfo,
+  median,
+  noteFailures,
+  parseBenchOptions,
+  ratio,
+  rotated,
+  saveResults,
+  type ServerProcess,
+  toJson,
+  withServers,
+} from "./_harness.ts";
 
 type ServerName = "evthread" | "raw" | "node";
 type ScenarioName = "pingpong-1" | "pingpong-100" | "stream";
@@ -42,10 +59,6 @@ const SCENARIO_LABELS: Record<ScenarioName, string> = {
   "pingpong-100": "ping-pong 64 B, 100 conns (round trips/s)",
   "stream": "stream 64 KiB writes both ways, 1 conn (MB/s)",
 };
-const STARTUP_TIMEOUT_MS = 20_000;
-const STOP_TIMEOUT_MS = 5_000;
-/** Aborted on SIGINT: kills the load client that is running. */
-const interrupted = new AbortController();
 
 /** One measurement. */
 interface Sample {
@@ -60,65 +73,13 @@ interface Sample {
   error?: string;
 }
 
-function scriptPath(relative: string): string {
-  return decodeURIComponent(new URL(relative, import.meta.url).pathname);
-}
-
-interface Options {
-  rounds: number;
-  seconds: number;
-  warmup: number;
-  servers: ServerName[];
-}
-
-function parseOptions(args: string[]): Options {
-  const opts: Options = {
+function parseOptions(args: string[]): BenchOptions<ServerName> {
+  const opts = parseBenchOptions(args, {
     rounds: 5,
     seconds: 3,
     warmup: 0.25,
     servers: [...SERVERS],
-  };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const eq = arg.indexOf("=");
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const raw = eq >= 0 ? arg.slice(eq + 1) : args[++i];
-    if (raw === undefined) {
-      throw new TypeError(`Option '${flag}' needs a value`);
-    }
-    if (flag === "--servers") {
-      const names = raw.split(",").filter((n) => n !== "");
-      for (const name of names) {
-        if (!(SERVERS as readonly string[]).includes(name)) {
-          throw new TypeError(
-            `'--servers' must list evthread, raw or node: received '${name}'`,
-          );
-        }
-      }
-      if (names.length === 0) {
-        throw new TypeError("'--servers' must name at least one server");
-      }
-      opts.servers = names as ServerName[];
-      continue;
-    }
-    if (flag !== "--rounds" && flag !== "--seconds" && flag !== "--warmup") {
-      throw new TypeError(
-        `Expected --rounds, --seconds, --warmup or --servers: received '${arg}'`,
-      );
-    }
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value < 0) {
-      throw new RangeError(
-        `'${flag}' must be a non-negative number: received ${raw}`,
-      );
-    }
-    opts[flag.slice(2) as "rounds" | "seconds" | "warmup"] = value;
-  }
-  if (!Number.isInteger(opts.rounds) || opts.rounds < 1) {
-    throw new RangeError(
-      `'--rounds' must be a positive integer: received ${opts.rounds}`,
-    );
-  }
+  }, SERVERS);
   if (opts.seconds <= 0) {
     throw new RangeError(
       `'--seconds' must be positive: received ${opts.seconds}`,
@@ -127,201 +88,8 @@ function parseOptions(args: string[]): Options {
   return opts;
 }
 
-/** Output of a short command, or `fallback` if it cannot run. */
-async function commandOutput(
-  cmd: string,
-  args: string[],
-  fallback: string,
-): Promise<string> {
-  try {
-    const { success, stdout } = await new Deno.Command(cmd, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-      signal: AbortSignal.timeout(5_000),
-    }).output();
-    return success ? new TextDecoder().decode(stdout).trim() : fallback;
-  } catch {
-    return fallback;
-  }
-}
-
-/**
- * `Deno.osRelease()` and `Deno.loadavg()` need `--allow-sys`, and Deno 2.9.6
- * reads /proc files only under `--allow-all`; the bench is run with
- * `--allow-run`, so fall back to `uname` and `cat`.
- */
-async function osRelease(): Promise<string> {
-  try {
-    return Deno.osRelease();
-  } catch {
-    return await commandOutput("uname", ["-r"], "unknown");
-  }
-}
-
-async function loadavg(): Promise<string> {
-  try {
-    return Deno.loadavg().map((n) => n.toFixed(2)).join(" ");
-  } catch {
-    const text = await commandOutput("cat", ["/proc/loadavg"], "unknown");
-    return text.split(" ").slice(0, 3).join(" ");
-  }
-}
-
-async function machineInfo(): Promise<Record<string, unknown>> {
-  const cpuinfo = await commandOutput("cat", ["/proc/cpuinfo"], "");
-  const cpuModel = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown";
-  return {
-    os: Deno.build.os,
-    arch: Deno.build.arch,
-    osRelease: await osRelease(),
-    cpuModel,
-    hardwareConcurrency: navigator.hardwareConcurrency,
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    loadavgAtStart: await loadavg(),
-  };
-}
-
-/** An echo server subprocess. */
-class ServerProcess {
-  readonly name: ServerName;
-  readonly port: number;
-  readonly #child: Deno.ChildProcess;
-  readonly #drained: Promise<void>;
-  #exited = false;
-  #stopped: Promise<Deno.CommandStatus> | undefined;
-
-  constructor(
-    name: ServerName,
-    port: number,
-    child: Deno.ChildProcess,
-    drained: Promise<void>,
-  ) {
-    this.name = name;
-    this.port = port;
-    this.#child = child;
-    this.#drained = drained;
-    child.status.then(() => this.#exited = true);
-  }
-
-  get exited(): boolean {
-    return this.#exited;
-  }
-
-  /** Spawns the server and waits for its `listening <port>` line. */
-  static async start(
-    name: ServerName,
-    register: (child: Deno.ChildProcess) => void,
-  ) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-prompt",
-        "--allow-net",
-        scriptPath(SERVER_FILES[name]),
-        "0",
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    register(child);
-    const reader = child.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    let text = "";
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `${name} server printed no port in ${STARTUP_TIMEOUT_MS} ms`,
-            ),
-          ),
-        STARTUP_TIMEOUT_MS,
-      );
-    });
-    let line: string;
-    try {
-      while (true) {
-        const nl = text.indexOf("\n");
-        if (nl >= 0) {
-          line = text.slice(0, nl).trim();
-          text = text.slice(nl + 1);
-          break;
-        }
-        const chunk = await Promise.race([reader.read(), timeout]);
-        if (chunk.done) {
-          throw new Error(`${name} server exited before printing its port`);
-        }
-        text += chunk.value;
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    const match = /^listening (\d+)$/.exec(line);
-    if (match === null) {
-      throw new Error(
-        `${name} server's first line is not 'listening <port>': '${line}'`,
-      );
-    }
-    // Keep draining stdout so a chatty server never blocks on a full pipe.
-    const drained = (async () => {
-      if (text.trim() !== "") console.error(`[${name}] ${text.trimEnd()}`);
-      try {
-        while (true) {
-          const chunk = await reader.read();
-          if (chunk.done) break;
-          console.error(`[${name}] ${chunk.value.trimEnd()}`);
-        }
-      } catch {
-        // The pipe broke with the process: nothing left to show.
-      }
-    })();
-    return new ServerProcess(name, Number(match[1]), child, drained);
-  }
-
-  /** Sends SIGTERM, waits for the exit (SIGKILL after a timeout). */
-  stop(): Promise<Deno.CommandStatus> {
-    this.#stopped ??= stopChild(this.#child, this.name).then(async (status) => {
-      await this.#drained;
-      return status;
-    });
-    return this.#stopped;
-  }
-}
-
-async function stopChild(
-  child: Deno.ChildProcess,
-  name: string,
-): Promise<Deno.CommandStatus> {
-  try {
-    child.kill("SIGTERM");
-  } catch {
-    // Already exited.
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
-  });
-  const first = await Promise.race([child.status, timedOut]);
-  clearTimeout(timer);
-  if (first !== "timeout") return first;
-  console.error(
-    `${name}: no exit ${STOP_TIMEOUT_MS} ms after SIGTERM; sending SIGKILL`,
-  );
-  try {
-    child.kill("SIGKILL");
-  } catch {
-    // Exited in between.
-  }
-  return await child.status;
-}
-
 async function measure(
-  server: ServerProcess,
+  server: ServerProcess<ServerName>,
   scenario: ScenarioName,
   seconds: number,
   warmup: number,
@@ -334,12 +102,11 @@ async function measure(
       error: `${server.name} server has exited`,
     };
   }
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      "--allow-net",
-      scriptPath("./_echo_load.ts"),
+  // The client stops itself after seconds + warmup + 10; this is the backstop.
+  const { code, stdout, stderr } = await loadCommand(
+    Deno.execPath(),
+    denoRun(
+      "./_echo_load.ts",
       "--port",
       String(server.port),
       "--scenario",
@@ -348,16 +115,9 @@ async function measure(
       String(seconds),
       "--warmup",
       String(warmup),
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    // The client stops itself after seconds + warmup + 10; this is the backstop.
-    signal: AbortSignal.any([
-      AbortSignal.timeout((seconds + warmup + 20) * 1000),
-      interrupted.signal,
-    ]),
-  }).output();
+    ),
+    seconds + warmup + 20,
+  ).output();
   const out = new TextDecoder().decode(stdout).trim().split("\n").at(-1) ?? "";
   const err = new TextDecoder().decode(stderr).trim();
   if (code !== 0 || out === "") {
@@ -372,15 +132,6 @@ async function measure(
   return { value: result.value, unit: result.unit, count: result.count };
 }
 
-function median(values: number[]): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? sorted[mid]!
-    : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
 function formatValue(value: number | null, scenario: ScenarioName): string {
   if (value === null) return "n/a";
   return scenario === "stream"
@@ -388,15 +139,13 @@ function formatValue(value: number | null, scenario: ScenarioName): string {
     : Math.round(value).toLocaleString("en-US");
 }
 
-function formatRatio(a: number | null, b: number | null): string {
-  return a === null || b === null || b === 0 ? "n/a" : `${(a / b).toFixed(2)}x`;
-}
-
 async function main(): Promise<void> {
   const { rounds, seconds, warmup, servers: serverNames } = parseOptions(
     Deno.args,
   );
-  const machine = await machineInfo();
+  const machine = await machineInfo({
+    hardwareConcurrency: navigator.hardwareConcurrency,
+  });
   const startedAt = new Date().toISOString();
   const estimate = rounds * SCENARIOS.length * serverNames.length *
     (seconds + warmup + 0.4);
@@ -405,32 +154,10 @@ async function main(): Promise<void> {
       `x ${seconds} s (+${warmup} s warm-up), about ${Math.ceil(estimate)} s`,
   );
 
-  const children: Deno.ChildProcess[] = [];
-  const servers: ServerProcess[] = [];
   const samples: Sample[] = [];
-  const onInterrupt = () => {
-    interrupted.abort();
-    for (const child of children) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-    }
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  try {
-    for (const name of serverNames) {
-      servers.push(
-        await ServerProcess.start(name, (child) => children.push(child)),
-      );
-    }
-    console.error(servers.map((s) => `${s.name} on port ${s.port}`).join(", "));
+  await withServers(serverNames, SERVER_FILES, undefined, async (servers) => {
     for (let round = 0; round < rounds; round++) {
-      const order = servers.map((_, i) =>
-        servers[(i + round) % servers.length]!
-      );
+      const order = rotated(servers, round);
       for (const scenario of SCENARIOS) {
         for (const [position, server] of order.entries()) {
           const result = await measure(server, scenario, seconds, warmup);
@@ -452,21 +179,7 @@ async function main(): Promise<void> {
         }
       }
     }
-  } finally {
-    const statuses = await Promise.all(servers.map((s) => s.stop()));
-    for (const [i, status] of statuses.entries()) {
-      if (!status.success && status.signal !== "SIGTERM") {
-        console.error(
-          `${servers[i]!.name} server exited with code ${status.code}`,
-        );
-      }
-    }
-    // Children that were spawned but never reported a port.
-    await Promise.all(
-      children.slice(servers.length).map((c) => stopChild(c, "server")),
-    );
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-  }
+  });
 
   const medians = {} as Record<ScenarioName, Record<ServerName, number | null>>;
   const ratios = {} as Record<
@@ -485,10 +198,8 @@ async function main(): Promise<void> {
     }
     const m = medians[scenario];
     ratios[scenario] = {
-      evthreadOverRaw: m.evthread !== null && m.raw ? m.evthread / m.raw : null,
-      evthreadOverNode: m.evthread !== null && m.node
-        ? m.evthread / m.node
-        : null,
+      evthreadOverRaw: ratio(m.evthread, m.raw),
+      evthreadOverNode: ratio(m.evthread, m.node),
     };
   }
 
@@ -504,6 +215,7 @@ async function main(): Promise<void> {
   ];
   for (const scenario of SCENARIOS) {
     const m = medians[scenario];
+    const r = ratios[scenario];
     lines.push(
       `| ${SCENARIO_LABELS[scenario]} | ${
         formatValue(m.evthread, scenario)
@@ -511,19 +223,15 @@ async function main(): Promise<void> {
         `${formatValue(m.raw, scenario)} | ${
           formatValue(m.node, scenario)
         } | ` +
-        `${formatRatio(m.evthread, m.raw)} | ${
-          formatRatio(m.evthread, m.node)
+        `${formatRatio(r.evthreadOverRaw)} | ${
+          formatRatio(r.evthreadOverNode)
         } |`,
     );
   }
   console.log(lines.join("\n"));
 
   const failures = samples.filter((s) => s.value === null);
-  if (failures.length > 0) {
-    console.log(
-      `\n${failures.length} of ${samples.length} measurements failed (see stderr).`,
-    );
-  }
+  noteFailures(failures.length, samples.length);
 
   const report = {
     machine: { ...machine, loadavgAtEnd },
@@ -534,24 +242,7 @@ async function main(): Promise<void> {
     ratios,
     samples,
   };
-  const resultsDir = scriptPath("./results");
-  const resultsFile = `${resultsDir}/echo.json`;
-  const write = await Deno.permissions.query({
-    name: "write",
-    path: resultsFile,
-  });
-  if (write.state === "granted") {
-    await Deno.mkdir(resultsDir, { recursive: true });
-    await Deno.writeTextFile(
-      resultsFile,
-      JSON.stringify(report, null, 2) + "\n",
-    );
-    console.error(`results written to ${resultsFile}`);
-  } else {
-    console.error(
-      `results not written: add --allow-write=bench/results to save ${resultsFile}`,
-    );
-  }
+  await saveResults({ "echo.json": toJson(report) });
   if (failures.length > 0) Deno.exitCode = 1;
 }
 

@@ -55,6 +55,27 @@
  */
 
 import type { HttpLoadResult } from "./_http_load.ts";
+import {
+  type BenchOptions,
+  canWrite,
+  commandOutput,
+  denoRun,
+  formatRatio,
+  loadavg,
+  loadCommand,
+  machineInfo,
+  median,
+  noteFailures,
+  parseBenchOptions,
+  pinned,
+  ratio,
+  rotated,
+  saveResults,
+  scriptPath,
+  type ServerProcess,
+  toJson,
+  withServers,
+} from "./_harness.ts";
 
 type ServerName = "evthread" | "reactor" | "node" | "native";
 type Tool = "wrk" | "deno";
@@ -90,11 +111,6 @@ const COLORS: Record<ServerName, string> = {
   node: "#6a9f3a",
   native: "#8a8a8a",
 };
-const STARTUP_TIMEOUT_MS = 20_000;
-const STOP_TIMEOUT_MS = 5_000;
-/** Aborted on SIGINT: kills the load client that is running. */
-const interrupted = new AbortController();
-
 /** One measurement. */
 interface Sample {
   round: number;
@@ -129,21 +145,13 @@ type Measurement = Omit<
   "round" | "connections" | "server" | "position"
 >;
 
-interface Options {
-  rounds: number;
-  seconds: number;
-  warmup: number;
+interface Options extends BenchOptions<ServerName> {
   load: "auto" | Tool;
   pin: "auto" | "off";
-  servers: ServerName[];
-}
-
-function scriptPath(relative: string): string {
-  return decodeURIComponent(new URL(relative, import.meta.url).pathname);
 }
 
 function parseOptions(args: string[]): Options {
-  const opts: Options = {
+  const defaults: Options = {
     rounds: 5,
     seconds: 3,
     warmup: 1,
@@ -151,90 +159,28 @@ function parseOptions(args: string[]): Options {
     pin: "auto",
     servers: [...SERVERS],
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const eq = arg.indexOf("=");
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const raw = eq >= 0 ? arg.slice(eq + 1) : args[++i];
-    if (raw === undefined) {
-      throw new TypeError(`Option '${flag}' needs a value`);
-    }
-    if (flag === "--servers") {
-      const names = raw.split(",").filter((n) => n !== "");
-      for (const name of names) {
-        if (!(SERVERS as readonly string[]).includes(name)) {
-          throw new TypeError(
-            `'--servers' must list evthread, reactor, node or native: received '${name}'`,
-          );
-        }
-      }
-      if (names.length === 0) {
-        throw new TypeError("'--servers' must name at least one server");
-      }
-      opts.servers = names as ServerName[];
-      continue;
-    }
-    if (flag === "--load") {
+  const opts = parseBenchOptions(args, defaults, SERVERS, {
+    "--load": (raw, opts) => {
       if (raw !== "auto" && raw !== "wrk" && raw !== "deno") {
         throw new TypeError(
           `'--load' must be auto, wrk or deno: received '${raw}'`,
         );
       }
       opts.load = raw;
-      continue;
-    }
-    if (flag === "--pin") {
+    },
+    "--pin": (raw, opts) => {
       if (raw !== "auto" && raw !== "off") {
         throw new TypeError(`'--pin' must be auto or off: received '${raw}'`);
       }
       opts.pin = raw;
-      continue;
-    }
-    if (flag !== "--rounds" && flag !== "--seconds" && flag !== "--warmup") {
-      throw new TypeError(
-        `Expected --rounds, --seconds, --warmup, --load, --pin or --servers: received '${arg}'`,
-      );
-    }
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value < 0) {
-      throw new RangeError(
-        `'${flag}' must be a non-negative number: received ${raw}`,
-      );
-    }
-    opts[flag.slice(2) as "rounds" | "seconds" | "warmup"] = value;
-  }
-  if (!Number.isInteger(opts.rounds) || opts.rounds < 1) {
-    throw new RangeError(
-      `'--rounds' must be a positive integer: received ${opts.rounds}`,
-    );
-  }
+    },
+  });
   if (!Number.isInteger(opts.seconds) || opts.seconds < 1) {
     throw new RangeError(
       `'--seconds' must be a positive integer (wrk's -d): received ${opts.seconds}`,
     );
   }
   return opts;
-}
-
-/** Output of a short command (stdout, even on failure), or `fallback`. */
-async function commandOutput(
-  cmd: string,
-  args: string[],
-  fallback: string,
-): Promise<string> {
-  try {
-    const { stdout } = await new Deno.Command(cmd, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-      signal: AbortSignal.timeout(5_000),
-    }).output();
-    const text = new TextDecoder().decode(stdout).trim();
-    return text === "" ? fallback : text;
-  } catch {
-    return fallback;
-  }
 }
 
 /** `wrk`'s version line, or null when it cannot run. */
@@ -272,17 +218,6 @@ async function pinning(mode: "auto" | "off"): Promise<Pinning | null> {
   } catch {
     return null;
   }
-}
-
-/** `cmd args` as a command, under `taskset -c core` when `core` is set. */
-function pinned(
-  core: number | undefined,
-  cmd: string,
-  args: string[],
-): [string, string[]] {
-  return core === undefined
-    ? [cmd, args]
-    : ["taskset", ["-c", String(core), cmd, ...args]];
 }
 
 /** CPU ticks of one core and of one process, from /proc. */
@@ -323,172 +258,6 @@ async function cpuSnapshot(
   return { busy, total, process, steal: ticks[7] ?? 0 };
 }
 
-async function machineInfo(wrk: string | null): Promise<
-  Record<string, unknown>
-> {
-  const cpuinfo = await commandOutput("cat", ["/proc/cpuinfo"], "");
-  const cpuModel = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown";
-  let osRelease: string;
-  try {
-    osRelease = Deno.osRelease();
-  } catch {
-    osRelease = await commandOutput("uname", ["-r"], "unknown");
-  }
-  const loadavg = await commandOutput("cat", ["/proc/loadavg"], "unknown");
-  return {
-    os: Deno.build.os,
-    arch: Deno.build.arch,
-    osRelease,
-    cpuModel,
-    cores: navigator.hardwareConcurrency,
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    wrk,
-    loadavgAtStart: loadavg.split(" ").slice(0, 3).join(" "),
-  };
-}
-
-/** A server subprocess. */
-class ServerProcess {
-  readonly name: ServerName;
-  readonly port: number;
-  /** The server's process id (deno's own: `taskset` execs it). */
-  readonly pid: number;
-  readonly #child: Deno.ChildProcess;
-  readonly #drained: Promise<void>;
-  #exited = false;
-  #stopped: Promise<Deno.CommandStatus> | undefined;
-
-  constructor(
-    name: ServerName,
-    port: number,
-    child: Deno.ChildProcess,
-    drained: Promise<void>,
-  ) {
-    this.name = name;
-    this.port = port;
-    this.pid = child.pid;
-    this.#child = child;
-    this.#drained = drained;
-    child.status.then(() => this.#exited = true);
-  }
-
-  get exited(): boolean {
-    return this.#exited;
-  }
-
-  /** Spawns the server and waits for its first line: `listening <port>`. */
-  static async start(
-    name: ServerName,
-    core: number | undefined,
-    register: (child: Deno.ChildProcess) => void,
-  ): Promise<ServerProcess> {
-    const [cmd, args] = pinned(core, Deno.execPath(), [
-      "run",
-      "--no-prompt",
-      "--allow-net",
-      scriptPath(SERVER_FILES[name]),
-      "0",
-    ]);
-    const child = new Deno.Command(cmd, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    register(child);
-    const reader = child.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    let text = "";
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `${name} server printed no port in ${STARTUP_TIMEOUT_MS} ms`,
-            ),
-          ),
-        STARTUP_TIMEOUT_MS,
-      );
-    });
-    let line: string;
-    try {
-      while (true) {
-        const nl = text.indexOf("\n");
-        if (nl >= 0) {
-          line = text.slice(0, nl).trim();
-          text = text.slice(nl + 1);
-          break;
-        }
-        const chunk = await Promise.race([reader.read(), timeout]);
-        if (chunk.done) {
-          throw new Error(`${name} server exited before printing its port`);
-        }
-        text += chunk.value;
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    const match = /^(?:listening )?(\d+)$/.exec(line);
-    if (match === null) {
-      throw new Error(
-        `${name} server's first line is not 'listening <port>': '${line}'`,
-      );
-    }
-    // Keep draining stdout so a chatty server never blocks on a full pipe.
-    const drained = (async () => {
-      if (text.trim() !== "") console.error(`[${name}] ${text.trimEnd()}`);
-      try {
-        while (true) {
-          const chunk = await reader.read();
-          if (chunk.done) break;
-          console.error(`[${name}] ${chunk.value.trimEnd()}`);
-        }
-      } catch {
-        // The pipe broke with the process: nothing left to show.
-      }
-    })();
-    return new ServerProcess(name, Number(match[1]), child, drained);
-  }
-
-  /** Sends SIGTERM, waits for the exit (SIGKILL after a timeout). */
-  stop(): Promise<Deno.CommandStatus> {
-    this.#stopped ??= stopChild(this.#child, this.name).then(async (status) => {
-      await this.#drained;
-      return status;
-    });
-    return this.#stopped;
-  }
-}
-
-async function stopChild(
-  child: Deno.ChildProcess,
-  name: string,
-): Promise<Deno.CommandStatus> {
-  try {
-    child.kill("SIGTERM");
-  } catch {
-    // Already exited.
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), STOP_TIMEOUT_MS);
-  });
-  const first = await Promise.race([child.status, timedOut]);
-  clearTimeout(timer);
-  if (first !== "timeout") return first;
-  console.error(
-    `${name}: no exit ${STOP_TIMEOUT_MS} ms after SIGTERM; sending SIGKILL`,
-  );
-  try {
-    child.kill("SIGKILL");
-  } catch {
-    // Exited in between.
-  }
-  return await child.status;
-}
-
 /** A wrk duration (`512.00us`, `1.20ms`, `2.00s`, `1.00m`) in milliseconds. */
 export function wrkDuration(text: string): number | null {
   const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text.trim());
@@ -527,7 +296,7 @@ export function parseWrk(output: string): Omit<Measurement, "tool"> {
 }
 
 async function measure(
-  server: ServerProcess,
+  server: ServerProcess<ServerName>,
   connections: number,
   seconds: number,
   tool: Tool,
@@ -555,11 +324,8 @@ async function measure(
         "--latency",
         `http://127.0.0.1:${server.port}/`,
       ]
-      : [
-        "run",
-        "--no-prompt",
-        "--allow-net",
-        scriptPath("./_http_load.ts"),
+      : denoRun(
+        "./_http_load.ts",
         "--port",
         String(server.port),
         "--connections",
@@ -568,20 +334,11 @@ async function measure(
         String(seconds),
         "--warmup",
         String(warmup),
-      ],
+      ),
   );
-  const command = new Deno.Command(cmd, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    // Both stop by themselves (the Deno client after seconds + warmup + 10
-    // at the latest); this is the backstop.
-    signal: AbortSignal.any([
-      AbortSignal.timeout((seconds + warmup + 20) * 1000),
-      interrupted.signal,
-    ]),
-  });
+  // Both stop by themselves (the Deno client after seconds + warmup + 10
+  // at the latest); this is the backstop.
+  const command = loadCommand(cmd, args, seconds + warmup + 20);
   const before = pin === null
     ? null
     : await cpuSnapshot(pin.serverCore, server.pid);
@@ -621,19 +378,6 @@ async function measure(
   };
 }
 
-function median(values: number[]): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? sorted[mid]!
-    : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function ratio(a: number | null, b: number | null): number | null {
-  return a === null || b === null || b === 0 ? null : a / b;
-}
-
 function formatRps(value: number | null): string {
   return value === null ? "n/a" : Math.round(value).toLocaleString("en-US");
 }
@@ -657,10 +401,6 @@ function cpuNote(m: Measurement): string {
   return `; server core: ${formatPercent(m.serverCpu)} server, ` +
     `${formatPercent(m.foreignCpu)} others` +
     (m.stealCpu ? `, ${formatPercent(m.stealCpu)} steal` : "");
-}
-
-function formatRatio(value: number | null): string {
-  return value === null ? "n/a" : `${value.toFixed(2)}x`;
 }
 
 /** Medians of one (server, connections) cell. */
@@ -817,11 +557,6 @@ export function renderSvg(cells: Cell[], caption: string): string {
   return out.join("\n") + "\n";
 }
 
-async function canWrite(path: string): Promise<boolean> {
-  const status = await Deno.permissions.query({ name: "write", path });
-  return status.state === "granted";
-}
-
 async function main(): Promise<void> {
   const {
     rounds,
@@ -843,7 +578,10 @@ async function main(): Promise<void> {
       "wrk not found: using bench/_http_load.ts as the load client",
     );
   }
-  const machine = await machineInfo(wrk);
+  const machine = await machineInfo({
+    cores: navigator.hardwareConcurrency,
+    wrk,
+  });
   const pin = await pinning(pinMode);
   const startedAt = new Date().toISOString();
   const estimate = serverNames.length *
@@ -859,108 +597,71 @@ async function main(): Promise<void> {
         : `servers pinned to core ${pin.serverCore}, load to core ${pin.loadCore}`),
   );
 
-  const children: Deno.ChildProcess[] = [];
-  const servers: ServerProcess[] = [];
   const samples: Sample[] = [];
-  const onInterrupt = () => {
-    interrupted.abort();
-    for (const child of children) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-    }
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  try {
-    for (const name of serverNames) {
-      servers.push(
-        await ServerProcess.start(
-          name,
-          pin?.serverCore,
-          (child) => children.push(child),
-        ),
-      );
-    }
-    console.error(servers.map((s) => `${s.name} on port ${s.port}`).join(", "));
-    if (warmup > 0) {
-      for (const server of servers) {
-        const w = await measure(
-          server,
-          100,
-          Math.ceil(warmup),
-          tool,
-          0,
-          pin,
-        );
-        console.error(
-          `warm-up  ${server.name.padEnd(8)} ` +
-            (w.requestsPerSecond === null
-              ? `FAILED ${w.error}`
-              : `${formatRps(w.requestsPerSecond)} req/s`),
-        );
-      }
-    }
-    for (let round = 0; round < rounds; round++) {
-      const order = servers.map((_, i) =>
-        servers[(i + round) % servers.length]!
-      );
-      for (const connections of CONNECTIONS) {
-        for (const [position, server] of order.entries()) {
-          const result = await measure(
+  await withServers(
+    serverNames,
+    SERVER_FILES,
+    pin?.serverCore,
+    async (servers) => {
+      if (warmup > 0) {
+        for (const server of servers) {
+          const w = await measure(
             server,
-            connections,
-            seconds,
+            100,
+            Math.ceil(warmup),
             tool,
-            0.25,
+            0,
             pin,
           );
-          samples.push({
-            round: round + 1,
-            connections,
-            server: server.name,
-            position,
-            ...result,
-          });
           console.error(
-            `round ${round + 1}/${rounds} c=${String(connections).padEnd(3)} ${
-              server.name.padEnd(8)
-            } ` +
-              (result.requestsPerSecond === null
-                ? `FAILED ${result.error}`
-                : `${formatRps(result.requestsPerSecond)} req/s, p50 ${
-                  formatMs(result.p50Ms)
-                }, p99 ${formatMs(result.p99Ms)}` +
-                  (result.errors + result.non2xx > 0
-                    ? ` (${result.errors} errors, ${result.non2xx} non-2xx)`
-                    : "") +
-                  cpuNote(result)),
+            `warm-up  ${server.name.padEnd(8)} ` +
+              (w.requestsPerSecond === null
+                ? `FAILED ${w.error}`
+                : `${formatRps(w.requestsPerSecond)} req/s`),
           );
         }
       }
-    }
-  } finally {
-    const statuses = await Promise.all(servers.map((s) => s.stop()));
-    for (const [i, status] of statuses.entries()) {
-      if (!status.success && status.signal !== "SIGTERM") {
-        console.error(
-          `${servers[i]!.name} server exited with code ${status.code}`,
-        );
+      for (let round = 0; round < rounds; round++) {
+        const order = rotated(servers, round);
+        for (const connections of CONNECTIONS) {
+          for (const [position, server] of order.entries()) {
+            const result = await measure(
+              server,
+              connections,
+              seconds,
+              tool,
+              0.25,
+              pin,
+            );
+            samples.push({
+              round: round + 1,
+              connections,
+              server: server.name,
+              position,
+              ...result,
+            });
+            console.error(
+              `round ${round + 1}/${rounds} c=${
+                String(connections).padEnd(3)
+              } ${server.name.padEnd(8)} ` +
+                (result.requestsPerSecond === null
+                  ? `FAILED ${result.error}`
+                  : `${formatRps(result.requestsPerSecond)} req/s, p50 ${
+                    formatMs(result.p50Ms)
+                  }, p99 ${formatMs(result.p99Ms)}` +
+                    (result.errors + result.non2xx > 0
+                      ? ` (${result.errors} errors, ${result.non2xx} non-2xx)`
+                      : "") +
+                    cpuNote(result)),
+            );
+          }
+        }
       }
-    }
-    // Children that were spawned but never reported a port.
-    await Promise.all(
-      children.slice(servers.length).map((c) => stopChild(c, "server")),
-    );
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-  }
+    },
+  );
 
   const cells = summarize(samples, serverNames);
-  const loadavgAtEnd =
-    (await commandOutput("cat", ["/proc/loadavg"], "unknown"))
-      .split(" ").slice(0, 3).join(" ");
+  const loadavgAtEnd = await loadavg();
   const loadText = tool === "wrk"
     ? `wrk -t1 -c{100,1} -d${seconds}s`
     : `bench/_http_load.ts (Deno, raw sockets), ${seconds} s`;
@@ -996,11 +697,7 @@ async function main(): Promise<void> {
 
   const failures = samples.filter((s) => s.requestsPerSecond === null);
   const dirty = cells.filter((c) => c.errors + c.non2xx > 0);
-  if (failures.length > 0) {
-    console.log(
-      `\n${failures.length} of ${samples.length} measurements failed (see stderr).`,
-    );
-  }
+  noteFailures(failures.length, samples.length);
   if (pin !== null) {
     const busiest = cells.filter((c) =>
       c.foreignCpu !== null
@@ -1033,21 +730,9 @@ async function main(): Promise<void> {
     table: cells,
     samples,
   };
-  const resultsDir = scriptPath("./results");
-  const jsonFile = `${resultsDir}/http.json`;
-  const svgFile = `${resultsDir}/http.svg`;
   const svgCopy = scriptPath("./http.svg");
   const svg = renderSvg(cells, caption);
-  if (await canWrite(resultsDir)) {
-    await Deno.mkdir(resultsDir, { recursive: true });
-    await Deno.writeTextFile(jsonFile, JSON.stringify(report, null, 2) + "\n");
-    await Deno.writeTextFile(svgFile, svg);
-    console.error(`results written to ${jsonFile} and ${svgFile}`);
-  } else {
-    console.error(
-      `results not written: add --allow-write=bench/results to save ${jsonFile}`,
-    );
-  }
+  await saveResults({ "http.json": toJson(report), "http.svg": svg });
   if (await canWrite(svgCopy)) {
     await Deno.writeTextFile(svgCopy, svg);
     console.error(`chart copied to ${svgCopy}`);

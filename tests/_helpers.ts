@@ -30,7 +30,7 @@ export function quietLoop(
 }
 
 /** `n` bytes, different for every `seed` (xorshift32). */
-export function payload(seed: number, n: number): Uint8Array {
+export function payload(seed: number, n: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(n);
   let x = (seed * 2_654_435_761 + 0x9e3779b9) >>> 0 || 1;
   for (let i = 0; i < n; i++) {
@@ -44,7 +44,7 @@ export function payload(seed: number, n: number): Uint8Array {
   return bytes;
 }
 
-/** Fails with the first differing offset rather than a 5 KB diff. */
+/** Fails with the first differing offset rather than a huge diff. */
 export function assertBytes(
   actual: Uint8Array,
   expected: Uint8Array,
@@ -55,12 +55,12 @@ export function assertBytes(
       `${label}: expected ${expected.byteLength} bytes, got ${actual.byteLength}`,
     );
   }
-  for (let i = 0; i < actual.byteLength; i++) {
+  for (let i = 0; i < expected.byteLength; i++) {
     if (actual[i] !== expected[i]) {
       fail(
-        `${label}: differ at offset ${i}: expected ${expected[i]}, got ${
-          actual[i]
-        }`,
+        `${label}: first difference at offset ${i} of ${expected.byteLength}: expected ${
+          expected[i]
+        }, got ${actual[i]}`,
       );
     }
   }
@@ -81,7 +81,7 @@ export async function writeAll(
 }
 
 /** Joins chunks into one array. */
-export function concat(chunks: Uint8Array[]): Uint8Array {
+export function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
   let n = 0;
   for (const c of chunks) n += c.byteLength;
   const out = new Uint8Array(n);
@@ -251,27 +251,45 @@ export class Gate {
   }
 }
 
-/**
- * A safety net: `promise`, or a failure after `ms` (a generous bound, never
- * the thing under test). The timer is cleared either way.
- */
-export async function withTimeout<T>(
+/** `promise`, or a rejection with `message` after `ms`; clears its timer. */
+async function race<T>(
   promise: Promise<T>,
   ms: number,
-  what: string,
+  message: string,
 ): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Safety timeout: ${what} after ${ms} ms`)),
-      ms,
-    );
+    timer = setTimeout(() => reject(new Error(message)), ms);
   });
   try {
     return await Promise.race([promise, expired]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * A safety net: `promise`, or a failure after `ms` (a generous bound, never
+ * the thing under test). The timer is cleared either way.
+ */
+export function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  return race(promise, ms, `Safety timeout: ${what} after ${ms} ms`);
+}
+
+/**
+ * Settles like `promise`, or rejects with "Timed out after `ms` ms: `what`"
+ * (a safety net, never the thing under test); the timer is cleared either way.
+ */
+export function within<T>(
+  promise: Promise<T>,
+  what: string,
+  ms: number,
+): Promise<T> {
+  return race(promise, ms, `Timed out after ${ms} ms: ${what}`);
 }
 
 /** Runs `fn(0..total-1)` with at most `size` calls in flight at a time. */

@@ -3,6 +3,7 @@
 // that parses responses byte by byte, servers on loopback, and curl.
 
 import { fail } from "@std/assert";
+import { concat, payload, within as safetyNet } from "./_helpers.ts";
 import {
   type HttpServer,
   serve,
@@ -18,6 +19,9 @@ export const WAIT_MS = 10_000;
 
 const encoder = new TextEncoder();
 
+/** Byte helpers shared with the other tests (`pseudoRandom` is `payload`). */
+export { concat, payload as pseudoRandom };
+
 /** Encodes a string one byte per char (latin1), so tests can send any byte. */
 export function bytesOf(text: string): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(text.length);
@@ -32,24 +36,6 @@ export function textOf(bytes: Uint8Array): string {
     out += String.fromCharCode(...bytes.subarray(i, i + 8192));
   }
   return out;
-}
-
-/** `n` bytes, different for every `seed` (xorshift32). */
-export function pseudoRandom(
-  seed: number,
-  n: number,
-): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(n);
-  let x = (seed * 2_654_435_761 + 0x9e3779b9) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 /** Starts a server on a free loopback port, without the listening log. */
@@ -69,23 +55,12 @@ export function urlOf(server: HttpServer, path = "/"): string {
  * Races `promise` against a timer that fails the test after `ms`; the timer
  * is always cleared.
  */
-export async function within<T>(
+export function within<T>(
   promise: Promise<T>,
   what: string,
-  ms = WAIT_MS,
+  ms: number = WAIT_MS,
 ): Promise<T> {
-  let id: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    id = setTimeout(
-      () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(id);
-  }
+  return safetyNet(promise, what, ms);
 }
 
 /** A parsed HTTP response as the raw client saw it. */
@@ -394,19 +369,6 @@ export class RawClient implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-/** Concatenates byte arrays. */
-export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.byteLength;
-  }
-  return out;
 }
 
 /** An HTTP/1.1 head from a request line and header lines. */

@@ -26,6 +26,7 @@ import {
   EvSocket,
   LimitExceededError,
 } from "../mod.ts";
+import { assertBytes, concat, within } from "./_helpers.ts";
 
 const HOST = "127.0.0.1";
 /** A safety net: far longer than any step should take, even on a busy box. */
@@ -44,63 +45,6 @@ function randomBytes(n: number): Uint8Array {
     crypto.getRandomValues(bytes.subarray(i, Math.min(n, i + 65_536)));
   }
   return bytes;
-}
-
-/** Joins chunks into one array. */
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const c of chunks) n += c.byteLength;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
-}
-
-/** Byte equality that reports the first difference instead of a huge diff. */
-function assertBytes(
-  actual: Uint8Array,
-  expected: Uint8Array,
-  label = "bytes",
-): void {
-  if (actual.byteLength !== expected.byteLength) {
-    fail(
-      `${label}: expected ${expected.byteLength} bytes, got ${actual.byteLength}`,
-    );
-  }
-  for (let i = 0; i < expected.byteLength; i++) {
-    if (actual[i] !== expected[i]) {
-      fail(
-        `${label}: first difference at offset ${i} of ${expected.byteLength}: expected ${
-          expected[i]
-        }, got ${actual[i]}`,
-      );
-    }
-  }
-}
-
-/** Rejects with a clear error if `promise` takes longer than `ms`. */
-async function within<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = SAFETY,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${what}: no progress in ${ms} ms`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Pacing between writes, never used to wait for something to happen. */
@@ -127,7 +71,7 @@ function readToEnd(conn: Deno.Conn, expected = 0): Promise<Uint8Array> {
       total += n;
     }
   };
-  return within(run(), "reading the raw peer to its end");
+  return within(run(), "reading the raw peer to its end", SAFETY);
 }
 
 /** Reads a socket with `recv` until end of stream. */
@@ -203,6 +147,7 @@ class WatchedConn {
     return within(
       new Promise<void>((resolve) => this.#startWaiters.push(resolve)),
       "waiting for the socket to start reading",
+      SAFETY,
     );
   }
 
@@ -212,6 +157,7 @@ class WatchedConn {
     return within(
       new Promise<void>((resolve) => this.#waiters.push({ n, resolve })),
       `waiting for the socket to read ${n} bytes`,
+      SAFETY,
     );
   }
 }
@@ -1025,6 +971,7 @@ Deno.test("EvSocket.readable hands out already buffered bytes first", async () =
   const text = await within(
     new Response(pair.b.readable).text(),
     "reading the stream",
+    SAFETY,
   );
   assertEquals(text, "body and more");
 });
@@ -1103,7 +1050,7 @@ Deno.test("EvSocket.readable piped into another socket's writable proxies the st
   await front.a.send(data, { timeout: SAFETY });
   await front.a.closeWrite({ timeout: SAFETY });
   assertBytes(await received, data);
-  await within(piping, "the pipe");
+  await within(piping, "the pipe", SAFETY);
 });
 
 // -------------------------------------------------------------- bad options

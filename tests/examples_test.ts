@@ -14,186 +14,25 @@ import {
   assertMatch,
   assertStringIncludes,
 } from "@std/assert";
+import { closedPort, concat, within, writeAll } from "./_helpers.ts";
+import { CHILD_SAFETY_MS, DenoProcess } from "./_process.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 /** The most any single wait in these tests may take. */
-const SAFETY = 20_000;
+const SAFETY = CHILD_SAFETY_MS;
 
 const encoder = new TextEncoder();
 
-/** Settles like `promise`, or rejects after `ms` ms; clears its timer. */
-async function within<T>(
-  ms: number,
-  what: string,
-  promise: Promise<T>,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-interface Waiter {
-  pattern: RegExp;
-  resolve: (match: RegExpMatchArray) => void;
-  reject: (error: Error) => void;
-}
-
 /** An example running as a child process, its output read line by line. */
-class Example implements AsyncDisposable {
-  readonly name: string;
-  /** Lines of stdout so far. */
-  readonly lines: string[] = [];
-  /** All of stderr, once the process has exited. */
-  stderr = "";
-  #child: Deno.ChildProcess;
-  #status: Promise<Deno.CommandStatus>;
-  #exited = false;
-  #stdoutDone: Promise<void>;
-  #stderrDone: Promise<void>;
-  #stdinDone: Promise<void>;
-  #waiters: Waiter[] = [];
-  #ended = false;
-
+class Example extends DenoProcess {
+  /** Runs `examples/NAME` with `--allow-net` and `args`; `stdin` is piped in. */
   constructor(name: string, args: string[], stdin?: string) {
-    this.name = name;
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", `examples/${name}`, ...args],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdin: stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#status = this.#child.status.then((status) => {
-      this.#exited = true;
-      return status;
-    });
-    this.#stdinDone = stdin === undefined
-      ? Promise.resolve()
-      : this.#writeStdin(stdin);
-    this.#stdoutDone = this.#readLines();
-    this.#stderrDone = this.#readStderr();
-  }
-
-  async #writeStdin(text: string): Promise<void> {
-    const writer = this.#child.stdin.getWriter();
-    try {
-      await writer.write(encoder.encode(text));
-      await writer.close();
-    } catch {
-      // The process exited without reading it all.
-    }
-  }
-
-  async #readLines(): Promise<void> {
-    let rest = "";
-    try {
-      for await (
-        const text of this.#child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        let eol;
-        while ((eol = rest.indexOf("\n")) >= 0) {
-          this.#addLine(rest.slice(0, eol));
-          rest = rest.slice(eol + 1);
-        }
-      }
-      if (rest !== "") this.#addLine(rest);
-    } finally {
-      this.#ended = true;
-      for (const waiter of this.#waiters.splice(0)) {
-        waiter.reject(
-          new Error(
-            `${this.name} ended its output without a line matching ${waiter.pattern}; stdout:\n${
-              this.lines.join("\n")
-            }`,
-          ),
-        );
-      }
-    }
-  }
-
-  async #readStderr(): Promise<void> {
-    for await (
-      const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-    ) {
-      this.stderr += text;
-    }
-  }
-
-  #addLine(line: string): void {
-    this.lines.push(line);
-    this.#waiters = this.#waiters.filter((waiter) => {
-      const match = line.match(waiter.pattern);
-      if (match !== null) waiter.resolve(match);
-      return match === null;
-    });
-  }
-
-  /** Waits for a line of stdout (printed already, or to come) to match. */
-  line(pattern: RegExp, ms = SAFETY): Promise<RegExpMatchArray> {
-    for (const line of this.lines) {
-      const match = line.match(pattern);
-      if (match !== null) return Promise.resolve(match);
-    }
-    if (this.#ended) {
-      return Promise.reject(
-        new Error(`${this.name} printed no line matching ${pattern}`),
-      );
-    }
-    return within(
-      ms,
-      `${this.name} to print a line matching ${pattern}`,
-      new Promise((resolve, reject) => {
-        this.#waiters.push({ pattern, resolve, reject });
-      }),
-    );
+    super(name, ["run", "--allow-net", `examples/${name}`, ...args], stdin);
   }
 
   /** Waits for the listening line of a server and returns its port. */
   async port(): Promise<number> {
     const match = await this.line(/listening on 127\.0\.0\.1:(\d+)/);
     return Number(match[1]);
-  }
-
-  /** Sends a signal, unless the process has exited. */
-  kill(signal: Deno.Signal): void {
-    if (this.#exited) return;
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // It exited meanwhile.
-    }
-  }
-
-  /** Waits for the process to exit and for all its output. */
-  async exit(ms = SAFETY): Promise<{ code: number; stdout: string }> {
-    const status = await within(ms, `${this.name} to exit`, this.#status);
-    await Promise.all([this.#stdoutDone, this.#stderrDone, this.#stdinDone]);
-    return { code: status.code, stdout: this.lines.join("\n") };
-  }
-
-  /** SIGTERM, then SIGKILL after the safety timeout; waits for the end. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGTERM");
-    try {
-      await within(SAFETY, `${this.name} to exit`, this.#status);
-    } catch {
-      this.kill("SIGKILL");
-      await this.#status;
-    }
-    await Promise.all([this.#stdoutDone, this.#stderrDone, this.#stdinDone]);
   }
 }
 
@@ -205,11 +44,6 @@ function payload(size: number, seed: number): Uint8Array {
     bytes[i] = x >>> 24;
   }
   return bytes;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.byteLength) off += await conn.write(bytes.subarray(off));
 }
 
 /** Reads `size` bytes, or until end of stream when `size` is undefined. */
@@ -224,21 +58,15 @@ async function readBytes(conn: Deno.Conn, size?: number): Promise<Uint8Array> {
     chunks.push(buf.slice(0, n));
     total += n;
   }
-  const all = new Uint8Array(total);
-  let off = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, off);
-    off += chunk.byteLength;
-  }
-  return all;
+  return concat(chunks);
 }
 
 /** Sends `bytes` while reading the echo back at the same time. */
 async function echoOnce(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   const [, echo] = await within(
-    SAFETY,
-    "the echo",
     Promise.all([writeAll(conn, bytes), readBytes(conn, bytes.byteLength)]),
+    "the echo",
+    SAFETY,
   );
   assertEquals(echo.byteLength, bytes.byteLength);
   assert(sameBytes(echo, bytes), "the echo differs from what was sent");
@@ -252,18 +80,10 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 function connect(port: number): Promise<Deno.TcpConn> {
   return within(
-    SAFETY,
-    `connect to ${port}`,
     Deno.connect({ hostname: "127.0.0.1", port }),
+    `connect to ${port}`,
+    SAFETY,
   );
-}
-
-/** A port that nothing listens on (for a moment, at least). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
 }
 
 Deno.test("echo_server.ts echoes byte-exact and exits 0 with stats on SIGTERM", async () => {
@@ -283,7 +103,7 @@ Deno.test("echo_server.ts echoes byte-exact and exits 0 with stats on SIGTERM", 
   const signalled = performance.now();
   server.kill("SIGTERM");
   assertEquals(
-    await within(SAFETY, "EOF on the idle connection", readBytes(idle)),
+    await within(readBytes(idle), "EOF on the idle connection", SAFETY),
     new Uint8Array(0),
   );
   const { code, stdout } = await server.exit();
@@ -301,7 +121,7 @@ Deno.test("echo_server.ts ends quietly when a peer resets", async () => {
     // Send a lot and close without reading: the server's send or recv
     // fails with a reset, which ends the connection like a timeout does.
     using conn = await connect(port);
-    await within(SAFETY, "the send", writeAll(conn, payload(512 * 1024, 4)));
+    await within(writeAll(conn, payload(512 * 1024, 4)), "the send", SAFETY);
   }
   {
     using conn = await connect(port);
@@ -355,7 +175,7 @@ Deno.test("echo_client.ts sends the lines of stdin without messages", async () =
 
 Deno.test("echo_client.ts exits 1 with a clear message when refused", async () => {
   await using client = new Example("echo_client.ts", [
-    String(freePort()),
+    String(closedPort()),
     "hello",
   ]);
   const { code, stdout } = await client.exit();
@@ -392,9 +212,9 @@ Deno.test("tcp_proxy.ts proxies byte-exact both ways, with half-close", async ()
   {
     using conn = await connect(port);
     const bytes = payload(64 * 1024, 3);
-    await within(SAFETY, "the send", writeAll(conn, bytes));
+    await within(writeAll(conn, bytes), "the send", SAFETY);
     await conn.closeWrite();
-    const echo = await within(SAFETY, "echo + EOF", readBytes(conn));
+    const echo = await within(readBytes(conn), "echo + EOF", SAFETY);
     assertEquals(echo.byteLength, bytes.byteLength);
     assert(sameBytes(echo, bytes), "the echo differs from what was sent");
   }
@@ -426,7 +246,7 @@ Deno.test("tcp_proxy.ts drops an idle pair after its idle timeout", async () => 
   const start = performance.now();
   // Silence: the proxy ends the pair, and we read end of stream.
   assertEquals(
-    await within(SAFETY, "EOF from the proxy", readBytes(conn)),
+    await within(readBytes(conn), "EOF from the proxy", SAFETY),
     new Uint8Array(0),
   );
   assertGreater(performance.now() - start, 200);
@@ -436,12 +256,12 @@ Deno.test("tcp_proxy.ts drops an idle pair after its idle timeout", async () => 
 Deno.test("tcp_proxy.ts closes the client when the target refuses", async () => {
   await using proxy = new Example("tcp_proxy.ts", [
     "0",
-    `127.0.0.1:${freePort()}`,
+    `127.0.0.1:${closedPort()}`,
   ]);
   const port = await proxy.port();
   using conn = await connect(port);
   assertEquals(
-    await within(SAFETY, "EOF from the proxy", readBytes(conn)),
+    await within(readBytes(conn), "EOF from the proxy", SAFETY),
     new Uint8Array(0),
   );
   await proxy.line(/cannot reach 127\.0\.0\.1:\d+: ConnectionRefused/);

@@ -18,148 +18,27 @@ import {
   assertMatch,
   assertStringIncludes,
 } from "@std/assert";
+import { within } from "./_helpers.ts";
+import { CHILD_SAFETY_MS, DenoProcess } from "./_process.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 /** The most any single wait in these tests may take. */
-const SAFETY = 20_000;
+const SAFETY = CHILD_SAFETY_MS;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Settles like `promise`, or rejects after `ms` ms; clears its timer. */
-async function within<T>(
-  ms: number,
-  what: string,
-  promise: Promise<T>,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-interface Waiter {
-  pattern: RegExp;
-  resolve: (match: RegExpMatchArray) => void;
-  reject: (error: Error) => void;
-}
-
 /** An example running as a child process, its stdout read line by line. */
-class Example implements AsyncDisposable {
-  readonly name: string;
-  /** Lines of stdout so far. */
-  readonly lines: string[] = [];
-  /** All of stderr, once the process has exited. */
-  stderr = "";
-  #child: Deno.ChildProcess;
-  #status: Promise<Deno.CommandStatus>;
-  #exited = false;
-  #stdoutDone: Promise<void>;
-  #stderrDone: Promise<void>;
-  #waiters: Waiter[] = [];
-  #ended = false;
-
+class Example extends DenoProcess {
   /** Runs `examples/NAME` with `--allow-net`, `permissions` and `args`. */
   constructor(name: string, args: string[], permissions: string[] = []) {
-    this.name = name;
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-prompt",
-        "--allow-net",
-        ...permissions,
-        `examples/${name}`,
-        ...args,
-      ],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#status = this.#child.status.then((status) => {
-      this.#exited = true;
-      return status;
-    });
-    this.#stdoutDone = this.#readLines();
-    this.#stderrDone = this.#readStderr();
-  }
-
-  async #readLines(): Promise<void> {
-    let rest = "";
-    try {
-      for await (
-        const text of this.#child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        let eol;
-        while ((eol = rest.indexOf("\n")) >= 0) {
-          this.#addLine(rest.slice(0, eol));
-          rest = rest.slice(eol + 1);
-        }
-      }
-      if (rest !== "") this.#addLine(rest);
-    } finally {
-      this.#ended = true;
-      for (const waiter of this.#waiters.splice(0)) {
-        waiter.reject(
-          new Error(
-            `${this.name} ended its output without a line matching ${waiter.pattern}; stdout:\n${
-              this.lines.join("\n")
-            }`,
-          ),
-        );
-      }
-    }
-  }
-
-  async #readStderr(): Promise<void> {
-    for await (
-      const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-    ) {
-      this.stderr += text;
-    }
-  }
-
-  #addLine(line: string): void {
-    this.lines.push(line);
-    this.#waiters = this.#waiters.filter((waiter) => {
-      const match = line.match(waiter.pattern);
-      if (match !== null) waiter.resolve(match);
-      return match === null;
-    });
-  }
-
-  /** Waits for a line of stdout (printed already, or to come) to match. */
-  line(pattern: RegExp, ms = SAFETY): Promise<RegExpMatchArray> {
-    for (const line of this.lines) {
-      const match = line.match(pattern);
-      if (match !== null) return Promise.resolve(match);
-    }
-    if (this.#ended) {
-      return Promise.reject(
-        new Error(
-          `${this.name} printed no line matching ${pattern}; stderr:\n${this.stderr}`,
-        ),
-      );
-    }
-    return within(
-      ms,
-      `${this.name} to print a line matching ${pattern}`,
-      new Promise((resolve, reject) => {
-        this.#waiters.push({ pattern, resolve, reject });
-      }),
-    );
+    super(name, [
+      "run",
+      "--no-prompt",
+      "--allow-net",
+      ...permissions,
+      `examples/${name}`,
+      ...args,
+    ]);
   }
 
   /** Waits for the listening line and returns the base URL. */
@@ -168,35 +47,6 @@ class Example implements AsyncDisposable {
       /^listening on (http:\/\/127\.0\.0\.1:\d+\/)$/,
     );
     return match[1]!;
-  }
-
-  /** Sends a signal, unless the process has exited. */
-  kill(signal: Deno.Signal): void {
-    if (this.#exited) return;
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // It exited meanwhile.
-    }
-  }
-
-  /** Waits for the process to exit and for all its output. */
-  async exit(ms = SAFETY): Promise<{ code: number; stdout: string }> {
-    const status = await within(ms, `${this.name} to exit`, this.#status);
-    await Promise.all([this.#stdoutDone, this.#stderrDone]);
-    return { code: status.code, stdout: this.lines.join("\n") };
-  }
-
-  /** SIGTERM, then SIGKILL after the safety timeout; waits for the end. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGTERM");
-    try {
-      await within(SAFETY, `${this.name} to exit`, this.#status);
-    } catch {
-      this.kill("SIGKILL");
-      await this.#status;
-    }
-    await Promise.all([this.#stdoutDone, this.#stderrDone]);
   }
 }
 
@@ -224,7 +74,7 @@ async function refuses(
 
 /** fetch with a safety timeout; the body is read by the caller. */
 function get(url: string, init?: RequestInit): Promise<Response> {
-  return within(SAFETY, `fetch ${url}`, fetch(url, init));
+  return within(fetch(url, init), `fetch ${url}`, SAFETY);
 }
 
 /** fetch, then the whole body as text. */
@@ -233,7 +83,7 @@ async function fetchText(
   init?: RequestInit,
 ): Promise<{ response: Response; text: string }> {
   const response = await get(url, init);
-  const text = await within(SAFETY, `body of ${url}`, response.text());
+  const text = await within(response.text(), `body of ${url}`, SAFETY);
   return { response, text };
 }
 
@@ -250,9 +100,9 @@ async function fetchJson(
 async function rawRequest(url: string, request: string): Promise<string> {
   const { port } = new URL(url);
   using conn = await within(
-    SAFETY,
-    "connect",
     Deno.connect({ hostname: "127.0.0.1", port: Number(port) }),
+    "connect",
+    SAFETY,
   );
   let off = 0;
   const bytes = encoder.encode(request);
@@ -260,7 +110,7 @@ async function rawRequest(url: string, request: string): Promise<string> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(16 * 1024);
   while (true) {
-    const n = await within(SAFETY, "the raw response", conn.read(buf));
+    const n = await within(conn.read(buf), "the raw response", SAFETY);
     if (n === null) break;
     chunks.push(buf.slice(0, n));
   }
@@ -335,9 +185,9 @@ Deno.test("http_stream.ts streams its lines incrementally and completely", async
   try {
     while (true) {
       const { done, value } = await within(
-        SAFETY,
-        "the next streamed piece",
         reader.read(),
+        "the next streamed piece",
+        SAFETY,
       );
       if (done) break;
       rest += value;
@@ -377,7 +227,7 @@ Deno.test("http_stream.ts stops a stream when its client goes away", async () =>
     signal: controller.signal,
   });
   const reader = response.body!.getReader();
-  const first = await within(SAFETY, "the first line", reader.read());
+  const first = await within(reader.read(), "the first line", SAFETY);
   assert(!first.done);
   assertMatch(decoder.decode(first.value), /^line 1 of 100 at \d+ ms\n/);
   controller.abort();
