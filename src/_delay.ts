@@ -32,3 +32,23 @@ export function delay(ms: number, options: DelayOptions = {}): Promise<void> {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/**
+ * Resolves when `promise` does or after `ms` milliseconds, whichever comes
+ * first, and clears its timer either way (a shutdown's grace period).
+ */
+export async function waitAtMost(
+  promise: Promise<void>,
+  ms: number,
+): Promise<void> {
+  if (ms <= 0) return;
+  const timer = new AbortController();
+  try {
+    await Promise.race([
+      promise,
+      delay(ms, { signal: timer.signal }).catch(() => {}),
+    ]);
+  } finally {
+    timer.abort();
+  }
+}

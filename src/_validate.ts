@@ -114,3 +114,14 @@ export function timeoutError(message: string): DOMException {
 export function abortError(message: string): DOMException {
   return new DOMException(message, "AbortError");
 }
+
+/**
+ * Reads the `grace` option of a shutdown: milliseconds, `Infinity` for no
+ * limit, `fallback` when absent.
+ *
+ * @throws {TypeError} / {RangeError} as {@linkcode checkTimeout}.
+ */
+export function checkGrace(options: unknown, fallback: number): number {
+  const grace = (options as { grace?: unknown } | undefined)?.grace;
+  return checkTimeout(grace ?? fallback, "grace") ?? Infinity;
+}

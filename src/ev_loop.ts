@@ -1,7 +1,7 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
 import { deadlines } from "./_deadline_queue.ts";
-import { delay } from "./_delay.ts";
+import { waitAtMost } from "./_delay.ts";
 import {
   acceptorInternals,
   type LoopHost,
@@ -11,8 +11,8 @@ import { TaskPool } from "./_pool.ts";
 import {
   abortError,
   checkFunction,
+  checkGrace,
   checkInteger,
-  checkTimeout,
 } from "./_validate.ts";
 import { PoolFullError } from "./errors.ts";
 import type {
@@ -377,8 +377,7 @@ export class EvLoop implements AsyncDisposable {
   shutdown(options?: { grace?: number }): Promise<void> {
     let grace: number;
     try {
-      grace = checkTimeout(options?.grace ?? DEFAULT_GRACE, "grace") ??
-        Infinity;
+      grace = checkGrace(options, DEFAULT_GRACE);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -389,14 +388,7 @@ export class EvLoop implements AsyncDisposable {
   async #doShutdown(grace: number): Promise<void> {
     this.#draining.abort(abortError("The loop is shutting down"));
     await Promise.all([...this.#acceptors].map((a) => a.close()));
-    if (this.#threads.size > 0 && grace > 0) {
-      const timer = new AbortController();
-      await Promise.race([
-        this.#allEnded(),
-        delay(grace, { signal: timer.signal }).catch(() => {}),
-      ]);
-      timer.abort();
-    }
+    await waitAtMost(this.#allEnded(), grace);
     const reason = abortError("The loop was shut down");
     this.#root.abort(reason);
     for (const thread of this.#threads) thread.abort(reason);

@@ -12,11 +12,12 @@ import {
 import {
   abortError,
   checkFunction,
+  checkGrace,
   checkInteger,
   checkSignal,
   checkTimeout,
 } from "./_validate.ts";
-import { delay } from "./_delay.ts";
+import { waitAtMost } from "./_delay.ts";
 import { socketInternals } from "./_internal.ts";
 import { LimitExceededError } from "./errors.ts";
 import { EvLoop } from "./ev_loop.ts";
@@ -289,8 +290,7 @@ export class HttpServer implements AsyncDisposable {
   shutdown(options?: { grace?: number }): Promise<void> {
     let grace: number;
     try {
-      grace = checkTimeout(options?.grace ?? DEFAULT_GRACE, "grace") ??
-        Infinity;
+      grace = checkGrace(options, DEFAULT_GRACE);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -301,14 +301,7 @@ export class HttpServer implements AsyncDisposable {
   async #doShutdown(grace: number): Promise<void> {
     this.#drain();
     await this.#acceptor.close();
-    if (this.#connections.size > 0 && grace > 0) {
-      const timer = new AbortController();
-      await Promise.race([
-        this.#allEnded(),
-        delay(grace, { signal: timer.signal }).catch(() => {}),
-      ]);
-      timer.abort();
-    }
+    await waitAtMost(this.#allEnded(), grace);
     const reason = abortError("The server was shut down");
     for (const c of this.#connections) c.thread.abort(reason);
     await this.#allEnded();
