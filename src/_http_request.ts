@@ -18,6 +18,25 @@ export interface RequestSource {
   signal: () => AbortSignal;
 }
 
+/** The URL of a request, from its target and Host. */
+export function requestUrl(target: string, host: string): string {
+  if (target.charCodeAt(0) === 0x2f) return `http://${host}${target}`; // "/"
+  if (/^https?:\/\//i.test(target)) return target;
+  if (target === "*") return `http://${host}/*`;
+  return `http://${target}/`; // authority-form (CONNECT)
+}
+
+/**
+ * Whether the URL of a request must be checked with the URL parser: its
+ * Host or target has the parts the server's own checks let through but a
+ * URL may still reject (a percent sign, an IP literal, a long port, an
+ * absolute-form target). Plain requests skip the cost.
+ */
+export function needsUrlCheck(target: string, host: string): boolean {
+  return target.charCodeAt(0) !== 0x2f || host.includes("%") ||
+    host.includes("[") || /:\d{5,}$/.test(host);
+}
+
 /** Calls a body method of a Response built over this request's body. */
 function viaResponse<T>(
   request: HttpRequest,
@@ -57,18 +76,7 @@ export class HttpRequest {
   }
 
   get url(): string {
-    if (this.#url === undefined) {
-      const { target, host } = this.#source;
-      if (target.charCodeAt(0) === 0x2f) { // "/"
-        this.#url = `http://${host}${target}`;
-      } else if (/^https?:\/\//i.test(target)) {
-        this.#url = target;
-      } else if (target === "*") {
-        this.#url = `http://${host}/*`;
-      } else {
-        this.#url = `http://${target}/`; // authority-form (CONNECT)
-      }
-    }
+    this.#url ??= requestUrl(this.#source.target, this.#source.host);
     return this.#url;
   }
 

@@ -751,8 +751,18 @@ export class EvSocket implements AsyncDisposable {
       this.#rs = 0;
       this.#re = have;
     }
-    if (this.#re === this.#rbuf.byteLength) return;
-    this.#reading = this.#conn.read(this.#rbuf.subarray(this.#re)).then(
+    if (this.#re === this.#rbuf.byteLength) {
+      // Full, and still under the read-ahead limit: grow towards it.
+      const bigger = new Uint8Array(
+        Math.min(2 * this.#rbuf.byteLength, READ_AHEAD_MAX),
+      );
+      bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
+      this.#rbuf = bigger;
+      this.#rs = 0;
+      this.#re = have;
+    }
+    const end = Math.min(this.#rbuf.byteLength, this.#rs + READ_AHEAD_MAX);
+    this.#reading = this.#conn.read(this.#rbuf.subarray(this.#re, end)).then(
       this.#onRead,
       this.#onReadError,
     );
@@ -819,6 +829,9 @@ export class EvSocket implements AsyncDisposable {
     this.#reading = undefined;
     if (this.#closed) return;
     if (n === null) this.#eof = true;
+    else if (n > 0 && this.#idleMs !== undefined) {
+      this.#lastActivity = performance.now();
+    }
     if (this.#readers[0] === req) {
       this.#readers.shift();
       req.resolve(n);
@@ -1160,7 +1173,7 @@ export class EvSocket implements AsyncDisposable {
       this.#writers.some((w) => w.resolve !== undefined);
     if (waiting) {
       const error = this.#idleTimeoutError();
-      this.#countTimeout();
+      let rejected = false;
       // A call whose read or write of the connection is working in the
       // caller's own buffer (it began before the idle timeout was set)
       // cannot be abandoned without the connection touching that buffer
@@ -1171,10 +1184,15 @@ export class EvSocket implements AsyncDisposable {
         if (req.direct) continue;
         this.#forget(req);
         req.reject(error);
+        rejected = true;
       }
       for (const req of [...this.#writers]) {
-        if (!req.inPlace) this.#detachWriter(req, error);
+        if (!req.inPlace && req.resolve !== undefined) {
+          this.#detachWriter(req, error);
+          rejected = true;
+        }
       }
+      if (rejected) this.#countTimeout();
     } else {
       this.#idleExpired = true;
     }

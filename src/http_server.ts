@@ -2,11 +2,12 @@
 
 import { BodyReader } from "./_http_body.ts";
 import { HttpError, latin1, parseHead } from "./_http_parse.ts";
-import { HttpRequest } from "./_http_request.ts";
+import { HttpRequest, needsUrlCheck, requestUrl } from "./_http_request.ts";
 import {
   sendContinue,
   sendError,
   sendSwitching,
+  type WriteContext,
   writeResponse,
 } from "./_http_response.ts";
 import {
@@ -442,17 +443,41 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.NotConnected;
 }
 
+/**
+ * Waits for `value`, or rejects when the connection is aborted (shutdown):
+ * a handler or hook that never settles does not hold the connection.
+ */
+function untilAborted<T>(
+  value: T | Promise<T>,
+  state: ExchangeState,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (state.signal.aborted) reject(state.signal.reason);
+    state.onAbort = reject;
+    Promise.resolve(value).then(resolve, reject);
+  }).finally(() => {
+    state.onAbort = undefined;
+  });
+}
+
 async function errorResponse(
   onError: (error: unknown) => Response | Promise<Response>,
   error: unknown,
+  state: ExchangeState,
 ): Promise<Response> {
+  let response: unknown;
   try {
-    const response = await onError(error);
-    if (response instanceof Response) return response;
-    throw new TypeError("onError must return a Response");
+    response = await untilAborted(onError(error), state);
   } catch (hookError) {
+    if (state.signal.aborted) throw hookError;
     return defaultOnError(hookError);
   }
+  if (response instanceof Response && response.type !== "error") {
+    return response;
+  }
+  return defaultOnError(
+    new TypeError("onError must return a Response (not Response.error())"),
+  );
 }
 
 /** Everything a connection needs from its server. */
@@ -474,7 +499,10 @@ async function serveConnection(
   const connection: Connection = { thread, socket, idle: true };
   // One abort listener for the connection's life: it stops whatever the
   // exchange is waiting on (the handler, a body stream read).
-  const state: ExchangeState = { onAbort: undefined };
+  const state: ExchangeState = {
+    onAbort: undefined,
+    signal: thread.signal,
+  };
   thread.signal.addEventListener(
     "abort",
     () => state.onAbort?.(thread.signal.reason),
@@ -507,6 +535,8 @@ async function serveConnection(
 /** What `exchange` shares with its connection. */
 interface ExchangeState {
   onAbort: ((reason: unknown) => void) | undefined;
+  /** The connection's task's signal. */
+  signal: AbortSignal;
 }
 
 /** Reads a request head; `null` when the connection should just close. */
@@ -588,6 +618,27 @@ async function exchange(
     throw error;
   }
 
+  const host = head.host || hostOf(socket.localAddr);
+  if (
+    needsUrlCheck(head.target, host) &&
+    !URL.canParse(requestUrl(head.target, host))
+  ) {
+    await sendError(socket, 400, sendTimeout);
+    return false;
+  }
+
+  // How the response goes out; `started` is shared with the body reader.
+  const ctx: WriteContext = {
+    socket,
+    head: head.method === "HEAD",
+    keepAlive: false,
+    http10: head.minor === 0,
+    timeout: sendTimeout,
+    signal: thread.signal,
+    state,
+    started: false,
+  };
+
   // The body, read as the handler pulls it.
   let body: BodyReader | undefined;
   if (head.chunked || head.contentLength > 0) {
@@ -600,8 +651,10 @@ async function exchange(
       maxBytes: limits.maxBodyBytes,
       maxTrailerBytes: limits.maxHeaderBytes,
       timeout: limits.bodyTimeout,
+      // No 100 once the response has begun: it would land inside it.
       onFirstRead: head.expectContinue
-        ? () => sendContinue(socket, sendTimeout)
+        ? () =>
+          ctx.started ? Promise.resolve() : sendContinue(socket, sendTimeout)
         : undefined,
     });
   }
@@ -612,7 +665,7 @@ async function exchange(
   const request = new HttpRequest({
     method: head.method,
     target: head.target,
-    host: head.host || hostOf(socket.localAddr),
+    host,
     fields: head.fields,
     body: body === undefined ? null : body.stream(),
     signal: () => {
@@ -641,11 +694,7 @@ async function exchange(
     try {
       let result: unknown = site.handler(request, info);
       if (!(result instanceof Response)) {
-        result = await new Promise((resolve, reject) => {
-          state.onAbort = reject;
-          Promise.resolve(result).then(resolve, reject);
-        });
-        state.onAbort = undefined;
+        result = await untilAborted(result, state);
       }
       if (!(result instanceof Response) || result.type === "error") {
         throw new TypeError(
@@ -654,12 +703,11 @@ async function exchange(
       }
       response = result;
     } catch (error) {
-      state.onAbort = undefined;
       if (thread.signal.aborted && error === thread.signal.reason) throw error;
       if (body?.failed) {
         return await bodyFailed(socket, body, info, sendTimeout);
       }
-      response = await errorResponse(site.onError, error);
+      response = await errorResponse(site.onError, error, state);
     }
     if (body?.failed) return await bodyFailed(socket, body, info, sendTimeout);
 
@@ -682,26 +730,21 @@ async function exchange(
     ) {
       keepAlive = false; // the client has not sent the body: do not wait
     }
-    const ctx = {
-      socket,
-      head: head.method === "HEAD",
-      keepAlive,
-      http10: head.minor === 0,
-      timeout: sendTimeout,
-      signal: thread.signal,
-      state,
-      started: false,
-    };
+    ctx.keepAlive = keepAlive;
     try {
       try {
         keepAlive = await writeResponse(response, ctx);
       } catch (error) {
         if (ctx.started || thread.signal.aborted) throw error;
+        // The body stream failed reading the request body: answer for that.
+        if (body?.failed) {
+          return await bodyFailed(socket, body, info, sendTimeout);
+        }
         // Nothing went out yet (a used body, a chunk that is not bytes):
         // answer as for a handler that threw.
         ctx.keepAlive = false;
         keepAlive = await writeResponse(
-          await errorResponse(site.onError, error),
+          await errorResponse(site.onError, error, state),
           ctx,
         );
       }

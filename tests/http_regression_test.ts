@@ -1,0 +1,185 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// Regressions found in review, one test each.
+
+import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import {
+  head,
+  RawClient,
+  startServer,
+  textOf,
+  within,
+} from "./_http_helpers.ts";
+import { EvSocket } from "../mod.ts";
+
+const H = "Host: example.com";
+
+Deno.test("serve() sends no 100 Continue once the response has begun", async () => {
+  await using server = startServer({}, (request) => {
+    const encoder = new TextEncoder();
+    let sentHello = false;
+    const reader = request.body!.getReader();
+    // highWaterMark 0: the body is read only after the head has gone out.
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (!sentHello) {
+            sentHello = true;
+            controller.enqueue(encoder.encode("hello "));
+            return;
+          }
+          const { value, done } = await reader.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        },
+      }, { highWaterMark: 0 }),
+    );
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head(
+      "POST / HTTP/1.1",
+      H,
+      "Expect: 100-continue",
+      "Content-Length: 5",
+      "Connection: close",
+    ) + "world",
+  );
+  const { rest } = await client.readToEnd();
+  const final = rest.indexOf("HTTP/1.1 200");
+  assert(final >= 0, rest);
+  // A 100 may come before the final response, never inside it.
+  assert(!rest.slice(final).includes("100 Continue"), rest);
+  assertStringIncludes(rest.slice(final), "6\r\nhello \r\n5\r\nworld\r\n0\r\n");
+});
+
+Deno.test("serve() answers 400, not 500, when a streamed-through request body is malformed", async () => {
+  let onErrorCalls = 0;
+  await using server = startServer({
+    onError() {
+      onErrorCalls++;
+      return new Response("handler failed", { status: 500 });
+    },
+  }, (request) => new Response(request.body));
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head("POST / HTTP/1.1", H, "Transfer-Encoding: chunked") + "zz\r\n",
+  );
+  const response = await client.readResponse();
+  assertEquals(response.status, 400);
+  assertEquals(onErrorCalls, 0);
+});
+
+Deno.test("serve() shutdown ends a connection whose onError never settles", async () => {
+  const entered = Promise.withResolvers<void>();
+  const server = startServer({
+    onError: () => {
+      entered.resolve();
+      return new Promise<Response>(() => {});
+    },
+  }, () => {
+    throw new Error("boom");
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("GET / HTTP/1.1", H));
+  await within(entered.promise, "onError to be called");
+  await within(server.shutdown({ grace: 50 }), "shutdown to finish");
+  const { end } = await client.readToEnd();
+  assert(end === "eof" || end === "reset");
+});
+
+Deno.test("serve() answers 500 when onError returns Response.error()", async () => {
+  const original = console.error;
+  console.error = () => {};
+  try {
+    await using server = startServer(
+      { onError: () => Response.error() },
+      () => {
+        throw new Error("boom");
+      },
+    );
+    await using client = await RawClient.connect(server.addr.port);
+    await client.write(head("GET / HTTP/1.1", H));
+    const response = await client.readResponse();
+    assertEquals(response.status, 500);
+    assertEquals(response.headers.get("content-length"), "21");
+  } finally {
+    console.error = original;
+  }
+});
+
+for (const size of [20_000, 60_000]) {
+  Deno.test(`serve() aborts request.signal when a client leaves ${size} unread body bytes behind`, async () => {
+    const entered = Promise.withResolvers<void>();
+    const aborted = Promise.withResolvers<string>();
+    await using server = startServer({}, async (request) => {
+      request.signal.addEventListener(
+        "abort",
+        () => aborted.resolve(String(request.signal.reason)),
+        { once: true },
+      );
+      entered.resolve();
+      await aborted.promise;
+      return new Response("late");
+    });
+    const client = await RawClient.connect(server.addr.port);
+    await client.write(
+      head("POST / HTTP/1.1", H, `Content-Length: ${size + 1000}`) +
+        "x".repeat(size),
+    );
+    await within(entered.promise, "the handler");
+    await client.close();
+    assertStringIncludes(
+      await within(aborted.promise, "request.signal to abort"),
+      "disconnected",
+    );
+  });
+}
+
+Deno.test("serve() answers 400 to a Host or target that is not a valid URL", async () => {
+  let calls = 0;
+  await using server = startServer({}, (request) => {
+    calls++;
+    return new Response(new URL(request.url).pathname);
+  });
+  for (
+    const [line, host] of <[string, string][]> [
+      ["GET / HTTP/1.1", "Host: a:99999"],
+      ["GET / HTTP/1.1", "Host: %zz"],
+      ["GET / HTTP/1.1", "Host: [1:2]"],
+      ["GET http://%zz/ HTTP/1.1", "Host: x"],
+    ]
+  ) {
+    await using client = await RawClient.connect(server.addr.port);
+    await client.write(head(line, host));
+    const response = await client.readResponse();
+    assertEquals(response.status, 400, `${line} / ${host}`);
+  }
+  assertEquals(calls, 0);
+});
+
+Deno.test("EvSocket idle timeout counts the bytes of a read into the caller's buffer", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  await using a = new EvSocket(conn);
+  await using b = new EvSocket(await listener.accept());
+  const encoder = new TextEncoder();
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const buf = new Uint8Array(8);
+  const pending = b.recv(buf); // no timeout: reads in place
+  b.setIdleTimeout(1000);
+  // Time passing is what is tested here: 800 ms of silence, then bytes.
+  await pause(800);
+  await a.send(encoder.encode("ping"));
+  assertEquals(await pending, 4);
+  // Those bytes were activity: the idle timer restarts from them, so a
+  // call made now survives past the original 1000 ms mark.
+  const next = b.recv(buf);
+  await pause(500);
+  await a.send(encoder.encode("pong"));
+  assertEquals(await next, 4);
+  assertEquals(textOf(buf.subarray(0, 4)), "pong");
+  b.setIdleTimeout(undefined);
+});
