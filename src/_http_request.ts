@@ -33,8 +33,10 @@ export function requestUrl(target: string, host: string): string {
  * absolute-form target). Plain requests skip the cost.
  */
 export function needsUrlCheck(target: string, host: string): boolean {
-  return target.charCodeAt(0) !== 0x2f || host.includes("%") ||
-    host.includes("[") || /:\d{5,}$/.test(host);
+  if (target.charCodeAt(0) !== 0x2f || host.includes("%")) return true;
+  if (host.includes("[")) return true;
+  const colon = host.lastIndexOf(":");
+  return colon >= 0 && Number(host.slice(colon + 1)) > 65_535;
 }
 
 /** Calls a body method of a Response built over this request's body. */

@@ -103,7 +103,11 @@ export interface WriteContext {
    * calls it when `signal` aborts (one listener per connection, not one per
    * read).
    */
-  state: { onAbort: ((reason: unknown) => void) | undefined };
+  state: {
+    onAbort: ((reason: unknown) => void) | undefined;
+    /** A buffer for heads with small bodies, reused across responses. */
+    scratch?: Uint8Array | undefined;
+  };
   /** Set once the first byte of the response is handed to the socket. */
   started: boolean;
 }
@@ -264,6 +268,8 @@ export async function writeResponse(
 }
 
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+/** Largest response (head and fixed body) kept as a connection's scratch. */
+const SCRATCH_MAX = 16_384;
 
 function sendOptions(ctx: WriteContext): { timeout: number } {
   return { timeout: ctx.timeout };
@@ -309,8 +315,15 @@ function send(
   else if (ctx.http10) head += "connection: keep-alive\r\n";
   head += "\r\n";
   const bodyLength = body?.byteLength ?? 0;
+  const need = head.length + bodyLength;
+  // The connection's scratch buffer is free again: each send is awaited
+  // before the next response, and a failed one ends the connection.
+  let out = ctx.state.scratch;
+  if (out === undefined || out.byteLength < need) {
+    out = new Uint8Array(need);
+    if (need <= SCRATCH_MAX) ctx.state.scratch = out;
+  }
   // Latin1 heads: a field value may carry obs-text; encode one char a byte.
-  const out = new Uint8Array(head.length + bodyLength);
   const { read, written } = encoder.encodeInto(head, out);
   let length = written;
   if (read !== head.length || written !== head.length) {

@@ -502,6 +502,7 @@ async function serveConnection(
   const state: ExchangeState = {
     onAbort: undefined,
     signal: thread.signal,
+    scratch: undefined,
   };
   thread.signal.addEventListener(
     "abort",
@@ -537,6 +538,8 @@ interface ExchangeState {
   onAbort: ((reason: unknown) => void) | undefined;
   /** The connection's task's signal. */
   signal: AbortSignal;
+  /** The response writer's reusable buffer. */
+  scratch: Uint8Array | undefined;
 }
 
 /** Reads a request head; `null` when the connection should just close. */
