@@ -3,7 +3,7 @@
  * paradigm: `node:net` `data` events drive an explicit per-connection state
  * machine over the SAME code the evthread server uses for the protocol
  * (`parseHead` and `latin1` from `src/_http_parse.ts`, the lazy request of
- * `src/_http_request.ts`, `statusLine` and `httpDate` from
+ * `src/_http_request.ts`, `responseHead` and `chunk` from
  * `src/_http_response.ts`), so that set against `_http_evthread_server.ts`
  * the comparison isolates the paradigm: callbacks and a state machine
  * instead of a task per connection running straight-line code.
@@ -39,7 +39,13 @@ import {
   type RequestHead,
 } from "../src/_http_parse.ts";
 import { HttpRequest } from "../src/_http_request.ts";
-import { httpDate, statusLine } from "../src/_http_response.ts";
+import { indexOf as indexIn } from "../src/_bytes.ts";
+import {
+  chunk,
+  httpDate,
+  responseHead,
+  statusLine,
+} from "../src/_http_response.ts";
 
 type Handler = (request: Request) => Response;
 
@@ -50,13 +56,7 @@ const MAX_HEAD_BYTES = 65_536;
 const IDLE_TIMEOUT_MS = 5000;
 const CRLFCRLF = new Uint8Array([0x0d, 0x0a, 0x0d, 0x0a]);
 const EMPTY = new Uint8Array(0);
-const FRAMING = new Set([
-  "connection",
-  "content-length",
-  "transfer-encoding",
-  "keep-alive",
-  "date",
-]);
+
 const encoder = new TextEncoder();
 const sockets = new Set<Socket>();
 
@@ -126,7 +126,12 @@ class Connection {
         this.buf = this.buf.subarray(n);
         if (this.skip > 0) break;
       }
-      const end = indexOf(this.buf, this.scanned, CRLFCRLF);
+      const end = indexIn(
+        this.buf,
+        this.scanned,
+        this.buf.byteLength,
+        CRLFCRLF,
+      );
       if (end < 0) {
         if (this.buf.byteLength > MAX_HEAD_BYTES) {
           this.fail(new HttpError(431, "Request head too large"));
@@ -175,26 +180,14 @@ class Connection {
     } catch {
       response = new Response("Internal Server Error", { status: 500 });
     }
-    const keepAlive = head.keepAlive;
     const http10 = head.minor === 0;
     const isHead = head.method === "HEAD";
 
     const status = response.status;
-    let text = statusLine(status, response.statusText);
-    let userLength: string | null = null;
-    let date = false;
-    response.headers.forEach((value, name) => {
-      if (FRAMING.has(name)) {
-        if (name === "content-length") userLength = value;
-        else if (name === "date") {
-          text += `date: ${value}\r\n`;
-          date = true;
-        }
-        return;
-      }
-      text += `${name}: ${value}\r\n`;
-    });
-    if (!date) text += `date: ${httpDate()}\r\n`;
+    const fields = responseHead(response, head.keepAlive);
+    const keepAlive = fields.keepAlive;
+    let text = fields.head;
+    const userLength = fields.userLength;
 
     const body = response.body;
     if (status < 200 || status === 204 || status === 304 || body === null) {
@@ -334,34 +327,6 @@ class Connection {
 }
 
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
-
-/** One chunk of the chunked coding, with its size line and CRLF. */
-function chunk(piece: Uint8Array): Uint8Array {
-  const size = `${piece.byteLength.toString(16)}\r\n`;
-  const out = new Uint8Array(size.length + piece.byteLength + 2);
-  encoder.encodeInto(size, out);
-  out.set(piece, size.length);
-  out[out.length - 2] = 0x0d;
-  out[out.length - 1] = 0x0a;
-  return out;
-}
-
-/** Index of `needle` in `hay` from `from`, or -1. */
-function indexOf(hay: Uint8Array, from: number, needle: Uint8Array): number {
-  const first = needle[0]!;
-  const n = needle.byteLength;
-  const last = hay.byteLength - n;
-  let i = from;
-  while (i <= last) {
-    i = hay.indexOf(first, i);
-    if (i < 0 || i > last) return -1;
-    let j = 1;
-    while (j < n && hay[i + j] === needle[j]) j++;
-    if (j === n) return i;
-    i++;
-  }
-  return -1;
-}
 
 const port = Number(Deno.args[0] ?? 0);
 const server = createServer(

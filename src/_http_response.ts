@@ -112,6 +112,48 @@ export interface WriteContext {
   started: boolean;
 }
 
+/** A response's status line and fields, before the framing fields. */
+export interface ResponseHead {
+  /** Status line and fields, each ending in CRLF, `date` included. */
+  head: string;
+  /** `keepAlive`, or false when the handler set `connection: close`. */
+  keepAlive: boolean;
+  /** The handler's `content-length`, if it set one. */
+  userLength: string | null;
+}
+
+/**
+ * Serializes a response's status line and fields. The framing fields
+ * (`connection`, `content-length`, `transfer-encoding`, `keep-alive`) are
+ * the server's to write; a `date` is added unless the handler set one.
+ */
+export function responseHead(
+  response: Response,
+  keepAlive: boolean,
+): ResponseHead {
+  let head = statusLine(response.status, response.statusText);
+  let userLength: string | null = null;
+  let date = false;
+  // forEach: about 5x cheaper than the iterator protocol here.
+  response.headers.forEach((value, name) => {
+    if (FRAMING.has(name)) {
+      if (name === "content-length") userLength = value;
+      else if (name === "connection") {
+        // The handler asks to close: honour it (its other tokens are
+        // hop-by-hop details the server manages itself).
+        if (/(^|,)\s*close\s*(,|$)/i.test(value)) keepAlive = false;
+      } else if (name === "date") {
+        head += `date: ${value}\r\n`;
+        date = true;
+      }
+      return;
+    }
+    head += `${name}: ${value}\r\n`;
+  });
+  if (!date) head += `date: ${httpDate()}\r\n`;
+  return { head, keepAlive, userLength };
+}
+
 /** Whether a status has no body (RFC 9110 6.4.1). */
 function bodyless(status: number): boolean {
   return status < 200 || status === 204 || status === 304;
@@ -143,27 +185,9 @@ export async function writeResponse(
   ctx: WriteContext,
 ): Promise<boolean> {
   const status = response.status;
-  let head = statusLine(status, response.statusText);
-  let keepAlive = ctx.keepAlive;
-  let userLength: string | null = null;
-  let date = false;
-  // forEach: about 5x cheaper than the iterator protocol here.
-  response.headers.forEach((value, name) => {
-    if (FRAMING.has(name)) {
-      if (name === "content-length") userLength = value;
-      else if (name === "connection") {
-        // The handler asks to close: honour it (its other tokens are
-        // hop-by-hop details the server manages itself).
-        if (/(^|,)\s*close\s*(,|$)/i.test(value)) keepAlive = false;
-      } else if (name === "date") {
-        head += `date: ${value}\r\n`;
-        date = true;
-      }
-      return;
-    }
-    head += `${name}: ${value}\r\n`;
-  });
-  if (!date) head += `date: ${httpDate()}\r\n`;
+  const fields = responseHead(response, ctx.keepAlive);
+  let { head, keepAlive } = fields;
+  const userLength = fields.userLength;
 
   const body = response.body;
   if (bodyless(status)) {
@@ -293,7 +317,7 @@ function checkChunk(value: unknown): Uint8Array {
 }
 
 /** One chunk of the chunked coding, with its size line and CRLF. */
-function chunk(piece: Uint8Array): Uint8Array {
+export function chunk(piece: Uint8Array): Uint8Array {
   const size = `${piece.byteLength.toString(16)}\r\n`;
   const out = new Uint8Array(size.length + piece.byteLength + 2);
   encoder.encodeInto(size, out);

@@ -1,5 +1,6 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
+import { indexOf } from "./_bytes.ts";
 import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
 import { type SocketHost, socketInternals } from "./_internal.ts";
 import {
@@ -1458,26 +1459,4 @@ export class EvSocket implements AsyncDisposable {
     });
     return this.#writable;
   }
-}
-
-/** Index of `needle` in `hay[from, to)`, or -1. */
-function indexOf(
-  hay: Uint8Array,
-  from: number,
-  to: number,
-  needle: Uint8Array,
-): number {
-  const first = needle[0]!;
-  const n = needle.byteLength;
-  const last = to - n;
-  let i = from;
-  while (i <= last) {
-    i = hay.indexOf(first, i);
-    if (i < 0 || i > last) return -1;
-    let j = 1;
-    while (j < n && hay[i + j] === needle[j]) j++;
-    if (j === n) return i;
-    i++;
-  }
-  return -1;
 }
