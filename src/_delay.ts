@@ -34,21 +34,39 @@ export function delay(ms: number, options: DelayOptions = {}): Promise<void> {
 }
 
 /**
- * Resolves when `promise` does or after `ms` milliseconds, whichever comes
- * first, and clears its timer either way (a shutdown's grace period).
+ * A shutdown's grace period: waits for `promise` at most `ms` milliseconds,
+ * and can be cut short by a later call with a shorter grace (a second
+ * Ctrl-C). `end()` clears its timers.
  */
-export async function waitAtMost(
-  promise: Promise<void>,
-  ms: number,
-): Promise<void> {
-  if (ms <= 0) return;
-  const timer = new AbortController();
-  try {
-    await Promise.race([
-      promise,
-      delay(ms, { signal: timer.signal }).catch(() => {}),
-    ]);
-  } finally {
-    timer.abort();
+export class GracePeriod {
+  #cut = new AbortController();
+
+  /** Resolves when `promise` does, `ms` pass, or the period is cut short. */
+  async wait(promise: Promise<void>, ms: number): Promise<void> {
+    const cut = this.#cut.signal;
+    if (ms <= 0 || cut.aborted) return;
+    const timer = new AbortController();
+    const stop = AbortSignal.any([timer.signal, cut]);
+    try {
+      await Promise.race([
+        promise,
+        delay(ms, { signal: stop }).catch(() => {}),
+      ]);
+    } finally {
+      timer.abort();
+    }
+  }
+
+  /** Ends the period `ms` milliseconds from now, if that is sooner. */
+  shorten(ms: number): void {
+    const cut = this.#cut;
+    if (cut.signal.aborted || ms === Infinity) return;
+    if (ms <= 0) cut.abort();
+    else delay(ms, { signal: cut.signal }).then(() => cut.abort(), () => {});
+  }
+
+  /** Ends the period now and clears its timers. */
+  end(): void {
+    this.#cut.abort();
   }
 }

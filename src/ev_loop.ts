@@ -1,7 +1,7 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
 import { deadlines } from "./_deadline_queue.ts";
-import { waitAtMost } from "./_delay.ts";
+import { GracePeriod } from "./_delay.ts";
 import {
   acceptorInternals,
   type LoopHost,
@@ -137,6 +137,7 @@ export class EvLoop implements AsyncDisposable {
   #acceptors = new Set<EvTcpAcceptor>();
   #idleWaiters: (() => void)[] = [];
   #shutdown: Promise<void> | undefined;
+  #grace = new GracePeriod();
   #finished: Promise<void>;
   #resolveFinished!: () => void;
   #closed = false;
@@ -381,14 +382,18 @@ export class EvLoop implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.#shutdown ??= this.#doShutdown(grace);
+    // A later call with a shorter grace cuts the one in progress short.
+    if (this.#shutdown === undefined) {
+      this.#shutdown = this.#doShutdown(grace);
+    } else this.#grace.shorten(grace);
     return this.#shutdown;
   }
 
   async #doShutdown(grace: number): Promise<void> {
     this.#draining.abort(abortError("The loop is shutting down"));
     await Promise.all([...this.#acceptors].map((a) => a.close()));
-    await waitAtMost(this.#allEnded(), grace);
+    await this.#grace.wait(this.#allEnded(), grace);
+    this.#grace.end();
     const reason = abortError("The loop was shut down");
     this.#root.abort(reason);
     for (const thread of this.#threads) thread.abort(reason);

@@ -45,6 +45,12 @@ export interface EvConnectionInfo {
   remoteAddr: Deno.NetAddr;
   /** The acceptor that took the connection. */
   acceptor: EvTcpAcceptor;
+  /**
+   * The connection's task's signal: aborted if the loop shuts down (or the
+   * task is aborted) while an async factory is still deciding. If it aborts,
+   * the procedure is not run.
+   */
+  signal: AbortSignal;
 }
 
 /**
@@ -265,7 +271,9 @@ export class EvTcpAcceptor implements AsyncDisposable {
         localAddr: conn.localAddr,
         remoteAddr: conn.remoteAddr,
         acceptor: this,
+        signal: thread.signal,
       });
+      if (thread.signal.aborted) throw thread.signal.reason;
       if (proc === null || proc === undefined) {
         this.#refused++;
         this.#host.refused();
@@ -280,13 +288,16 @@ export class EvTcpAcceptor implements AsyncDisposable {
     };
   }
 
-  /** Closes a connection that gets no task, after the refuse hook. */
-  #refuse(conn: Deno.Conn, count: boolean): void {
-    if (count) {
-      this.#refused++;
-      this.#host.refused();
-    }
-    const hook = count ? this.#onRefuse : undefined;
+  /**
+   * Closes a connection that gets no task; `full`: because the pool is
+   * full (policy "refuse": the refuse hook runs first), else because the
+   * acceptor closed while it held the connection. Either way it counts as
+   * refused.
+   */
+  #refuse(conn: Deno.Conn, full: boolean): void {
+    this.#refused++;
+    this.#host.refused();
+    const hook = full ? this.#onRefuse : undefined;
     if (hook === undefined) {
       conn.close();
       return;

@@ -77,6 +77,8 @@ export class EvThread<T = unknown> {
   #controller = new AbortController();
   #children = new Set<EvThread<unknown>>();
   #sockets = new Set<EvSocket>();
+  /** In-flight operations of sockets closed by an abort. */
+  #closing: Promise<void>[] = [];
   #socketHost: SocketHost | undefined;
   #done = false;
   #result!: Promise<T>;
@@ -176,14 +178,16 @@ export class EvThread<T = unknown> {
   /** Aborts the signal, ends the children, closes the sockets. */
   async #release(): Promise<void> {
     this.abort(abortError("The task ended"));
-    if (this.#children.size > 0) {
+    // A child may spawn another while it winds down: wait for all of them.
+    while (this.#children.size > 0) {
       await Promise.allSettled([...this.#children].map((c) => c.#result));
     }
-    if (this.#sockets.size > 0) {
-      const sockets = [...this.#sockets];
-      for (const socket of sockets) socket.close();
-      await Promise.all(sockets.map((s) => socketInternals.settled(s)));
+    // Sockets adopted after the abort are closed here.
+    for (const socket of [...this.#sockets]) {
+      socket.close();
+      this.#closing.push(socketInternals.settled(socket));
     }
+    if (this.#closing.length > 0) await Promise.all(this.#closing);
   }
 
   /**
@@ -212,7 +216,14 @@ export class EvThread<T = unknown> {
     const why = reason ?? abortError("The task was aborted");
     this.#controller.abort(why);
     for (const child of this.#children) child.abort(why);
-    for (const socket of this.#sockets) socketInternals.abort(socket, why);
+    // Pending calls reject with the reason, then the sockets close at once:
+    // a read working in a caller's buffer must not write into it after its
+    // call has rejected, and no later call could use them anyway.
+    for (const socket of [...this.#sockets]) {
+      socketInternals.abort(socket, why);
+      socket.close();
+      this.#closing.push(socketInternals.settled(socket));
+    }
   }
 
   /**

@@ -18,7 +18,7 @@ import {
   checkSignal,
   checkTimeout,
 } from "./_validate.ts";
-import { waitAtMost } from "./_delay.ts";
+import { GracePeriod } from "./_delay.ts";
 import { socketInternals } from "./_internal.ts";
 import { LimitExceededError } from "./errors.ts";
 import { EvLoop } from "./ev_loop.ts";
@@ -243,6 +243,7 @@ export class HttpServer implements AsyncDisposable {
   #connections = new Set<Connection>();
   #draining = new AbortController();
   #shutdown: Promise<void> | undefined;
+  #grace = new GracePeriod();
   #finished: Promise<void>;
   #resolveFinished!: () => void;
   #idleWaiters: (() => void)[] = [];
@@ -295,14 +296,18 @@ export class HttpServer implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.#shutdown ??= this.#doShutdown(grace);
+    // A later call with a shorter grace cuts the one in progress short.
+    if (this.#shutdown === undefined) {
+      this.#shutdown = this.#doShutdown(grace);
+    } else this.#grace.shorten(grace);
     return this.#shutdown;
   }
 
   async #doShutdown(grace: number): Promise<void> {
     this.#drain();
     await this.#acceptor.close();
-    await waitAtMost(this.#allEnded(), grace);
+    await this.#grace.wait(this.#allEnded(), grace);
+    this.#grace.end();
     const reason = abortError("The server was shut down");
     for (const c of this.#connections) c.thread.abort(reason);
     await this.#allEnded();
