@@ -875,12 +875,40 @@ export function serve(handler: ServeHandler): HttpServer;
  * @returns The running server.
  */
 export function serve(options: ServeOptions, handler: ServeHandler): HttpServer;
+/**
+ * Serves HTTP/1.1 with the handler among the options, as
+ * `Deno.serve({ handler, ...options })` does.
+ *
+ * @example Handler in the options
+ * ```ts
+ * import { serve } from "@corothread/evthread/http";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using server = serve({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   onListen() {},
+ *   handler: () => new Response("ok"),
+ * });
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * assertEquals(await response.text(), "ok");
+ * ```
+ *
+ * @param options Address, limits, hooks, and `handler`.
+ * @returns The running server.
+ */
+export function serve(
+  options: ServeOptions & { handler: ServeHandler },
+): HttpServer;
 export function serve(
   a: ServeHandler | ServeOptions,
   b?: ServeHandler,
 ): HttpServer {
   const options: ServeOptions = typeof a === "function" ? {} : a ?? {};
-  const handler = typeof a === "function" ? a : b;
+  // serve(handler), serve(options, handler), serve({ handler, ...options }).
+  const handler = typeof a === "function"
+    ? a
+    : b ?? (options as ServeOptions & { handler?: ServeHandler }).handler;
   checkFunction(handler, "handler");
   if (options.onListen !== undefined) {
     checkFunction(options.onListen, "onListen");
