@@ -8,11 +8,15 @@ import {
   latin1,
   parseChunkSize,
 } from "./_http_parse.ts";
+import { socketInternals } from "./_internal.ts";
 import type { EvSocket } from "./ev_socket.ts";
 
 const CRLF = new Uint8Array([0x0d, 0x0a]);
+const LF = new Uint8Array([0x0a]);
 /** Largest piece handed to the body stream at once. */
 const PIECE = 65_536;
+/** Smallest piece read when nothing is buffered yet. */
+const MIN_PIECE = 4096;
 /** Longest chunk-size line, extensions included. */
 const MAX_CHUNK_LINE = 4096;
 
@@ -43,6 +47,7 @@ export class BodyReader {
   #started = false;
   #done = false;
   #failed = false;
+  #discarded = false;
   #error: unknown;
   #total = 0;
   #pending: Promise<Uint8Array | null> | undefined;
@@ -100,11 +105,14 @@ export class BodyReader {
    * @returns whether the body ended within the limit.
    */
   async drain(limit: number): Promise<boolean> {
+    // From now on the handler's reads fail: a late read must not get a
+    // silently truncated body.
+    this.#discarded = true;
     await this.idle();
     let dropped = 0;
     while (!this.#done && !this.#failed && dropped <= limit) {
       try {
-        const piece = await this.read();
+        const piece = await this.#readNext();
         if (piece === null) break;
         dropped += piece.byteLength;
       } catch {
@@ -131,7 +139,14 @@ export class BodyReader {
         }
         this.#remaining = size;
       }
-      const piece = new Uint8Array(Math.min(this.#remaining, PIECE));
+      // Size the piece to what is waiting (a trickling client must not make
+      // every byte cost a large buffer), and trim it when it came up short.
+      const size = Math.min(
+        this.#remaining,
+        PIECE,
+        Math.max(this.#socket.buffered, MIN_PIECE),
+      );
+      const piece = new Uint8Array(size);
       const n = await this.#socket.recv(piece, {
         timeout: this.#options.timeout,
       });
@@ -146,7 +161,7 @@ export class BodyReader {
         throw new HttpError(413, "Request body too large");
       }
       if (this.#remaining === 0 && !this.#chunked) this.#done = true;
-      return piece.subarray(0, n);
+      return n < size >> 1 ? piece.slice(0, n) : piece.subarray(0, n);
     } catch (error) {
       this.#failed = true;
       this.#error = error;
@@ -158,9 +173,15 @@ export class BodyReader {
   async #chunkHeader(): Promise<number> {
     const timeout = this.#options.timeout;
     if (this.#total > 0) {
-      const end = await this.#socket.readFull(new Uint8Array(2), { timeout });
-      if (end === null || end[0] !== 0x0d || end[1] !== 0x0a) {
-        throw new HttpError(400, "Chunk data not followed by CRLF");
+      // One byte at a time, so that a bare LF is refused at once rather
+      // than waited on for a second byte.
+      for (const expected of CRLF) {
+        const byte = await this.#socket.readFull(new Uint8Array(1), {
+          timeout,
+        });
+        if (byte === null || byte[0] !== expected) {
+          throw new HttpError(400, "Chunk data not followed by CRLF");
+        }
       }
     }
     const line = await this.#readLine(MAX_CHUNK_LINE);
@@ -182,7 +203,8 @@ export class BodyReader {
   async #readLine(maxLength: number): Promise<string> {
     let bytes: Uint8Array | null;
     try {
-      bytes = await this.#socket.readUntil(CRLF, {
+      // A line ended by a bare LF is found (and refused) at once.
+      bytes = await socketInternals.readUntilEither(this.#socket, CRLF, LF, {
         maxLength,
         timeout: this.#options.timeout,
       });
@@ -197,13 +219,22 @@ export class BodyReader {
         "The client closed the connection in the middle of the body",
       );
     }
-    return latin1(bytes.subarray(0, bytes.byteLength - 2));
+    const n = bytes.byteLength;
+    if (n < 2 || bytes[n - 2] !== 0x0d) {
+      throw new HttpError(400, "Chunk line not ended by CRLF");
+    }
+    return latin1(bytes.subarray(0, n - 2));
   }
 
   /** The body as a stream, for `request.body`. */
   stream(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
+        if (this.#discarded) {
+          throw new TypeError(
+            "The request body was discarded: the response had been sent",
+          );
+        }
         const piece = await this.read();
         if (piece === null) controller.close();
         else controller.enqueue(piece);

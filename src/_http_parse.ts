@@ -205,7 +205,10 @@ export function parseHead(head: string, limits: HeadLimits): RequestHead {
   const keepAlive = minor === 1
     ? !tokens.includes("close")
     : tokens.includes("keep-alive") && !tokens.includes("close");
-  const upgrade = upgradeValue !== undefined && tokens.includes("upgrade")
+  // HTTP/1.0 Upgrade is ignored (RFC 9110 7.8); so is one on a request
+  // with a body, whose bytes would be mistaken for the new protocol's.
+  const upgrade = upgradeValue !== undefined && tokens.includes("upgrade") &&
+      minor === 1 && !chunked && contentLength <= 0
     ? upgradeValue
     : undefined;
   let expectContinue = false;
@@ -262,8 +265,11 @@ export function parseChunkSize(line: string): number {
   let end = line.indexOf(";");
   if (end < 0) end = line.length;
   let size = line.slice(0, end);
-  // BWS before a chunk extension is tolerated (RFC 9112 7.1.1).
-  while (size.endsWith(" ") || size.endsWith("\t")) size = size.slice(0, -1);
+  // BWS before a chunk extension is tolerated (RFC 9112 7.1.1), not
+  // after a bare size.
+  if (end < line.length) {
+    while (size.endsWith(" ") || size.endsWith("\t")) size = size.slice(0, -1);
+  }
   if (!/^[0-9a-fA-F]{1,12}$/.test(size)) {
     throw new HttpError(400, "Malformed chunk size");
   }

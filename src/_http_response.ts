@@ -208,26 +208,54 @@ export async function writeResponse(
 
   const reader = body.getReader();
   ctx.state.onAbort = (reason) => reader.cancel(reason).catch(() => {});
-  // Whether the stream closed with its first chunk, as a body made from a
-  // string or bytes does: then it goes out with content-length. `closed`
-  // settles a few microtasks after the read that empties the stream, so
-  // the check below yields that long (no I/O wait). A body still open then
-  // is sent at once, chunked: a live stream's first event is not held back
-  // waiting for a second.
+  // A body made from a string or bytes hands out its one chunk and closes
+  // within a few microtasks: it goes out with content-length. A stream that
+  // has not produced its first chunk by then, or is still open after it,
+  // goes out as a stream at once, so its head (and first event) are not
+  // held back. Only microtasks are waited for here, never I/O or a timer.
   let closed = false;
   reader.closed.then(() => {
     closed = true;
   }, () => {});
+  let first: ReadableStreamReadResult<Uint8Array> | undefined;
+  let failed = false;
+  let failure: unknown;
+  const firstRead = next(reader, ctx).then(
+    (result) => {
+      first = result;
+    },
+    (error) => {
+      failed = true;
+      failure = error;
+    },
+  );
   try {
-    const first = await next(reader, ctx);
-    for (let i = 0; i < 4 && !closed && !first.done; i++) await null;
-    if (first.done || closed) {
+    for (
+      let i = 0;
+      i < 12 && !failed && (first === undefined || (!first.done && !closed));
+      i++
+    ) {
+      await null;
+    }
+    if (failed) throw failure;
+    if (first !== undefined && (first.done || closed)) {
       const bytes = first.done ? undefined : checkChunk(first.value);
       head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
       await send(ctx, head, keepAlive, ctx.head ? undefined : bytes);
       return keepAlive;
     }
-    // Still streaming: the length is unknown.
+    // The first read (maybe still pending), then the next ones.
+    let pendingFirst = true;
+    const take = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+      if (pendingFirst) {
+        pendingFirst = false;
+        await firstRead;
+        if (failed) throw failure;
+        return first!;
+      }
+      return await next(reader, ctx);
+    };
+    // A stream: the length is unknown unless the handler gave it.
     if (ctx.head) {
       if (userLength !== null) head += `content-length: ${userLength}\r\n`;
       else if (!ctx.http10) head += "transfer-encoding: chunked\r\n";
@@ -242,42 +270,29 @@ export async function writeResponse(
       // The handler gave the length of its stream: send it as is, and cut
       // the connection if the stream does not match it.
       head += `content-length: ${declared}\r\n`;
-      let piece = checkChunk(first.value);
-      let total = piece.byteLength;
-      if (total > declared) throw new RangeError(lengthMismatch(declared));
-      await send(ctx, head, keepAlive, piece);
-      while (true) {
-        const result = await next(reader, ctx);
-        if (result.done) break;
-        piece = checkChunk(result.value);
+      await send(ctx, head, keepAlive, undefined);
+      let total = 0;
+      for (let result = await take(); !result.done; result = await take()) {
+        const piece = checkChunk(result.value);
         total += piece.byteLength;
         if (total > declared) throw new RangeError(lengthMismatch(declared));
-        await write(ctx, piece);
+        if (piece.byteLength > 0) await write(ctx, piece);
       }
       if (total !== declared) throw new RangeError(lengthMismatch(declared));
       return keepAlive;
     }
     if (ctx.http10) {
       // No chunked coding in HTTP/1.0: the end of the body is the close.
-      keepAlive = false;
-      await send(ctx, head, false, checkChunk(first.value));
-      while (true) {
-        const piece = await next(reader, ctx);
-        if (piece.done) return false;
-        await write(ctx, checkChunk(piece.value));
+      await send(ctx, head, false, undefined);
+      for (let result = await take(); !result.done; result = await take()) {
+        const piece = checkChunk(result.value);
+        if (piece.byteLength > 0) await write(ctx, piece);
       }
+      return false;
     }
     head += "transfer-encoding: chunked\r\n";
-    const piece = checkChunk(first.value);
-    await send(
-      ctx,
-      head,
-      keepAlive,
-      piece.byteLength > 0 ? chunk(piece) : undefined,
-    );
-    while (true) {
-      const result = await next(reader, ctx);
-      if (result.done) break;
+    await send(ctx, head, keepAlive, undefined);
+    for (let result = await take(); !result.done; result = await take()) {
       const piece = checkChunk(result.value);
       if (piece.byteLength > 0) await write(ctx, chunk(piece));
     }
@@ -327,8 +342,12 @@ export function chunk(piece: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Sends the head (plus the connection field) and a body in one write. */
-function send(
+/**
+ * Sends the head (plus the connection field) and a body: in one write when
+ * the body is small, else the body in a write of its own (the server's:
+ * the Response handed it over), rather than copied behind the head.
+ */
+async function send(
   ctx: WriteContext,
   head: string,
   keepAlive: boolean,
@@ -338,10 +357,24 @@ function send(
   if (!keepAlive) head += "connection: close\r\n";
   else if (ctx.http10) head += "connection: keep-alive\r\n";
   head += "\r\n";
+  if (body !== undefined && body.byteLength > SCRATCH_MAX) {
+    await write(ctx, assemble(ctx, head, undefined));
+    await write(ctx, body);
+    return;
+  }
+  await write(ctx, assemble(ctx, head, body));
+}
+
+/** Head and body in the connection's scratch buffer (or a new one). */
+function assemble(
+  ctx: WriteContext,
+  head: string,
+  body: Uint8Array | undefined,
+): Uint8Array {
   const bodyLength = body?.byteLength ?? 0;
   const need = head.length + bodyLength;
   // The connection's scratch buffer is free again: each send is awaited
-  // before the next response, and a failed one ends the connection.
+  // before the next, and a failed one ends the connection.
   let out = ctx.state.scratch;
   if (out === undefined || out.byteLength < need) {
     out = new Uint8Array(need);
@@ -355,7 +388,7 @@ function send(
     length = head.length;
   }
   if (body !== undefined) out.set(body, length);
-  return write(ctx, out.subarray(0, length + bodyLength));
+  return out.subarray(0, length + bodyLength);
 }
 
 /** Writes a minimal response for a request the server rejects. */

@@ -449,6 +449,16 @@ function isDisconnect(error: unknown): boolean {
 }
 
 /**
+ * Whether a handler's result can be sent: a Response, not
+ * `Response.error()`, and no 1xx status except from `upgrade()` (a bare
+ * 101 would leave the client speaking another protocol).
+ */
+function usable(value: unknown): value is Response {
+  return value instanceof Response && value.type !== "error" &&
+    (value.status >= 200 || upgrades.has(value));
+}
+
+/**
  * Waits for `value`, or rejects when the connection is aborted (shutdown):
  * a handler or hook that never settles does not hold the connection.
  */
@@ -477,9 +487,7 @@ async function errorResponse(
     if (state.signal.aborted) throw hookError;
     return defaultOnError(hookError);
   }
-  if (response instanceof Response && response.type !== "error") {
-    return response;
-  }
+  if (usable(response)) return response;
   return defaultOnError(
     new TypeError("onError must return a Response (not Response.error())"),
   );
@@ -704,9 +712,9 @@ async function exchange(
       if (!(result instanceof Response)) {
         result = await untilAborted(result, state);
       }
-      if (!(result instanceof Response) || result.type === "error") {
+      if (!usable(result)) {
         throw new TypeError(
-          "The handler must return a Response (not Response.error()) or a promise of one",
+          "The handler must return a Response (not Response.error(), nor a 1xx status outside upgrade()) or a promise of one",
         );
       }
       response = result;

@@ -10,6 +10,7 @@ import {
   within,
 } from "./_http_helpers.ts";
 import { EvSocket } from "../mod.ts";
+import { upgrade } from "../http.ts";
 
 const H = "Host: example.com";
 
@@ -182,4 +183,141 @@ Deno.test("EvSocket idle timeout counts the bytes of a read into the caller's bu
   assertEquals(await next, 4);
   assertEquals(textOf(buf.subarray(0, 4)), "pong");
   b.setIdleTimeout(undefined);
+});
+
+Deno.test("serve() hands out body pieces sized to what arrived", async () => {
+  const sizes: [number, number][] = [];
+  const got = Promise.withResolvers<void>();
+  let next = Promise.withResolvers<void>();
+  await using server = startServer({}, async (request) => {
+    const reader = request.body!.getReader();
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      sizes.push([value.byteLength, value.buffer.byteLength]);
+      next.resolve();
+    }
+    got.resolve();
+    return new Response("ok");
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("POST / HTTP/1.1", H, "Content-Length: 30"));
+  for (let i = 0; i < 10; i++) {
+    next = Promise.withResolvers<void>();
+    await client.write("abc");
+    await within(next.promise, "the handler to read a piece");
+  }
+  await within(got.promise, "the body to end");
+  assertEquals((await client.readResponse()).status, 200);
+  for (const [length, backing] of sizes) {
+    // A trickled byte must not hold a 64 KiB buffer.
+    assert(backing <= Math.max(2 * length, 4096), `${length} in ${backing}`);
+  }
+});
+
+Deno.test("serve() answers 400 at once to a chunk line ended by a bare LF", async () => {
+  await using server = startServer(
+    { bodyTimeout: 30_000 },
+    async (request) => new Response(await request.text()),
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head("POST / HTTP/1.1", H, "Transfer-Encoding: chunked") + "5\nhello\n",
+  );
+  const response = await client.readResponse({ timeout: 10_000 });
+  assertEquals(response.status, 400);
+});
+
+Deno.test("serve() answers 500 to a handler's 1xx status outside upgrade()", async () => {
+  const original = console.error;
+  console.error = () => {};
+  try {
+    await using server = startServer(
+      {},
+      () => new Response(null, { status: 101 }),
+    );
+    await using client = await RawClient.connect(server.addr.port);
+    await client.write(head("GET / HTTP/1.1", H));
+    assertEquals((await client.readResponse()).status, 500);
+  } finally {
+    console.error = original;
+  }
+});
+
+Deno.test("serve() does not upgrade HTTP/1.0 requests nor requests with a body", async () => {
+  const original = console.error;
+  console.error = () => {};
+  try {
+    await using server = startServer(
+      {},
+      (request) => upgrade(request, () => {}),
+    );
+    for (
+      const request of [
+        head("GET / HTTP/1.0", "Connection: upgrade", "Upgrade: x"),
+        head(
+          "POST / HTTP/1.1",
+          H,
+          "Connection: upgrade",
+          "Upgrade: x",
+          "Content-Length: 5",
+        ) + "hello",
+      ]
+    ) {
+      await using client = await RawClient.connect(server.addr.port);
+      await client.write(request);
+      assertEquals((await client.readResponse()).status, 500, request);
+    }
+  } finally {
+    console.error = original;
+  }
+});
+
+Deno.test("serve() sends a streamed response's head before its first chunk", async () => {
+  const gate = Promise.withResolvers<void>();
+  await using server = startServer({}, () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          await gate.promise;
+          controller.enqueue(new TextEncoder().encode("event"));
+          controller.close();
+        },
+      }),
+    ));
+  const response = await within(
+    fetch(`http://127.0.0.1:${server.addr.port}/`),
+    "the response head",
+  );
+  assertEquals(response.status, 200);
+  gate.resolve();
+  assertEquals(await response.text(), "event");
+});
+
+Deno.test("serve() answers HEAD on a stream that has produced nothing", async () => {
+  await using server = startServer(
+    {},
+    () => new Response(new ReadableStream<Uint8Array>({ pull() {} })),
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("HEAD / HTTP/1.1", H));
+  const response = await client.readResponse({ head: true, timeout: 5000 });
+  assertEquals(response.status, 200);
+});
+
+Deno.test("serve() fails a body read made after the response was sent", async () => {
+  const late = Promise.withResolvers<unknown>();
+  await using server = startServer({}, (request) => {
+    setTimeout(() => {
+      request.text().then(late.resolve, late.resolve);
+    }, 50);
+    return new Response("early");
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head("POST / HTTP/1.1", H, "Content-Length: 10") + "0123456789",
+  );
+  assertEquals((await client.readResponse()).text, "early");
+  const outcome = await within(late.promise, "the late read");
+  assert(outcome instanceof TypeError, String(outcome));
 });
