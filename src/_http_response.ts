@@ -208,61 +208,47 @@ export async function writeResponse(
 
   const reader = body.getReader();
   ctx.state.onAbort = (reason) => reader.cancel(reason).catch(() => {});
-  // A body made from a string or bytes hands out its one chunk and closes
-  // within a few microtasks: it goes out with content-length. A stream that
-  // has not produced its first chunk by then, or is still open after it,
-  // goes out as a stream at once, so its head (and first event) are not
-  // held back. Only microtasks are waited for here, never I/O or a timer.
+  // Whether the stream closed with its first chunk, as a body made from a
+  // string or bytes does: then it goes out with content-length. `closed`
+  // settles a few microtasks after the read that empties the stream, so
+  // the check below yields that long (no I/O wait). A body still open then
+  // is sent at once, chunked: a live stream's first event is not held back
+  // waiting for a second.
   let closed = false;
   reader.closed.then(() => {
     closed = true;
   }, () => {});
-  let first: ReadableStreamReadResult<Uint8Array> | undefined;
-  let failed = false;
-  let failure: unknown;
-  const firstRead = next(reader, ctx).then(
-    (result) => {
-      first = result;
-    },
-    (error) => {
-      failed = true;
-      failure = error;
-    },
-  );
   try {
-    for (
-      let i = 0;
-      i < 12 && !failed && (first === undefined || (!first.done && !closed));
-      i++
-    ) {
-      await null;
-    }
-    if (failed) throw failure;
-    if (first !== undefined && (first.done || closed)) {
-      const bytes = first.done ? undefined : checkChunk(first.value);
-      head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
-      await send(ctx, head, keepAlive, ctx.head ? undefined : bytes);
-      return keepAlive;
-    }
-    // The first read (maybe still pending), then the next ones.
-    let pendingFirst = true;
-    const take = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
-      if (pendingFirst) {
-        pendingFirst = false;
-        await firstRead;
-        if (failed) throw failure;
-        return first!;
-      }
-      return await next(reader, ctx);
-    };
-    // A stream: the length is unknown unless the handler gave it.
     if (ctx.head) {
-      if (userLength !== null) head += `content-length: ${userLength}\r\n`;
-      else if (!ctx.http10) head += "transfer-encoding: chunked\r\n";
+      // HEAD: the fields of the response, never a wait on its body. A body
+      // made from a string or bytes hands out its chunk within a few
+      // microtasks (then content-length); any other goes as a stream.
+      let first: ReadableStreamReadResult<Uint8Array> | undefined;
+      reader.read().then((result) => {
+        first = result;
+      }, () => {});
+      for (let i = 0; i < 12 && first === undefined; i++) await null;
+      for (let i = 0; i < 4 && first !== undefined && !closed; i++) await null;
+      if (first !== undefined && (first.done || closed)) {
+        head += `content-length: ${
+          first.done ? 0 : checkChunk(first.value).byteLength
+        }\r\n`;
+      } else if (userLength !== null) {
+        head += `content-length: ${userLength}\r\n`;
+      } else if (!ctx.http10) head += "transfer-encoding: chunked\r\n";
       reader.cancel().catch(() => {});
       await send(ctx, head, keepAlive, undefined);
       return keepAlive;
     }
+    const first = await next(reader, ctx);
+    for (let i = 0; i < 4 && !closed && !first.done; i++) await null;
+    if (first.done || closed) {
+      const bytes = first.done ? undefined : checkChunk(first.value);
+      head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
+      await send(ctx, head, keepAlive, bytes);
+      return keepAlive;
+    }
+    // Still streaming: the length is unknown.
     const declared = userLength !== null && /^\d{1,15}$/.test(userLength)
       ? Number(userLength)
       : -1;
@@ -270,29 +256,42 @@ export async function writeResponse(
       // The handler gave the length of its stream: send it as is, and cut
       // the connection if the stream does not match it.
       head += `content-length: ${declared}\r\n`;
-      await send(ctx, head, keepAlive, undefined);
-      let total = 0;
-      for (let result = await take(); !result.done; result = await take()) {
-        const piece = checkChunk(result.value);
+      let piece = checkChunk(first.value);
+      let total = piece.byteLength;
+      if (total > declared) throw new RangeError(lengthMismatch(declared));
+      await send(ctx, head, keepAlive, piece);
+      while (true) {
+        const result = await next(reader, ctx);
+        if (result.done) break;
+        piece = checkChunk(result.value);
         total += piece.byteLength;
         if (total > declared) throw new RangeError(lengthMismatch(declared));
-        if (piece.byteLength > 0) await write(ctx, piece);
+        await write(ctx, piece);
       }
       if (total !== declared) throw new RangeError(lengthMismatch(declared));
       return keepAlive;
     }
     if (ctx.http10) {
       // No chunked coding in HTTP/1.0: the end of the body is the close.
-      await send(ctx, head, false, undefined);
-      for (let result = await take(); !result.done; result = await take()) {
-        const piece = checkChunk(result.value);
-        if (piece.byteLength > 0) await write(ctx, piece);
+      keepAlive = false;
+      await send(ctx, head, false, checkChunk(first.value));
+      while (true) {
+        const piece = await next(reader, ctx);
+        if (piece.done) return false;
+        await write(ctx, checkChunk(piece.value));
       }
-      return false;
     }
     head += "transfer-encoding: chunked\r\n";
-    await send(ctx, head, keepAlive, undefined);
-    for (let result = await take(); !result.done; result = await take()) {
+    const piece = checkChunk(first.value);
+    await send(
+      ctx,
+      head,
+      keepAlive,
+      piece.byteLength > 0 ? chunk(piece) : undefined,
+    );
+    while (true) {
+      const result = await next(reader, ctx);
+      if (result.done) break;
       const piece = checkChunk(result.value);
       if (piece.byteLength > 0) await write(ctx, chunk(piece));
     }
@@ -347,7 +346,7 @@ export function chunk(piece: Uint8Array): Uint8Array {
  * the body is small, else the body in a write of its own (the server's:
  * the Response handed it over), rather than copied behind the head.
  */
-async function send(
+function send(
   ctx: WriteContext,
   head: string,
   keepAlive: boolean,
@@ -358,11 +357,11 @@ async function send(
   else if (ctx.http10) head += "connection: keep-alive\r\n";
   head += "\r\n";
   if (body !== undefined && body.byteLength > SCRATCH_MAX) {
-    await write(ctx, assemble(ctx, head, undefined));
-    await write(ctx, body);
-    return;
+    return write(ctx, assemble(ctx, head, undefined)).then(() =>
+      write(ctx, body)
+    );
   }
-  await write(ctx, assemble(ctx, head, body));
+  return write(ctx, assemble(ctx, head, body));
 }
 
 /** Head and body in the connection's scratch buffer (or a new one). */

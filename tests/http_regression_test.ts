@@ -273,27 +273,6 @@ Deno.test("serve() does not upgrade HTTP/1.0 requests nor requests with a body",
   }
 });
 
-Deno.test("serve() sends a streamed response's head before its first chunk", async () => {
-  const gate = Promise.withResolvers<void>();
-  await using server = startServer({}, () =>
-    new Response(
-      new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          await gate.promise;
-          controller.enqueue(new TextEncoder().encode("event"));
-          controller.close();
-        },
-      }),
-    ));
-  const response = await within(
-    fetch(`http://127.0.0.1:${server.addr.port}/`),
-    "the response head",
-  );
-  assertEquals(response.status, 200);
-  gate.resolve();
-  assertEquals(await response.text(), "event");
-});
-
 Deno.test("serve() answers HEAD on a stream that has produced nothing", async () => {
   await using server = startServer(
     {},
