@@ -1,4 +1,6 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
+
+import { checkGrace } from "./_validate.ts";
 // An abortable sleep shaped like @std/async's `delay`: rejects with
 // `signal.reason` when aborted, clears its timer either way.
 
@@ -40,6 +42,33 @@ export function delay(ms: number, options: DelayOptions = {}): Promise<void> {
  */
 export class GracePeriod {
   #cut = new AbortController();
+  #run: Promise<void> | undefined;
+
+  /** Whether {@linkcode GracePeriod.start} has been called. */
+  get started(): boolean {
+    return this.#run !== undefined;
+  }
+
+  /**
+   * Runs `shutdown(grace)` once, with the `grace` option (`fallback` when
+   * absent); a later call returns the same promise and, if its grace is
+   * shorter, cuts the period short. A bad grace rejects without effect.
+   */
+  start(
+    options: unknown,
+    fallback: number,
+    shutdown: (grace: number) => Promise<void>,
+  ): Promise<void> {
+    let grace: number;
+    try {
+      grace = checkGrace(options, fallback);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#run === undefined) this.#run = shutdown(grace);
+    else this.shorten(grace);
+    return this.#run;
+  }
 
   /** Resolves when `promise` does, `ms` pass, or the period is cut short. */
   async wait(promise: Promise<void>, ms: number): Promise<void> {

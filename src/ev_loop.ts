@@ -8,12 +8,7 @@ import {
   threadInternals,
 } from "./_internal.ts";
 import { TaskPool } from "./_pool.ts";
-import {
-  abortError,
-  checkFunction,
-  checkGrace,
-  checkInteger,
-} from "./_validate.ts";
+import { abortError, checkFunction, checkInteger } from "./_validate.ts";
 import { PoolFullError } from "./errors.ts";
 import type {
   EvConnectionFactory,
@@ -136,7 +131,6 @@ export class EvLoop implements AsyncDisposable {
   #threads = new Set<EvThread<unknown>>();
   #acceptors = new Set<EvTcpAcceptor>();
   #idleWaiters: (() => void)[] = [];
-  #shutdown: Promise<void> | undefined;
   #grace = new GracePeriod();
   #finished: Promise<void>;
   #resolveFinished!: () => void;
@@ -212,7 +206,7 @@ export class EvLoop implements AsyncDisposable {
   /** `"running"`, `"draining"` during shutdown, `"closed"` after it. */
   get state(): EvLoopState {
     if (this.#closed) return "closed";
-    return this.#shutdown === undefined ? "running" : "draining";
+    return this.#grace.started ? "draining" : "running";
   }
 
   /** Resolves when shutdown has finished (`EVLOOP_run` returning). */
@@ -255,7 +249,7 @@ export class EvLoop implements AsyncDisposable {
    */
   spawn<T>(proc: EvThreadProc<T>): EvThread<T> {
     checkFunction(proc, "proc");
-    if (this.#shutdown !== undefined) {
+    if (this.#grace.started) {
       throw new Deno.errors.BadResource("The loop is shutting down");
     }
     if (!this.#pool.tryAcquire()) throw new PoolFullError(this.capacity);
@@ -324,7 +318,7 @@ export class EvLoop implements AsyncDisposable {
     options: EvListenOptions,
     factory: EvConnectionFactory,
   ): EvTcpAcceptor {
-    if (this.#shutdown !== undefined) {
+    if (this.#grace.started) {
       throw new Deno.errors.BadResource("The loop is shutting down");
     }
     const stats = this.#stats;
@@ -376,17 +370,11 @@ export class EvLoop implements AsyncDisposable {
    * @param options `grace` in milliseconds.
    */
   shutdown(options?: { grace?: number }): Promise<void> {
-    let grace: number;
-    try {
-      grace = checkGrace(options, DEFAULT_GRACE);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    // A later call with a shorter grace cuts the one in progress short.
-    if (this.#shutdown === undefined) {
-      this.#shutdown = this.#doShutdown(grace);
-    } else this.#grace.shorten(grace);
-    return this.#shutdown;
+    return this.#grace.start(
+      options,
+      DEFAULT_GRACE,
+      (grace) => this.#doShutdown(grace),
+    );
   }
 
   async #doShutdown(grace: number): Promise<void> {

@@ -13,7 +13,6 @@ import {
 import {
   abortError,
   checkFunction,
-  checkGrace,
   checkInteger,
   checkSignal,
   checkTimeout,
@@ -242,7 +241,6 @@ export class HttpServer implements AsyncDisposable {
   #acceptor!: EvTcpAcceptor;
   #connections = new Set<Connection>();
   #draining = new AbortController();
-  #shutdown: Promise<void> | undefined;
   #grace = new GracePeriod();
   #finished: Promise<void>;
   #resolveFinished!: () => void;
@@ -290,17 +288,11 @@ export class HttpServer implements AsyncDisposable {
    * @param options `grace` in milliseconds.
    */
   shutdown(options?: { grace?: number }): Promise<void> {
-    let grace: number;
-    try {
-      grace = checkGrace(options, DEFAULT_GRACE);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    // A later call with a shorter grace cuts the one in progress short.
-    if (this.#shutdown === undefined) {
-      this.#shutdown = this.#doShutdown(grace);
-    } else this.#grace.shorten(grace);
-    return this.#shutdown;
+    return this.#grace.start(
+      options,
+      DEFAULT_GRACE,
+      (grace) => this.#doShutdown(grace),
+    );
   }
 
   async #doShutdown(grace: number): Promise<void> {
@@ -324,7 +316,7 @@ export class HttpServer implements AsyncDisposable {
       // Idle: between requests, with no byte of the next one yet.
       if (c.idle && c.socket.buffered === 0) c.thread.abort(reason);
     }
-    if (!this.#ownLoop && this.#shutdown === undefined) {
+    if (!this.#ownLoop && !this.#grace.started) {
       // The shared loop is shutting down: it applies its own grace.
       this.#acceptor.close().then(() => this.#allEnded()).then(() =>
         this.#resolveFinished()
