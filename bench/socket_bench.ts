@@ -14,6 +14,10 @@
  *   timeout, since the shared queue arms and clears its timer whenever it goes
  *   from empty to one deadline and back (once per call on a lone socket).
  * - "read path": raw `conn.read` (baseline) vs a `conn.readable` reader.
+ * - "1 MiB round trip": 1 MiB sent and read back at once, raw (baseline)
+ *   vs `EvSocket` `send` + `readFull` without and with a timeout: what the
+ *   socket's copies (sends through its staging buffer, reads through its
+ *   buffer) cost on bulk data.
  *
  * Every connection has its own echo peer, so the benchmarks do not share
  * buffers. Everything is closed on `unload`.
@@ -25,7 +29,8 @@ import { EvLoop, type EvSocket } from "../mod.ts";
 
 const SIZE = 64;
 const TIMEOUT_MS = 3000;
-const PAIRS = 8;
+const PAIRS = 11;
+const BULK = 1 << 20;
 
 const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
 const clients: Deno.TcpConn[] = [];
@@ -127,25 +132,38 @@ const evPlainConn = await echoPair();
 const evTimedConn = await echoPair();
 const evBusyConn = await echoPair();
 const idleConn = await echoPair();
+const bulkRawConn = await echoPair();
+const bulkPlainConn = await echoPair();
+const bulkTimedConn = await echoPair();
 
 const loop = new EvLoop({ capacity: 4 });
 const { promise: released, resolve: release } = Promise.withResolvers<void>();
 const { promise: adopted, resolve: handOver } = Promise.withResolvers<
-  [EvSocket, EvSocket, EvSocket, EvSocket]
+  EvSocket[]
 >();
 loop.spawn(async (thread) => {
   const plain = thread.adopt(evPlainConn);
   const timed = thread.adopt(evTimedConn);
   const busy = thread.adopt(evBusyConn);
   const idle = thread.adopt(idleConn);
-  handOver([plain, timed, busy, idle]);
+  const bulkPlain = thread.adopt(bulkPlainConn);
+  const bulkTimed = thread.adopt(bulkTimedConn);
+  handOver([plain, timed, busy, idle, bulkPlain, bulkTimed]);
   await released;
 });
-const [evPlain, evTimed, evBusy, idle] = await adopted;
+const sockets = await adopted;
+const [evPlain, evTimed, evBusy, idle, bulkPlain, bulkTimed] = sockets as [
+  EvSocket,
+  EvSocket,
+  EvSocket,
+  EvSocket,
+  EvSocket,
+  EvSocket,
+];
 
 globalThis.addEventListener("unload", () => {
   release();
-  for (const socket of [evPlain, evTimed, evBusy, idle]) socket.close();
+  for (const socket of sockets) socket.close();
   streamReader.releaseLock();
   for (const conn of [...clients, ...peers]) {
     try {
@@ -266,3 +284,37 @@ Deno.bench({
     }
   },
 });
+
+{
+  const out = new Uint8Array(BULK).fill(9);
+  const back = new Uint8Array(BULK);
+  Deno.bench({
+    group: "1 MiB round trip",
+    name: "raw conn.write + conn.read",
+    baseline: true,
+    async fn() {
+      await Promise.all([
+        writeAll(bulkRawConn, out),
+        readFull(bulkRawConn, back),
+      ]);
+    },
+  });
+  Deno.bench({
+    group: "1 MiB round trip",
+    name: "EvSocket send + readFull, no timeout",
+    async fn() {
+      await Promise.all([bulkPlain.send(out), bulkPlain.readFull(back)]);
+    },
+  });
+  const options = { timeout: TIMEOUT_MS };
+  Deno.bench({
+    group: "1 MiB round trip",
+    name: "EvSocket send + readFull, { timeout: 3000 }",
+    async fn() {
+      await Promise.all([
+        bulkTimed.send(out, options),
+        bulkTimed.readFull(back, options),
+      ]);
+    },
+  });
+}

@@ -125,3 +125,33 @@ export function checkGrace(options: unknown, fallback: number): number {
   const grace = (options as { grace?: unknown } | undefined)?.grace;
   return checkTimeout(grace ?? fallback, "grace") ?? Infinity;
 }
+
+/**
+ * Checks an absolute deadline: epoch milliseconds (as `Date.now()` gives) or
+ * a `Date`. `undefined` and `Infinity` mean none.
+ *
+ * @throws {TypeError} if it is neither a number nor a `Date`.
+ * @throws {RangeError} if it is NaN, -Infinity or an invalid `Date`.
+ */
+export function checkDeadline(
+  value: unknown,
+  name = "deadline",
+): number | undefined {
+  if (value === undefined || value === Infinity) return undefined;
+  let at: number;
+  if (typeof value === "number") at = value;
+  else if (value instanceof Date) at = value.getTime();
+  else {
+    throw new TypeError(
+      `'${name}' must be a Date or epoch milliseconds: received ${show(value)}`,
+    );
+  }
+  if (!Number.isFinite(at)) {
+    throw new RangeError(
+      `'${name}' must be a valid time: received ${
+        value instanceof Date ? "Invalid Date" : show(value)
+      }`,
+    );
+  }
+  return at;
+}

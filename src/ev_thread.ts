@@ -1,7 +1,7 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
 import { delay } from "./_delay.ts";
-import { deadlines } from "./_deadline_queue.ts";
+import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
 import {
   type LoopHost,
   type SocketHost,
@@ -10,6 +10,7 @@ import {
 } from "./_internal.ts";
 import {
   abortError,
+  checkDeadline,
   checkFunction,
   checkInteger,
   checkSignal,
@@ -80,6 +81,8 @@ export class EvThread<T = unknown> {
   /** In-flight operations of sockets closed by an abort. */
   #closing: Promise<void>[] = [];
   #socketHost: SocketHost | undefined;
+  #deadline: number | undefined;
+  #deadlineEntry: DeadlineEntry | undefined;
   #done = false;
   #result!: Promise<T>;
 
@@ -177,6 +180,11 @@ export class EvThread<T = unknown> {
 
   /** Aborts the signal, ends the children, closes the sockets. */
   async #release(): Promise<void> {
+    if (this.#deadlineEntry !== undefined) {
+      deadlines.cancel(this.#deadlineEntry);
+      this.#deadlineEntry = undefined;
+      deadlines.settle();
+    }
     this.abort(abortError("The task ended"));
     // A child may spawn another while it winds down: wait for all of them.
     while (this.#children.size > 0) {
@@ -189,6 +197,61 @@ export class EvThread<T = unknown> {
     }
     if (this.#closing.length > 0) await Promise.all(this.#closing);
   }
+
+  /**
+   * A deadline for the whole task, in epoch milliseconds (as `Date.now()`
+   * gives), or `undefined` for none (the default). Set it with a number or
+   * a `Date`: when it passes, the task is aborted with a `DOMException`
+   * named `"TimeoutError"` as the reason, so every pending call of the task
+   * and its sockets rejects with it and its sockets close. It can be moved
+   * (later or earlier) or removed until then; a deadline already past
+   * aborts at once. Child tasks end with their parent, so it bounds them
+   * too.
+   *
+   * @example A task that must be done within 50 ms
+   * ```ts
+   * import { EvLoop } from "@corothread/evthread";
+   * import { assertEquals, assertRejects } from "@std/assert";
+   *
+   * await using loop = new EvLoop({ onError: () => {} });
+   * const task = loop.spawn(async (thread) => {
+   *   thread.deadline = Date.now() + 50;
+   *   await thread.delay(60_000);
+   * });
+   * const error = await assertRejects(() => task.result);
+   * assertEquals((error as DOMException).name, "TimeoutError");
+   * ```
+   *
+   * @throws {TypeError} when set to something other than a number, a
+   * `Date` or `undefined`.
+   * @throws {RangeError} when set to NaN or an invalid `Date`.
+   */
+  get deadline(): number | undefined {
+    return this.#deadline;
+  }
+
+  set deadline(value: number | Date | undefined) {
+    const at = checkDeadline(value);
+    if (this.#deadlineEntry !== undefined) {
+      deadlines.cancel(this.#deadlineEntry);
+      this.#deadlineEntry = undefined;
+    }
+    this.#deadline = at;
+    if (at === undefined || this.#done || this.signal.aborted) {
+      deadlines.settle();
+      return;
+    }
+    const left = at - Date.now();
+    if (left <= 0) this.#onDeadline();
+    else this.#deadlineEntry = deadlines.schedule(left, this.#onDeadline);
+  }
+
+  #onDeadline = (): void => {
+    this.#deadlineEntry = undefined;
+    if (this.#done || this.signal.aborted) return;
+    this.#host.countTimeout();
+    this.abort(timeoutError("The task's deadline has passed"));
+  };
 
   /**
    * Aborts the task: its signal aborts with `reason`, the pending calls of
@@ -244,25 +307,44 @@ export class EvThread<T = unknown> {
    * ```
    *
    * @param ms Milliseconds to wait (`Infinity`: until aborted).
-   * @param options `signal` to stop waiting early.
+   * @param options `signal` to stop waiting early; `deadline` (epoch
+   * milliseconds or a `Date`) to reject with a `"TimeoutError"` if it
+   * comes before `ms` has passed.
    * @returns A promise that rejects with the reason of the task's signal
-   * or of `options.signal` when either aborts first.
+   * or of `options.signal` when either aborts first, or with a
+   * `DOMException` named `"TimeoutError"` when the deadline comes first.
    */
-  delay(ms: number, options?: { signal?: AbortSignal }): Promise<void> {
+  delay(
+    ms: number,
+    options?: { signal?: AbortSignal; deadline?: number | Date },
+  ): Promise<void> {
     let signal: AbortSignal;
+    let deadline: number | undefined;
     try {
       const wait = checkTimeout(ms, "ms");
       if (wait === undefined && ms !== Infinity) {
         throw new TypeError("'ms' must be a number of milliseconds");
       }
       const extra = checkSignal(options?.signal);
+      deadline = checkDeadline(options?.deadline);
       signal = extra === undefined
         ? this.signal
         : AbortSignal.any([this.signal, extra]);
     } catch (error) {
       return Promise.reject(error);
     }
-    return delay(ms, { signal });
+    if (deadline === undefined) return delay(ms, { signal });
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const left = deadline - Date.now();
+    if (left >= ms) return delay(ms, { signal });
+    if (left <= 0) {
+      this.#host.countTimeout();
+      return Promise.reject(timeoutError("The delay's deadline has passed"));
+    }
+    return delay(left, { signal }).then(() => {
+      this.#host.countTimeout();
+      throw timeoutError("The delay's deadline has passed");
+    });
   }
 
   /**
@@ -285,10 +367,12 @@ export class EvThread<T = unknown> {
    * ```
    *
    * @param address Host name (default `"127.0.0.1"`) and port.
-   * @param options `timeout` in ms and `signal`.
+   * @param options `timeout` in ms, `deadline` (epoch ms or a `Date`; the
+   * earlier of the two wins) and `signal`.
    * @returns The connected socket.
    * @throws {Deno.errors.ConnectionRefused} when nothing listens there.
-   * @throws {DOMException} named `"TimeoutError"` when the timeout passes.
+   * @throws {DOMException} named `"TimeoutError"` when the timeout or the
+   * deadline passes.
    */
   async connect(
     address: EvConnectAddress,
@@ -302,12 +386,25 @@ export class EvThread<T = unknown> {
     if (typeof hostname !== "string") {
       throw new TypeError("'hostname' must be a string");
     }
-    const timeout = checkTimeout(options?.timeout);
+    let timeout = checkTimeout(options?.timeout);
     const signal = checkSignal(options?.signal);
+    const deadline = checkDeadline(options?.deadline);
     if (this.#done) throw new Deno.errors.BadResource("The task has ended");
     const mine = this.signal;
     if (mine.aborted) throw mine.reason;
     if (signal?.aborted) throw signal.reason;
+    let why = `Connect timed out after ${timeout} ms`;
+    if (deadline !== undefined) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.#host.countTimeout();
+        throw timeoutError("Connect deadline has passed");
+      }
+      if (timeout === undefined || left < timeout) {
+        timeout = left;
+        why = "Connect deadline has passed";
+      }
+    }
 
     const controller = new AbortController();
     const abort = (reason: unknown) => controller.abort(reason);
@@ -317,7 +414,7 @@ export class EvThread<T = unknown> {
     signal?.addEventListener("abort", onSignal, { once: true });
     const entry = timeout === undefined ? undefined : deadlines.schedule(
       timeout,
-      () => abort(timeoutError(`Connect timed out after ${timeout} ms`)),
+      () => abort(timeoutError(why)),
     );
     let conn: Deno.TcpConn;
     try {

@@ -938,24 +938,25 @@ Deno.test("EvSocket.setIdleTimeout() loses no bytes", async () => {
   assertBytes(await recvToEnd(pair.b), data);
 });
 
-// Exposes a bug: a recv made with no timeout, signal or idle timeout reads
-// straight into the caller's buffer; when an idle timeout set afterwards
-// rejects it, the bytes that read brings are dropped.
-Deno.test("EvSocket.setIdleTimeout() leaves a recv already reading into the caller's buffer to finish", async () => {
+// A recv made with no timeout once read straight into the caller's buffer,
+// so an idle timeout set afterwards could not bound it. Reads now always go
+// through the socket's buffer: the later idle timeout rejects the pending
+// recv, leaves the caller's buffer alone, and keeps the bytes for the next.
+Deno.test("EvSocket.setIdleTimeout() bounds a recv that was already waiting", async () => {
   await using pair = await socketPair();
   const buf = new Uint8Array(16);
-  const pending = pair.b.recv(buf); // no timeout: reads in place
+  const pending = pair.b.recv(buf); // no timeout
   await pair.watchB.readStarted();
   pair.b.setIdleTimeout(30);
-  // The expiry rejects the calls queued after it (which use the socket's
-  // own buffer), not the one working in the caller's buffer.
-  const error = await assertRejects(() => pair.b.peek(1, { timeout: 10_000 }));
+  const error = await assertRejects(() => pending);
   assertTimeoutError(error);
   assertStringIncludes((error as Error).message, "idle");
   pair.b.setIdleTimeout(undefined);
   await pair.a.send(encoder.encode("data"));
-  assertEquals(await pending, 4);
-  assertEquals(decoder.decode(buf.subarray(0, 4)), "data");
+  const next = new Uint8Array(16);
+  assertEquals(await pair.b.recv(next, { timeout: SAFETY }), 4);
+  assertEquals(decoder.decode(next.subarray(0, 4)), "data");
+  assertEquals(buf, new Uint8Array(16)); // never written after rejecting
 });
 
 // ------------------------------------------------------------------ streams
