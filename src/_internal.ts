@@ -4,6 +4,7 @@
 // stays private and nothing here is exported from mod.ts.
 
 import type { TaskPool } from "./_pool.ts";
+import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type {
   EvConnectionFactory,
@@ -42,6 +43,15 @@ export interface AcceptorHost {
   readonly pool: TaskPool;
   accepted(): void;
   refused(): void;
+  /**
+   * The pool is full and the acceptor holds a connection until a slot
+   * frees: counts it and asks the loop's reclaimers to free a slot.
+   */
+  hold(): void;
+  /** The held connection got a slot, or was closed. */
+  unhold(): void;
+  /** A connection was refused for want of a slot: reclaim one for the next. */
+  wanted(): void;
   report(error: unknown, source: EvTcpAcceptor): void;
   /** Starts a top-level task in a slot the acceptor holds. */
   start(proc: EvThreadProc<unknown>): void;
@@ -99,6 +109,25 @@ export const threadInternals: {
     proc: EvThreadProc<T>,
   ) => EvThread<T>;
 } = { start: unreachable };
+
+/**
+ * Frees a pool slot for a connection that waits for one, by ending a task
+ * that can be ended without harm (an idle keep-alive connection). Returns
+ * the task it aborted, or `undefined` if it has none to give.
+ */
+export type Reclaimer = () => EvThread<unknown> | undefined;
+
+/** Internal: how servers on a loop give slots back when it is full. */
+export const loopInternals: {
+  /** Registers a reclaimer; returns the function that removes it. */
+  addReclaimer: (loop: EvLoop, reclaimer: Reclaimer) => () => void;
+  /**
+   * Asks whether a connection waits for a slot that no ending task has
+   * promised yet; if so, `thread` promises its slot (it must then end), it
+   * counts as reclaimed, and the answer is true.
+   */
+  yieldSlot: (loop: EvLoop, thread: EvThread<unknown>) => boolean;
+} = { addReclaimer: unreachable, yieldSlot: unreachable };
 
 /** Internal: creates acceptors. */
 export const acceptorInternals: {

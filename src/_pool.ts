@@ -10,16 +10,13 @@ interface Waiter {
 
 /**
  * A bounded set of slots. `tryAcquire` never waits; `acquire` waits in FIFO
- * order; `whenAvailable` waits for a free slot without taking it (an acceptor
- * uses it to stop calling accept while the pool is full, so the kernel backlog
- * queues new clients).
+ * order (an acceptor holding a connection while the pool is full).
  */
 export class TaskPool {
   readonly capacity: number;
   #used = 0;
   #peak = 0;
   #acquirers: Waiter[] = [];
-  #watchers: Waiter[] = [];
 
   constructor(capacity: number) {
     this.capacity = capacity;
@@ -48,14 +45,6 @@ export class TaskPool {
     return this.#wait(this.#acquirers, signal);
   }
 
-  /** Resolves once a slot is free (without taking it). */
-  whenAvailable(signal?: AbortSignal): Promise<void> {
-    if (this.#used < this.capacity && this.#acquirers.length === 0) {
-      return Promise.resolve();
-    }
-    return this.#wait(this.#watchers, signal);
-  }
-
   /** Gives a slot back; hands it to the first waiter, if any. */
   release(): void {
     if (this.#used <= 0) throw new Error("TaskPool released more than taken");
@@ -64,12 +53,6 @@ export class TaskPool {
     if (next !== undefined) {
       this.#take();
       settle(next);
-      return;
-    }
-    if (this.#watchers.length > 0) {
-      const watchers = this.#watchers;
-      this.#watchers = [];
-      for (const w of watchers) settle(w);
     }
   }
 

@@ -5,6 +5,8 @@ import { GracePeriod } from "./_delay.ts";
 import {
   acceptorInternals,
   type LoopHost,
+  loopInternals,
+  type Reclaimer,
   threadInternals,
 } from "./_internal.ts";
 import { TaskPool } from "./_pool.ts";
@@ -67,6 +69,16 @@ export interface EvLoopStats {
   accepted: number;
   /** Connections closed without running a procedure: pool full, or factory. */
   refused: number;
+  /**
+   * Connections an acceptor held, with the pool full, until a slot freed
+   * (policy `"wait"`).
+   */
+  held: number;
+  /**
+   * Tasks ended to free a slot for a waiting connection: idle keep-alive
+   * connections of the HTTP server, closed oldest first.
+   */
+  reclaimed: number;
   /** Calls that rejected with a TimeoutError. */
   timeouts: number;
   /** Errors reported to `onError`: failed tasks, factories and accepts. */
@@ -137,11 +149,18 @@ export class EvLoop implements AsyncDisposable {
   #closed = false;
   #refed = true;
   #host: LoopHost;
+  /** Connections acceptors hold while they wait for a slot. */
+  #holding = 0;
+  /** Tasks ending to give their slot to a held connection. */
+  #yielding = new Set<EvThread<unknown>>();
+  #reclaimers = new Set<Reclaimer>();
   #stats = {
     spawned: 0,
     ended: 0,
     accepted: 0,
     refused: 0,
+    held: 0,
+    reclaimed: 0,
     timeouts: 0,
     errors: 0,
   };
@@ -268,6 +287,7 @@ export class EvLoop implements AsyncDisposable {
     this.#stats.ended++;
     if (thread.parent === undefined) {
       this.#threads.delete(thread);
+      this.#yielding.delete(thread);
       this.#pool.release();
       if (this.#threads.size === 0 && this.#idleWaiters.length > 0) {
         const waiters = this.#idleWaiters;
@@ -281,6 +301,43 @@ export class EvLoop implements AsyncDisposable {
     ) {
       this.#report(error, thread);
     }
+  }
+
+  static {
+    loopInternals.addReclaimer = (loop, reclaimer) => {
+      loop.#reclaimers.add(reclaimer);
+      return () => loop.#reclaimers.delete(reclaimer);
+    };
+    loopInternals.yieldSlot = (loop, thread) => {
+      if (loop.#holding <= loop.#yielding.size) return false;
+      if (thread.parent !== undefined || !loop.#threads.has(thread)) {
+        return false;
+      }
+      loop.#yielding.add(thread);
+      loop.#stats.reclaimed++;
+      return true;
+    };
+  }
+
+  /** Frees slots for the held connections that no ending task serves yet. */
+  #reclaim(): void {
+    while (this.#holding > this.#yielding.size) {
+      if (!this.#reclaimOne()) return;
+    }
+  }
+
+  /** Asks the reclaimers, in order, to end one task; true if one did. */
+  #reclaimOne(): boolean {
+    for (const reclaimer of this.#reclaimers) {
+      const thread = reclaimer();
+      if (thread === undefined) continue;
+      if (thread.parent === undefined && this.#threads.has(thread)) {
+        this.#yielding.add(thread);
+      }
+      this.#stats.reclaimed++;
+      return true;
+    }
+    return false;
   }
 
   #report(error: unknown, source: EvThread<unknown> | EvTcpAcceptor): void {
@@ -329,6 +386,17 @@ export class EvLoop implements AsyncDisposable {
       },
       refused: () => {
         stats.refused++;
+      },
+      hold: () => {
+        stats.held++;
+        this.#holding++;
+        this.#reclaim();
+      },
+      unhold: () => {
+        this.#holding--;
+      },
+      wanted: () => {
+        if (this.#yielding.size === 0) this.#reclaimOne();
       },
       report: (error, source) => this.#report(error, source),
       start: (proc) => {

@@ -20,11 +20,16 @@ export interface EvListenOptions {
    * `tcpBacklog`). @default {511} */
   backlog?: number;
   /**
-   * When the pool is full: `"wait"` stops calling accept, so the kernel's
-   * backlog queues new clients until a slot frees (then, when the backlog is
-   * full too, their connects wait); `"refuse"` accepts and closes each new
-   * connection at once (the seed's behaviour), after `onRefuse` if given.
-   * Either way the factory never runs without a slot.
+   * When the pool is full: `"wait"` accepts one more connection and holds it
+   * (its factory not yet run) until a slot frees, accepting nothing more
+   * meanwhile, so the kernel's backlog queues the next clients (then, when
+   * the backlog is full too, their connects wait); `"refuse"` accepts and
+   * closes each new connection at once (the seed's behaviour), after
+   * `onRefuse` if given. Either way the factory never runs without a slot,
+   * and servers on the loop that can give a slot back without harm do so
+   * for the waiting client: the HTTP server closes its idle keep-alive
+   * connections, the one idle longest first (see `EvLoopStats.held` and
+   * `reclaimed`).
    *
    * @default {"wait"}
    */
@@ -122,6 +127,9 @@ export class EvTcpAcceptor implements AsyncDisposable {
   #refusing = new Set<Promise<void>>();
   #accepted = 0;
   #refused = 0;
+  #held = 0;
+  /** Whether the accept loop waits on the listener's accept. */
+  #inAccept = false;
 
   static {
     acceptorInternals.create = (options, factory, host) => {
@@ -208,22 +216,25 @@ export class EvTcpAcceptor implements AsyncDisposable {
     return this.#refused;
   }
 
+  /**
+   * Connections this acceptor held, with the pool full, until a slot freed
+   * (policy `"wait"`).
+   */
+  get held(): number {
+    return this.#held;
+  }
+
   async #run(): Promise<void> {
     const pool = this.#host.pool;
     const stop = this.#stop.signal;
     let backoff = 0;
     while (!this.#closed) {
-      if (this.#policy === "wait") {
-        try {
-          await pool.whenAvailable(stop);
-        } catch {
-          break;
-        }
-      }
       let conn: Deno.TcpConn;
       try {
+        this.#inAccept = true;
         conn = await this.#listener.accept();
       } catch (error) {
+        this.#inAccept = false;
         if (this.#closed || error instanceof Deno.errors.BadResource) break;
         this.#host.report(error, this);
         backoff = backoff === 0
@@ -238,6 +249,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
         }
         continue;
       }
+      this.#inAccept = false;
       backoff = 0;
       this.#accepted++;
       this.#host.accepted();
@@ -248,16 +260,23 @@ export class EvTcpAcceptor implements AsyncDisposable {
       if (!pool.tryAcquire()) {
         if (this.#policy === "refuse") {
           this.#refuse(conn, true);
+          this.#host.wanted();
           continue;
         }
-        // "wait": another user of the pool took the slot between
-        // whenAvailable and accept. Hold this one connection until a slot
-        // frees; accept nothing more meanwhile.
+        // "wait": hold this one connection until a slot frees, and accept
+        // nothing more meanwhile (the kernel's backlog queues the rest).
+        // Holding it, rather than leaving it in the backlog where Deno
+        // cannot see it, tells the loop that a client waits: servers on
+        // the loop then give back slots that idle connections hold.
+        this.#held++;
+        this.#host.hold();
         try {
           await pool.acquire(stop);
         } catch {
           this.#refuse(conn, false);
           break;
+        } finally {
+          this.#host.unhold();
         }
       }
       this.#host.start(this.#connectionTask(conn));
@@ -357,7 +376,12 @@ export class EvTcpAcceptor implements AsyncDisposable {
       }
       this.#host.closed(this);
     }
-    await this.#running;
+    // An accept pending on the closed listener rejects and the loop ends.
+    // When the listener is unref'd, Deno does not deliver that rejection
+    // while nothing else keeps the process running: then do not wait for it
+    // (the loop does nothing more after it, but close a connection that a
+    // racing accept took).
+    if (this.#refed || !this.#inAccept) await this.#running;
     while (this.#refusing.size > 0) await Promise.all(this.#refusing);
   }
 

@@ -18,7 +18,7 @@ import {
   checkTimeout,
 } from "./_validate.ts";
 import { GracePeriod } from "./_delay.ts";
-import { socketInternals } from "./_internal.ts";
+import { loopInternals, socketInternals } from "./_internal.ts";
 import { LimitExceededError } from "./errors.ts";
 import { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -110,6 +110,11 @@ interface Connection {
   socket: EvSocket;
   /** Waiting for the next request (nothing in flight). */
   idle: boolean;
+  /**
+   * When it last finished a response and began to wait for the next
+   * request (`performance.now()`); 0 before its first response.
+   */
+  idleSince: number;
 }
 
 interface Upgrade {
@@ -245,6 +250,7 @@ export class HttpServer implements AsyncDisposable {
   #finished: Promise<void>;
   #resolveFinished!: () => void;
   #idleWaiters: (() => void)[] = [];
+  #removeReclaimer: (() => void) | undefined;
 
   /**
    * Not for direct use: call {@linkcode serve}.
@@ -297,6 +303,7 @@ export class HttpServer implements AsyncDisposable {
 
   async #doShutdown(grace: number): Promise<void> {
     this.#drain();
+    this.#removeReclaimer?.();
     await this.#acceptor.close();
     await this.#grace.wait(this.#allEnded(), grace);
     this.#grace.end();
@@ -310,6 +317,7 @@ export class HttpServer implements AsyncDisposable {
   /** Stops taking requests; ends the connections that wait for one. */
   #drain(): void {
     if (this.#draining.signal.aborted) return;
+    this.#removeReclaimer?.();
     const reason = abortError("The server is shutting down");
     this.#draining.abort(reason);
     for (const c of this.#connections) {
@@ -322,6 +330,30 @@ export class HttpServer implements AsyncDisposable {
         this.#resolveFinished()
       );
     }
+  }
+
+  /**
+   * Ends the keep-alive connection that has waited longest for its next
+   * request, to give its slot to a client that waits for one. Connections
+   * in the middle of a request (or with bytes of the next one) are never
+   * touched, nor ones that have not had a response yet.
+   */
+  #reclaimIdle(): EvThread<unknown> | undefined {
+    let oldest: Connection | undefined;
+    for (const c of this.#connections) {
+      if (
+        c.idle && c.idleSince > 0 && c.socket.buffered === 0 &&
+        !c.thread.signal.aborted &&
+        (oldest === undefined || c.idleSince < oldest.idleSince)
+      ) {
+        oldest = c;
+      }
+    }
+    if (oldest === undefined) return undefined;
+    oldest.thread.abort(
+      abortError("Closed an idle keep-alive connection to free a slot"),
+    );
+    return oldest.thread;
   }
 
   #allEnded(): Promise<void> {
@@ -337,6 +369,10 @@ export class HttpServer implements AsyncDisposable {
         server.#loop = loop;
         server.#ownLoop = ownLoop;
         server.#acceptor = listen(server);
+        server.#removeReclaimer = loopInternals.addReclaimer(
+          loop,
+          () => server.#reclaimIdle(),
+        );
         if (!ownLoop) {
           loop.draining.addEventListener("abort", () => server.#drain(), {
             once: true,
@@ -501,7 +537,7 @@ async function serveConnection(
   remoteAddr: Deno.NetAddr,
 ): Promise<void> {
   const { server, limits } = site;
-  const connection: Connection = { thread, socket, idle: true };
+  const connection: Connection = { thread, socket, idle: true, idleSince: 0 };
   // One abort listener for the connection's life: it stops whatever the
   // exchange is waiting on (the handler, a body stream read).
   const state: ExchangeState = {
@@ -527,6 +563,10 @@ async function serveConnection(
         timeout,
       });
       if (!more) return;
+      // A client waits for a slot of a full pool: give it this one rather
+      // than hold it idle until the next request.
+      if (loopInternals.yieldSlot(server.loop, thread)) return;
+      connection.idleSince = performance.now();
       timeout = limits.idleTimeout;
     }
   } catch (error) {

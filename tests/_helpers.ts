@@ -385,3 +385,22 @@ export class UnhandledRejectionSpy implements Disposable {
     globalThis.removeEventListener("unhandledrejection", this.#listener);
   }
 }
+
+/**
+ * Resolves once `condition()` holds, checking every few milliseconds; fails
+ * after `ms` (a safety net). For states that nothing announces, such as a
+ * counter of the loop.
+ */
+export async function eventually(
+  condition: () => boolean,
+  what: string,
+  ms = SAFETY_MS,
+): Promise<void> {
+  const start = performance.now();
+  while (!condition()) {
+    if (performance.now() - start > ms) {
+      throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
