@@ -63,3 +63,34 @@ export class LimitExceededError extends Error {
     this.limit = limit;
   }
 }
+
+/**
+ * Reported for a connection whose PROXY protocol header (HAProxy's, version 1
+ * or 2) is malformed, is missing where one is required, or was sent by a peer
+ * that is not a trusted proxy. The message says what was expected and what was
+ * received.
+ *
+ * @example Telling it apart
+ * ```ts
+ * import { ProxyProtocolError } from "@corothread/evthread";
+ * import { assertEquals, assertInstanceOf } from "@std/assert";
+ *
+ * const error = new ProxyProtocolError(
+ *   'Invalid PROXY v1 header: expected a source port number in 0-65535 without leading zeros: received "70000"',
+ * );
+ * assertInstanceOf(error, Error);
+ * assertEquals(error.name, "ProxyProtocolError");
+ * ```
+ */
+export class ProxyProtocolError extends Error {
+  /**
+   * Constructs a new instance.
+   *
+   * @param message What was expected and what was received.
+   * @param options The error's `cause`, if any.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ProxyProtocolError";
+  }
+}

@@ -187,8 +187,8 @@ Deno.test("EvSocket deadline option rejects bad values with TypeError / RangeErr
       TypeError,
       "'deadline' must be a Date or epoch milliseconds",
     );
-    // deno-lint-ignore no-explicit-any
     await assertRejects(
+      // deno-lint-ignore no-explicit-any
       () => p.a.send(buf, { deadline: bad as any }),
       TypeError,
     );
