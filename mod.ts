@@ -47,3 +47,4 @@ export * from "./src/ev_loop.ts";
 export * from "./src/ev_socket.ts";
 export * from "./src/ev_tcp_acceptor.ts";
 export * from "./src/ev_thread.ts";
+export * from "./src/proxy_protocol.ts";

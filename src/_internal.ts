@@ -6,6 +6,7 @@
 import type { TaskPool } from "./_pool.ts";
 import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
+import type { EvProxyInfo } from "./proxy_protocol.ts";
 import type {
   EvConnectionFactory,
   EvListenOptions,
@@ -85,6 +86,11 @@ export const socketInternals: {
    * `signal` aborts first or the socket is closed.
    */
   watchEnd: (socket: EvSocket, signal: AbortSignal) => Promise<void>;
+  /**
+   * Records the PROXY header a connection started with: its TCP addresses
+   * become the socket's `remoteAddr` / `localAddr`.
+   */
+  setProxy: (socket: EvSocket, proxy: EvProxyInfo) => void;
   /** `readUntil` that stops at whichever of two delimiters ends first. */
   readUntilEither: (
     socket: EvSocket,
@@ -94,6 +100,7 @@ export const socketInternals: {
   ) => Promise<Uint8Array | null>;
 } = {
   readUntilEither: unreachable,
+  setProxy: unreachable,
   watchEnd: unreachable,
   attach: unreachable,
   abort: unreachable,

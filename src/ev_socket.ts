@@ -12,6 +12,7 @@ import {
   timeoutError,
 } from "./_validate.ts";
 import { LimitExceededError } from "./errors.ts";
+import type { EvProxyInfo } from "./proxy_protocol.ts";
 
 /** Options for a blocking socket call. */
 export interface EvCallOptions {
@@ -231,6 +232,7 @@ export class EvSocket implements AsyncDisposable {
 
   #readable: ReadableStream<Uint8Array> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
+  #proxy: EvProxyInfo | undefined;
 
   static {
     socketInternals.attach = (socket, host) => {
@@ -241,6 +243,9 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.sendOwned = (socket, bytes, options) =>
       socket.#write(bytes, options, true);
     socketInternals.watchEnd = (socket, signal) => socket.#watchEnd(signal);
+    socketInternals.setProxy = (socket, proxy) => {
+      socket.#proxy = proxy;
+    };
     socketInternals.readUntilEither = (socket, a, b, options) =>
       socket.#read(
         KIND_UNTIL,
@@ -275,14 +280,32 @@ export class EvSocket implements AsyncDisposable {
     this.#rbuf = new Uint8Array(READ_BUFFER_SIZE);
   }
 
-  /** The local address of the connection. */
+  /**
+   * The local address of the connection; behind a proxy that sent a PROXY
+   * protocol header, the address the client connected to.
+   */
   get localAddr(): Deno.Addr {
-    return this.#conn.localAddr;
+    const proxied = this.#proxy?.localAddr;
+    return proxied?.transport === "tcp" ? proxied : this.#conn.localAddr;
   }
 
-  /** The remote address of the connection. */
+  /**
+   * The remote address of the connection; behind a proxy that sent a PROXY
+   * protocol header, the client's address (the proxy's is in
+   * {@linkcode EvSocket.proxy}).
+   */
   get remoteAddr(): Deno.Addr {
-    return this.#conn.remoteAddr;
+    const proxied = this.#proxy?.remoteAddr;
+    return proxied?.transport === "tcp" ? proxied : this.#conn.remoteAddr;
+  }
+
+  /**
+   * The PROXY protocol header the connection started with, when its
+   * acceptor reads them (the `proxyProtocol` option) and it had one;
+   * `proxyAddr` is the proxy's own address.
+   */
+  get proxy(): EvProxyInfo | undefined {
+    return this.#proxy;
   }
 
   /** Whether {@linkcode EvSocket.close} was called (or the owning task ended). */

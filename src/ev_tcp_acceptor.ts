@@ -2,8 +2,18 @@
 
 import { deadlines } from "./_deadline_queue.ts";
 import { delay } from "./_delay.ts";
-import { type AcceptorHost, acceptorInternals } from "./_internal.ts";
-import { checkFunction, checkInteger } from "./_validate.ts";
+import {
+  type AcceptorHost,
+  acceptorInternals,
+  socketInternals,
+} from "./_internal.ts";
+import {
+  createTrustMatcher,
+  type ProxySettings,
+  readProxyHeader,
+} from "./_proxy_protocol.ts";
+import { checkFunction, checkInteger, checkTimeout } from "./_validate.ts";
+import type { EvProxyInfo, EvProxyProtocolOptions } from "./proxy_protocol.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvThread, EvThreadProc } from "./ev_thread.ts";
 
@@ -40,14 +50,27 @@ export interface EvListenOptions {
    * promise settles, or after 1 second at most.
    */
   onRefuse?: (conn: Deno.Conn) => void | Promise<void>;
+  /**
+   * Read a PROXY protocol header (HAProxy's, version 1 or 2) at the start of
+   * each connection, from the trusted peers only: the client's address it
+   * carries becomes the connection's `remoteAddr`. The header is read in
+   * the connection's task, before the factory runs. See
+   * {@linkcode EvProxyProtocolOptions}.
+   */
+  proxyProtocol?: EvProxyProtocolOptions;
 }
 
 /** What a factory learns about a new connection. */
 export interface EvConnectionInfo {
-  /** The local address of the connection. */
+  /**
+   * The local address of the connection (with a PROXY header: the address
+   * the client connected to).
+   */
   localAddr: Deno.NetAddr;
-  /** The address of the peer. */
+  /** The address of the peer (with a PROXY header: the client's). */
   remoteAddr: Deno.NetAddr;
+  /** The PROXY protocol header the connection started with, if any. */
+  proxy: EvProxyInfo | undefined;
   /** The acceptor that took the connection. */
   acceptor: EvTcpAcceptor;
   /**
@@ -80,6 +103,39 @@ export type EvConnectionFactory = (
   | null
   | undefined
   | Promise<EvConnectionProc | null | undefined>;
+
+/** How long a trusted proxy may take to send its PROXY header, by default. */
+const PROXY_TIMEOUT = 5000;
+
+/** Checks the `proxyProtocol` option. */
+function proxySettings(value: unknown): ProxySettings | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== "object") {
+    throw new TypeError(
+      "'proxyProtocol' must be an object with a 'trusted' list",
+    );
+  }
+  const options = value as EvProxyProtocolOptions;
+  if (!Array.isArray(options.trusted) || options.trusted.length === 0) {
+    throw new TypeError(
+      "'proxyProtocol.trusted' must be a non-empty array of addresses or CIDR blocks",
+    );
+  }
+  const required = options.required ?? true;
+  if (typeof required !== "boolean") {
+    throw new TypeError(
+      `'proxyProtocol.required' must be a boolean: received ${typeof required}`,
+    );
+  }
+  return {
+    trusted: createTrustMatcher(options.trusted),
+    required,
+    timeout: checkTimeout(
+      options.timeout ?? PROXY_TIMEOUT,
+      "proxyProtocol.timeout",
+    ),
+  };
+}
 
 /** How long an `onRefuse` hook may take. */
 const REFUSE_HOOK_TIMEOUT = 1000;
@@ -120,6 +176,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
   #host!: AcceptorHost;
   #policy: EvPoolPolicy = "wait";
   #onRefuse: ((conn: Deno.Conn) => void | Promise<void>) | undefined;
+  #proxy: ProxySettings | undefined;
   #stop = new AbortController();
   #closed = false;
   #refed = true;
@@ -154,6 +211,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
       if (options.onRefuse !== undefined) {
         checkFunction(options.onRefuse, "onRefuse");
       }
+      const proxy = proxySettings(options.proxyProtocol);
       const listener = Deno.listen({
         hostname,
         port,
@@ -167,6 +225,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
       acceptor.#host = host;
       acceptor.#policy = policy;
       acceptor.#onRefuse = options.onRefuse;
+      acceptor.#proxy = proxy;
       acceptor.#running = acceptor.#run();
       return acceptor;
     };
@@ -286,9 +345,27 @@ export class EvTcpAcceptor implements AsyncDisposable {
   #connectionTask(conn: Deno.TcpConn): EvThreadProc<unknown> {
     return async (thread) => {
       const socket = thread.adopt(conn);
+      let proxy: EvProxyInfo | undefined;
+      if (this.#proxy !== undefined) {
+        const proxyAddr = conn.remoteAddr;
+        let header;
+        try {
+          header = await readProxyHeader(socket, proxyAddr, this.#proxy);
+        } catch (error) {
+          if (thread.signal.aborted) throw thread.signal.reason;
+          this.#refused++;
+          this.#host.refused();
+          throw error;
+        }
+        if (header !== undefined) {
+          proxy = { ...header, proxyAddr };
+          socketInternals.setProxy(socket, proxy);
+        }
+      }
       const proc = await this.#factory({
-        localAddr: conn.localAddr,
-        remoteAddr: conn.remoteAddr,
+        localAddr: socket.localAddr as Deno.NetAddr,
+        remoteAddr: socket.remoteAddr as Deno.NetAddr,
+        proxy,
         acceptor: this,
         signal: thread.signal,
       });

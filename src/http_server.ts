@@ -24,11 +24,20 @@ import { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvPoolPolicy, EvTcpAcceptor } from "./ev_tcp_acceptor.ts";
 import type { EvThread } from "./ev_thread.ts";
+import type { EvProxyInfo, EvProxyProtocolOptions } from "./proxy_protocol.ts";
 
 /** What a handler learns besides the request. */
 export interface ServeHandlerInfo {
-  /** The client's address. */
+  /**
+   * The client's address; behind a proxy that sends a PROXY protocol header
+   * (see {@linkcode ServeOptions.proxyProtocol}), the one the header gives.
+   */
   remoteAddr: Deno.NetAddr;
+  /**
+   * The PROXY protocol header the connection started with, if any: the
+   * proxy's own address is its `proxyAddr`.
+   */
+  proxy?: EvProxyInfo | undefined;
   /**
    * Resolves when the response has been written in full; rejects if it
    * could not be (the client went away, or the body stream failed).
@@ -73,6 +82,13 @@ export interface ServeOptions {
   maxConnections?: number;
   /** What to do with new connections when the pool is full. @default {"wait"} */
   policy?: EvPoolPolicy;
+  /**
+   * Behind HAProxy, AWS NLB and the like: read a PROXY protocol header
+   * (version 1 or 2) at the start of each connection from the trusted
+   * peers, and give handlers the client's address it carries as
+   * `info.remoteAddr`. Off by default. See {@linkcode EvProxyProtocolOptions}.
+   */
+  proxyProtocol?: EvProxyProtocolOptions;
   /** Deno's `tcpBacklog`. @default {511} */
   backlog?: number;
   /** Most bytes in a request head: request line and fields. @default {65536} */
@@ -414,14 +430,16 @@ export class HttpServer implements AsyncDisposable {
 /** The `info` argument of a handler; `completed` is made on first use. */
 class Info implements ServeHandlerInfo {
   readonly remoteAddr: Deno.NetAddr;
+  readonly proxy: EvProxyInfo | undefined;
   #completed: Promise<void> | undefined;
   #resolve: (() => void) | undefined;
   #reject: ((error: unknown) => void) | undefined;
   #state = 0; // 0 pending, 1 sent, 2 failed
   #error: unknown;
 
-  constructor(remoteAddr: Deno.NetAddr) {
+  constructor(remoteAddr: Deno.NetAddr, proxy: EvProxyInfo | undefined) {
     this.remoteAddr = remoteAddr;
+    this.proxy = proxy;
   }
 
   get completed(): Promise<void> {
@@ -733,7 +751,7 @@ async function exchange(
     },
   }) as unknown as Request;
   if (head.upgrade !== undefined) upgradable.set(request, head.upgrade);
-  const info = new Info(remoteAddr);
+  const info = new Info(remoteAddr, socket.proxy);
 
   try {
     // The handler. A handler that never settles still ends with the
@@ -1002,6 +1020,9 @@ export function serve(
         port: options.port ?? 8000,
         ...(options.backlog !== undefined ? { backlog: options.backlog } : {}),
         ...(options.policy !== undefined ? { policy: options.policy } : {}),
+        ...(options.proxyProtocol !== undefined
+          ? { proxyProtocol: options.proxyProtocol }
+          : {}),
       },
       (info) => (socket, thread) =>
         serveConnection(site, socket, thread, info.remoteAddr),
