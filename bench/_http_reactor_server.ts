@@ -170,6 +170,7 @@ class Connection {
       method: head.method,
       target: head.target,
       host: head.host || "127.0.0.1",
+      secure: false,
       fields: head.fields,
       body: null,
       signal: () => new AbortController().signal,

@@ -10,6 +10,8 @@ export interface RequestSource {
   target: string;
   /** The Host field, or the server's own address. */
   host: string;
+  /** Whether the connection is TLS: the URL is then `https:`. */
+  secure: boolean;
   /** Field names (lower case) and values, flat. */
   fields: string[];
   /** The body, or null when the request has none. */
@@ -19,11 +21,16 @@ export interface RequestSource {
 }
 
 /** The URL of a request, from its target and Host. */
-export function requestUrl(target: string, host: string): string {
-  if (target.charCodeAt(0) === 0x2f) return `http://${host}${target}`; // "/"
+export function requestUrl(
+  target: string,
+  host: string,
+  secure = false,
+): string {
+  const scheme = secure ? "https://" : "http://";
+  if (target.charCodeAt(0) === 0x2f) return `${scheme}${host}${target}`; // "/"
   if (/^https?:\/\//i.test(target)) return target;
-  if (target === "*") return `http://${host}/*`;
-  return `http://${target}/`; // authority-form (CONNECT)
+  if (target === "*") return `${scheme}${host}/*`;
+  return `${scheme}${target}/`; // authority-form (CONNECT)
 }
 
 /**
@@ -78,7 +85,11 @@ export class HttpRequest {
   }
 
   get url(): string {
-    this.#url ??= requestUrl(this.#source.target, this.#source.host);
+    this.#url ??= requestUrl(
+      this.#source.target,
+      this.#source.host,
+      this.#source.secure,
+    );
     return this.#url;
   }
 

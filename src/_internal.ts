@@ -11,6 +11,7 @@ import type {
   EvConnectionFactory,
   EvListenOptions,
   EvTcpAcceptor,
+  EvUnixListenOptions,
 } from "./ev_tcp_acceptor.ts";
 import type { EvThread, EvThreadProc } from "./ev_thread.ts";
 
@@ -53,10 +54,10 @@ export interface AcceptorHost {
   unhold(): void;
   /** A connection was refused for want of a slot: reclaim one for the next. */
   wanted(): void;
-  report(error: unknown, source: EvTcpAcceptor): void;
+  report(error: unknown, source: EvTcpAcceptor<Deno.Addr>): void;
   /** Starts a top-level task in a slot the acceptor holds. */
   start(proc: EvThreadProc<unknown>): void;
-  closed(acceptor: EvTcpAcceptor): void;
+  closed(acceptor: EvTcpAcceptor<Deno.Addr>): void;
 }
 
 function unreachable(): never {
@@ -91,6 +92,8 @@ export const socketInternals: {
    * become the socket's `remoteAddr` / `localAddr`.
    */
   setProxy: (socket: EvSocket, proxy: EvProxyInfo) => void;
+  /** Records the handshake of a connection accepted with TLS. */
+  setTls: (socket: EvSocket, info: Deno.TlsHandshakeInfo) => void;
   /** `readUntil` that stops at whichever of two delimiters ends first. */
   readUntilEither: (
     socket: EvSocket,
@@ -101,6 +104,7 @@ export const socketInternals: {
 } = {
   readUntilEither: unreachable,
   setProxy: unreachable,
+  setTls: unreachable,
   watchEnd: unreachable,
   attach: unreachable,
   abort: unreachable,
@@ -139,8 +143,9 @@ export const loopInternals: {
 /** Internal: creates acceptors. */
 export const acceptorInternals: {
   create: (
-    options: EvListenOptions,
-    factory: EvConnectionFactory,
+    options: EvListenOptions | EvUnixListenOptions,
+    // deno-lint-ignore no-explicit-any
+    factory: EvConnectionFactory<any>,
     host: AcceptorHost,
-  ) => EvTcpAcceptor;
+  ) => EvTcpAcceptor<Deno.Addr>;
 } = { create: unreachable };

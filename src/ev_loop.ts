@@ -16,6 +16,7 @@ import type {
   EvConnectionFactory,
   EvListenOptions,
   EvTcpAcceptor,
+  EvUnixListenOptions,
 } from "./ev_tcp_acceptor.ts";
 import { EvThread, type EvThreadProc } from "./ev_thread.ts";
 // Loaded for its side effect: it fills in acceptorInternals.
@@ -33,7 +34,7 @@ const DEFAULT_GRACE = 5000;
  */
 export type EvErrorHandler = (
   error: unknown,
-  source: EvThread<unknown> | EvTcpAcceptor,
+  source: EvThread<unknown> | EvTcpAcceptor<Deno.Addr>,
 ) => void;
 
 /** Options for {@linkcode EvLoop}. */
@@ -90,7 +91,7 @@ export type EvLoopState = "running" | "draining" | "closed";
 
 function defaultOnError(
   error: unknown,
-  source: EvThread<unknown> | EvTcpAcceptor,
+  source: EvThread<unknown> | EvTcpAcceptor<Deno.Addr>,
 ): void {
   const what = source instanceof EvThread
     ? `task ${source.id}`
@@ -141,7 +142,7 @@ export class EvLoop implements AsyncDisposable {
   #root = new AbortController();
   #draining = new AbortController();
   #threads = new Set<EvThread<unknown>>();
-  #acceptors = new Set<EvTcpAcceptor>();
+  #acceptors = new Set<EvTcpAcceptor<Deno.Addr>>();
   #idleWaiters: (() => void)[] = [];
   #grace = new GracePeriod();
   #finished: Promise<void>;
@@ -340,7 +341,10 @@ export class EvLoop implements AsyncDisposable {
     return false;
   }
 
-  #report(error: unknown, source: EvThread<unknown> | EvTcpAcceptor): void {
+  #report(
+    error: unknown,
+    source: EvThread<unknown> | EvTcpAcceptor<Deno.Addr>,
+  ): void {
     this.#stats.errors++;
     try {
       this.#onError(error, source);
@@ -365,7 +369,9 @@ export class EvLoop implements AsyncDisposable {
    * assertGreater(acceptor.port, 0);
    * ```
    *
-   * @param options Address, backlog and what to do when the pool is full.
+   * @param options Address (TCP, TLS over TCP with `cert` and `key`, or a
+   * Unix domain socket with `transport: "unix"` and `path`), backlog, what
+   * to do when the pool is full, and the PROXY protocol.
    * @param factory Picks the procedure for each connection.
    * @returns The acceptor.
    * @throws {Deno.errors.AddrInUse} if the address is taken.
@@ -373,8 +379,35 @@ export class EvLoop implements AsyncDisposable {
    */
   listen(
     options: EvListenOptions,
-    factory: EvConnectionFactory,
-  ): EvTcpAcceptor {
+    factory: EvConnectionFactory<Deno.NetAddr>,
+  ): EvTcpAcceptor<Deno.NetAddr>;
+  /**
+   * Listens on a Unix domain socket and runs a task per connection.
+   *
+   * @example A Unix domain socket
+   * ```ts ignore
+   * import { EvLoop } from "@corothread/evthread";
+   *
+   * await using loop = new EvLoop();
+   * loop.listen({ transport: "unix", path: "/tmp/app.sock" }, () =>
+   *   async (socket) => {
+   *     await socket.send(new TextEncoder().encode("hello\n"));
+   *   });
+   * ```
+   *
+   * @param options The path, and what to do when the pool is full.
+   * @param factory Picks the procedure for each connection.
+   * @returns The acceptor.
+   */
+  listen(
+    options: EvUnixListenOptions,
+    factory: EvConnectionFactory<Deno.UnixAddr>,
+  ): EvTcpAcceptor<Deno.UnixAddr>;
+  listen(
+    options: EvListenOptions | EvUnixListenOptions,
+    // deno-lint-ignore no-explicit-any
+    factory: EvConnectionFactory<any>,
+  ): EvTcpAcceptor<Deno.Addr> {
     if (this.#grace.started) {
       throw new Deno.errors.BadResource("The loop is shutting down");
     }

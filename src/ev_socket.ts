@@ -3,6 +3,7 @@
 import { indexOf } from "./_bytes.ts";
 import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
 import { type SocketHost, socketInternals } from "./_internal.ts";
+import { checkTlsClientOptions, handshake } from "./_tls.ts";
 import {
   checkBytes,
   checkDeadline,
@@ -37,6 +38,25 @@ export interface EvCallOptions {
   /** Aborting it makes the call reject with `signal.reason`. */
   signal?: AbortSignal;
 }
+
+/**
+ * TLS options of a client: {@linkcode EvSocket.startTls}, and the `tls`
+ * option of {@linkcode EvThread.connect}.
+ */
+export interface EvTlsClientOptions {
+  /**
+   * The server name to verify the certificate against (and to send as SNI).
+   * Defaults to the host name connected to.
+   */
+  hostname?: string;
+  /** Root certificates (PEM) to trust besides the system's. */
+  caCerts?: string[];
+  /** The ALPN protocols to offer, in order of preference. */
+  alpnProtocols?: string[];
+}
+
+/** Options for {@linkcode EvSocket.startTls}. */
+export interface EvStartTlsOptions extends EvTlsClientOptions, EvCallOptions {}
 
 /** Options for {@linkcode EvSocket.readLine} and {@linkcode EvSocket.readUntil}. */
 export interface EvReadUntilOptions extends EvCallOptions {
@@ -233,6 +253,9 @@ export class EvSocket implements AsyncDisposable {
   #readable: ReadableStream<Uint8Array> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
   #proxy: EvProxyInfo | undefined;
+  /** Set while `startTls` swaps the connection: no read or write starts. */
+  #upgrading = false;
+  #tls: Deno.TlsHandshakeInfo | undefined;
 
   static {
     socketInternals.attach = (socket, host) => {
@@ -245,6 +268,9 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.watchEnd = (socket, signal) => socket.#watchEnd(signal);
     socketInternals.setProxy = (socket, proxy) => {
       socket.#proxy = proxy;
+    };
+    socketInternals.setTls = (socket, info) => {
+      socket.#tls = info;
     };
     socketInternals.readUntilEither = (socket, a, b, options) =>
       socket.#read(
@@ -817,6 +843,7 @@ export class EvSocket implements AsyncDisposable {
    * that the end of the stream is seen: for `socketInternals.watchEnd`.
    */
   #readAhead(): void {
+    if (this.#upgrading) return;
     if (this.#eof || this.#readError !== undefined || this.#closed) return;
     const have = this.#re - this.#rs;
     if (have >= READ_AHEAD_MAX) return;
@@ -845,6 +872,7 @@ export class EvSocket implements AsyncDisposable {
 
   /** Starts one read of the connection into the buffer. */
   #fill(): void {
+    if (this.#upgrading) return;
     if (this.#eof || this.#readError !== undefined || this.#closed) return;
     const head = this.#readers[0]!;
     const have = this.#re - this.#rs;
@@ -1080,7 +1108,7 @@ export class EvSocket implements AsyncDisposable {
         };
         signal.addEventListener("abort", req.onAbort, { once: true });
       }
-      if (this.#writing === undefined) this.#startWrite();
+      if (this.#writing === undefined && !this.#upgrading) this.#startWrite();
     });
   }
 
@@ -1180,6 +1208,130 @@ export class EvSocket implements AsyncDisposable {
         req.resolve = undefined;
         req.reject(reason);
       }
+    }
+  }
+
+  // ------------------------------------------------------------------ TLS
+
+  /**
+   * Whether the connection is TLS (accepted by a TLS acceptor, connected
+   * with `tls`, or upgraded by {@linkcode EvSocket.startTls}), with what the
+   * handshake agreed: `alpnProtocol` is `null` when none was.
+   */
+  get tls(): Deno.TlsHandshakeInfo | undefined {
+    return this.#tls;
+  }
+
+  /**
+   * Upgrades a plain TCP client connection to TLS in place (STARTTLS, as in
+   * SMTP, IMAP or PostgreSQL): after it resolves, every call reads and
+   * writes through TLS, on the same socket object.
+   *
+   * `Deno.startTls` needs the connection idle, and the protocol needs the
+   * plaintext phase to be over, so the call first checks, and rejects at
+   * once when they do not hold:
+   * - no read or send is waiting, and no read of the connection is in
+   *   flight (one that a timed-out or aborted read call left armed counts):
+   *   `Deno.errors.Busy`. The socket starts reads only for calls that wait
+   *   for bytes, so after the server's "go ahead" reply has been read in
+   *   full, none is in flight;
+   * - no byte is buffered beyond what was read: `Deno.errors.InvalidData`.
+   *   Bytes that came before the handshake were not protected by it
+   *   (the STARTTLS command injection of CVE-2011-0411); they are dropped
+   *   with the connection.
+   *
+   * Then it runs the handshake within `timeout` / `deadline` / `signal`. If
+   * the handshake fails or runs out of time, the socket is closed (the
+   * connection cannot go back to plaintext) and the call rejects.
+   *
+   * @example Upgrading after a plaintext greeting
+   * ```ts ignore
+   * const socket = await thread.connect({ hostname: "mail.example.com", port: 587 });
+   * await socket.readLine({ timeout: 5000 }); // 220 greeting
+   * await socket.send(new TextEncoder().encode("STARTTLS\r\n"));
+   * await socket.readLine({ timeout: 5000 }); // 220 go ahead
+   * await socket.startTls({ timeout: 5000 });
+   * ```
+   *
+   * @param options Certificate checks, ALPN, and a timeout, deadline and
+   * signal for the handshake.
+   * @throws {TypeError} if the connection is not plain TCP.
+   * @throws {Deno.errors.Busy} if a call or a read is in flight.
+   * @throws {Deno.errors.InvalidData} if bytes are buffered.
+   * @throws {DOMException} named `"TimeoutError"` when the handshake takes
+   * too long.
+   */
+  async startTls(options?: EvStartTlsOptions): Promise<void> {
+    const timeout = checkTimeout(options?.timeout);
+    const deadline = checkDeadline(options?.deadline);
+    const signal = checkSignal(options?.signal);
+    const tlsOptions = checkTlsClientOptions(options);
+    if (this.#closed) throw closedError();
+    const conn = this.#conn;
+    if (
+      this.#tls !== undefined || this.#upgrading ||
+      conn.localAddr.transport !== "tcp" ||
+      typeof (conn as Partial<Deno.TlsConn>).handshake === "function"
+    ) {
+      throw new TypeError("startTls() needs a plain TCP connection");
+    }
+    if (
+      this.#readers.length > 0 || this.#reading !== undefined ||
+      this.#writers.length > 0 || this.#writing !== undefined ||
+      this.#readable?.locked || this.#writable?.locked
+    ) {
+      throw new Deno.errors.Busy(
+        "startTls() needs the connection idle: a call, or a read of the connection that a timed-out call left armed, is in flight",
+      );
+    }
+    const have = this.#re - this.#rs;
+    if (have > 0) {
+      throw new Deno.errors.InvalidData(
+        `startTls(): ${have} bytes arrived before the TLS handshake; refusing to upgrade (they were not protected by it)`,
+      );
+    }
+    if (this.#eof || this.#readError !== undefined || this.#writeClosed) {
+      throw new Deno.errors.BrokenPipe(
+        "startTls(): the connection is already ending",
+      );
+    }
+    const hostSignal = this.#host?.signal;
+    if (hostSignal?.aborted) throw hostSignal.reason;
+    if (signal?.aborted) throw signal.reason;
+    let ms = timeout ?? Infinity;
+    if (deadline !== undefined) ms = Math.min(ms, deadline - Date.now());
+    if (ms <= 0) {
+      this.#countTimeout();
+      throw timeoutError("startTls(): the deadline has passed");
+    }
+    const stop = hostSignal !== undefined && signal !== undefined
+      ? AbortSignal.any([hostSignal, signal])
+      : hostSignal ?? signal;
+    this.#upgrading = true;
+    try {
+      const tls = await Deno.startTls(conn as Deno.TcpConn, {
+        hostname: tlsOptions.hostname ??
+          (conn.remoteAddr as Deno.NetAddr).hostname,
+        ...(tlsOptions.caCerts ? { caCerts: tlsOptions.caCerts } : {}),
+        ...(tlsOptions.alpnProtocols
+          ? { alpnProtocols: tlsOptions.alpnProtocols }
+          : {}),
+      });
+      this.#conn = tls;
+      this.#tls = await handshake(tls, ms, stop);
+    } catch (error) {
+      if (error instanceof DOMException && error.name === "TimeoutError") {
+        this.#countTimeout();
+      }
+      this.#upgrading = false;
+      this.close();
+      throw error;
+    }
+    this.#upgrading = false;
+    if (this.#closed) throw closedError();
+    if (this.#readers.length > 0 && this.#reading === undefined) this.#fill();
+    if (this.#writers.length > 0 && this.#writing === undefined) {
+      this.#startWrite();
     }
   }
 

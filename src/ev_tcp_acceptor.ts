@@ -12,6 +12,7 @@ import {
   type ProxySettings,
   readProxyHeader,
 } from "./_proxy_protocol.ts";
+import { handshake } from "./_tls.ts";
 import { checkFunction, checkInteger, checkTimeout } from "./_validate.ts";
 import type { EvProxyInfo, EvProxyProtocolOptions } from "./proxy_protocol.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -20,8 +21,10 @@ import type { EvThread, EvThreadProc } from "./ev_thread.ts";
 /** What an acceptor does with a new connection while the pool is full. */
 export type EvPoolPolicy = "wait" | "refuse";
 
-/** Options for {@linkcode EvLoop.listen}. */
+/** Options for {@linkcode EvLoop.listen} over TCP, or TLS over TCP. */
 export interface EvListenOptions {
+  /** The transport. @default {"tcp"} */
+  transport?: "tcp";
   /** Address to listen on. @default {"0.0.0.0"} */
   hostname?: string;
   /** Port to listen on; `0` picks a free one. @default {0} */
@@ -58,21 +61,58 @@ export interface EvListenOptions {
    * {@linkcode EvProxyProtocolOptions}.
    */
   proxyProtocol?: EvProxyProtocolOptions;
+  /**
+   * TLS: the certificate chain, in PEM. With `key`, the acceptor listens
+   * with TLS (`Deno.listenTls`) and its sockets carry plaintext; the
+   * handshake is done in the connection's task before the factory runs.
+   * Cannot be combined with `proxyProtocol` (the header would come before
+   * the TLS layer, which Deno does not let a server start late).
+   */
+  cert?: string;
+  /** TLS: the private key of `cert`, in PEM. */
+  key?: string;
+  /** TLS: the ALPN protocols to offer, in order of preference. */
+  alpnProtocols?: string[];
+  /**
+   * TLS: milliseconds for a client to complete the handshake; a connection
+   * that fails it or runs out of time is closed, counted in `refused` and
+   * not reported (scanners and broken clients are common).
+   *
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
 }
 
-/** What a factory learns about a new connection. */
-export interface EvConnectionInfo {
+/** Options for {@linkcode EvLoop.listen} on a Unix domain socket. */
+export interface EvUnixListenOptions {
+  /** The transport. */
+  transport: "unix";
+  /** The socket's path in the file system. */
+  path: string;
+  /** As {@linkcode EvListenOptions.policy}. @default {"wait"} */
+  policy?: EvPoolPolicy;
+  /** As {@linkcode EvListenOptions.onRefuse}. */
+  onRefuse?: (conn: Deno.Conn) => void | Promise<void>;
+}
+
+/**
+ * What a factory learns about a new connection.
+ *
+ * @typeParam A The address type: `Deno.NetAddr` over TCP and TLS,
+ * `Deno.UnixAddr` on a Unix domain socket.
+ */
+export interface EvConnectionInfo<A extends Deno.Addr = Deno.NetAddr> {
   /**
    * The local address of the connection (with a PROXY header: the address
    * the client connected to).
    */
-  localAddr: Deno.NetAddr;
+  localAddr: A;
   /** The address of the peer (with a PROXY header: the client's). */
-  remoteAddr: Deno.NetAddr;
+  remoteAddr: A;
   /** The PROXY protocol header the connection started with, if any. */
   proxy: EvProxyInfo | undefined;
   /** The acceptor that took the connection. */
-  acceptor: EvTcpAcceptor;
+  acceptor: EvTcpAcceptor<A>;
   /**
    * The connection's task's signal: aborted if the loop shuts down (or the
    * task is aborted) while an async factory is still deciding. If it aborts,
@@ -96,8 +136,8 @@ export type EvConnectionProc = (
  * It may be async. If it throws, the connection is closed and the error is
  * reported to the loop's `onError`.
  */
-export type EvConnectionFactory = (
-  info: EvConnectionInfo,
+export type EvConnectionFactory<A extends Deno.Addr = Deno.NetAddr> = (
+  info: EvConnectionInfo<A>,
 ) =>
   | EvConnectionProc
   | null
@@ -106,6 +146,91 @@ export type EvConnectionFactory = (
 
 /** How long a trusted proxy may take to send its PROXY header, by default. */
 const PROXY_TIMEOUT = 5000;
+/** How long a TLS client may take to complete its handshake, by default. */
+const HANDSHAKE_TIMEOUT = 10_000;
+
+/** Opens the listener that the options ask for. */
+function openListener(
+  options: EvListenOptions | EvUnixListenOptions,
+): { listener: Deno.Listener; tls: number | undefined } {
+  if (options.transport === "unix") {
+    const path = options.path;
+    if (typeof path !== "string" || path === "") {
+      throw new TypeError(
+        "'path' must be a non-empty string for transport \"unix\"",
+      );
+    }
+    for (const name of ["proxyProtocol", "cert", "key", "port", "hostname"]) {
+      if ((options as unknown as Record<string, unknown>)[name] !== undefined) {
+        throw new TypeError(
+          `'${name}' is not supported with transport "unix"`,
+        );
+      }
+    }
+    return {
+      listener: Deno.listen({ transport: "unix", path }),
+      tls: undefined,
+    };
+  }
+  if (options.transport !== undefined && options.transport !== "tcp") {
+    throw new TypeError(
+      `'transport' must be "tcp" or "unix": received ${
+        JSON.stringify(options.transport)
+      }`,
+    );
+  }
+  const port = checkInteger(options.port ?? 0, "port", 0, 65_535);
+  const backlog = checkInteger(options.backlog ?? 511, "backlog", 1);
+  const hostname = options.hostname ?? "0.0.0.0";
+  if (typeof hostname !== "string") {
+    throw new TypeError(`'hostname' must be a string`);
+  }
+  const { cert, key } = options;
+  if (cert === undefined && key === undefined) {
+    return {
+      listener: Deno.listen({
+        hostname,
+        port,
+        transport: "tcp",
+        tcpBacklog: backlog,
+      }),
+      tls: undefined,
+    };
+  }
+  if (typeof cert !== "string" || typeof key !== "string") {
+    throw new TypeError(
+      "'cert' and 'key' must both be given, as PEM strings, for TLS",
+    );
+  }
+  if (options.proxyProtocol !== undefined) {
+    throw new TypeError(
+      "'proxyProtocol' cannot be combined with TLS: terminate TLS at the proxy",
+    );
+  }
+  const handshakeTimeout = checkTimeout(
+    options.handshakeTimeout ?? HANDSHAKE_TIMEOUT,
+    "handshakeTimeout",
+  ) ?? Infinity;
+  const alpn = options.alpnProtocols;
+  if (
+    alpn !== undefined &&
+    (!Array.isArray(alpn) || alpn.some((p) => typeof p !== "string"))
+  ) {
+    throw new TypeError("'alpnProtocols' must be an array of strings");
+  }
+  return {
+    listener: Deno.listenTls({
+      hostname,
+      port,
+      transport: "tcp",
+      tcpBacklog: backlog,
+      cert,
+      key,
+      ...(alpn !== undefined ? { alpnProtocols: alpn } : {}),
+    }),
+    tls: handshakeTimeout,
+  };
+}
 
 /** Checks the `proxyProtocol` option. */
 function proxySettings(value: unknown): ProxySettings | undefined {
@@ -170,9 +295,15 @@ let constructing = false;
  * await acceptor.close();
  * ```
  */
-export class EvTcpAcceptor implements AsyncDisposable {
-  #listener!: Deno.TcpListener;
-  #factory!: EvConnectionFactory;
+export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
+  implements AsyncDisposable {
+  #listener!: Deno.Listener;
+  // Not EvConnectionFactory<A>: that would make the class invariant in A,
+  // and an acceptor of NetAddr could not be used as one of Deno.Addr.
+  // deno-lint-ignore no-explicit-any
+  #factory!: EvConnectionFactory<any>;
+  /** TLS: the handshake timeout (`Infinity`: none); undefined for none. */
+  #tls: number | undefined;
   #host!: AcceptorHost;
   #policy: EvPoolPolicy = "wait";
   #onRefuse: ((conn: Deno.Conn) => void | Promise<void>) | undefined;
@@ -194,12 +325,6 @@ export class EvTcpAcceptor implements AsyncDisposable {
         throw new TypeError("'options' must be an object");
       }
       checkFunction(factory, "factory");
-      const port = checkInteger(options.port ?? 0, "port", 0, 65_535);
-      const backlog = checkInteger(options.backlog ?? 511, "backlog", 1);
-      const hostname = options.hostname ?? "0.0.0.0";
-      if (typeof hostname !== "string") {
-        throw new TypeError(`'hostname' must be a string`);
-      }
       const policy = options.policy ?? "wait";
       if (policy !== "wait" && policy !== "refuse") {
         throw new TypeError(
@@ -211,16 +336,14 @@ export class EvTcpAcceptor implements AsyncDisposable {
       if (options.onRefuse !== undefined) {
         checkFunction(options.onRefuse, "onRefuse");
       }
-      const proxy = proxySettings(options.proxyProtocol);
-      const listener = Deno.listen({
-        hostname,
-        port,
-        transport: "tcp",
-        tcpBacklog: backlog,
-      });
+      const proxy = options.transport === "unix"
+        ? undefined
+        : proxySettings(options.proxyProtocol);
+      const { listener, tls } = openListener(options);
       constructing = true;
-      const acceptor = new EvTcpAcceptor();
+      const acceptor = new EvTcpAcceptor<Deno.Addr>();
       acceptor.#listener = listener;
+      acceptor.#tls = tls;
       acceptor.#factory = factory;
       acceptor.#host = host;
       acceptor.#policy = policy;
@@ -246,13 +369,19 @@ export class EvTcpAcceptor implements AsyncDisposable {
   }
 
   /** The address listened on (with the real port when `port` was `0`). */
-  get addr(): Deno.NetAddr {
-    return this.#listener.addr;
+  get addr(): A {
+    return this.#listener.addr as A;
   }
 
-  /** The port listened on. */
+  /** The port listened on; 0 on a Unix domain socket. */
   get port(): number {
-    return this.#listener.addr.port;
+    const addr = this.#listener.addr;
+    return addr.transport === "tcp" ? addr.port : 0;
+  }
+
+  /** Whether the acceptor listens with TLS. */
+  get tls(): boolean {
+    return this.#tls !== undefined;
   }
 
   /** The pool policy in force. */
@@ -288,7 +417,7 @@ export class EvTcpAcceptor implements AsyncDisposable {
     const stop = this.#stop.signal;
     let backoff = 0;
     while (!this.#closed) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
         this.#inAccept = true;
         conn = await this.#listener.accept();
@@ -342,12 +471,28 @@ export class EvTcpAcceptor implements AsyncDisposable {
     }
   }
 
-  #connectionTask(conn: Deno.TcpConn): EvThreadProc<unknown> {
+  #connectionTask(conn: Deno.Conn): EvThreadProc<unknown> {
     return async (thread) => {
       const socket = thread.adopt(conn);
+      if (this.#tls !== undefined) {
+        try {
+          const info = await handshake(
+            conn as Deno.TlsConn,
+            this.#tls,
+            thread.signal,
+          );
+          socketInternals.setTls(socket, info);
+        } catch {
+          // A failed or late handshake: the client's fault, not reported.
+          if (thread.signal.aborted) throw thread.signal.reason;
+          this.#refused++;
+          this.#host.refused();
+          return;
+        }
+      }
       let proxy: EvProxyInfo | undefined;
       if (this.#proxy !== undefined) {
-        const proxyAddr = conn.remoteAddr;
+        const proxyAddr = conn.remoteAddr as Deno.NetAddr;
         let header;
         try {
           header = await readProxyHeader(socket, proxyAddr, this.#proxy);
@@ -363,8 +508,8 @@ export class EvTcpAcceptor implements AsyncDisposable {
         }
       }
       const proc = await this.#factory({
-        localAddr: socket.localAddr as Deno.NetAddr,
-        remoteAddr: socket.remoteAddr as Deno.NetAddr,
+        localAddr: socket.localAddr,
+        remoteAddr: socket.remoteAddr,
         proxy,
         acceptor: this,
         signal: thread.signal,

@@ -17,7 +17,12 @@ import {
   checkTimeout,
   timeoutError,
 } from "./_validate.ts";
-import { type EvCallOptions, EvSocket } from "./ev_socket.ts";
+import {
+  type EvCallOptions,
+  EvSocket,
+  type EvTlsClientOptions,
+} from "./ev_socket.ts";
+import { checkTlsClientOptions } from "./_tls.ts";
 
 /**
  * The procedure a task runs. It receives its own {@linkcode EvThread}; what
@@ -27,12 +32,28 @@ import { type EvCallOptions, EvSocket } from "./ev_socket.ts";
  */
 export type EvThreadProc<T> = (thread: EvThread<unknown>) => T | PromiseLike<T>;
 
-/** Where {@linkcode EvThread.connect} connects to. */
+/** Where {@linkcode EvThread.connect} connects to over TCP (or TLS). */
 export interface EvConnectAddress {
+  /** The transport. @default {"tcp"} */
+  transport?: "tcp";
   /** Host name or IP address. @default {"127.0.0.1"} */
   hostname?: string;
   /** TCP port. */
   port: number;
+  /**
+   * Connect with TLS: `true`, or the certificate checks and ALPN protocols
+   * to use. The handshake is done before `connect` resolves, within its
+   * timeout, deadline and signal.
+   */
+  tls?: boolean | EvTlsClientOptions;
+}
+
+/** Where {@linkcode EvThread.connect} connects to on a Unix domain socket. */
+export interface EvUnixConnectAddress {
+  /** The transport. */
+  transport: "unix";
+  /** The socket's path in the file system. */
+  path: string;
 }
 
 let nextId = 1;
@@ -366,7 +387,8 @@ export class EvThread<T = unknown> {
    * await assertRejects(() => task.result, Deno.errors.ConnectionRefused);
    * ```
    *
-   * @param address Host name (default `"127.0.0.1"`) and port.
+   * @param address Host name (default `"127.0.0.1"`), port and `tls`; or
+   * `{ transport: "unix", path }`.
    * @param options `timeout` in ms, `deadline` (epoch ms or a `Date`; the
    * earlier of the two wins) and `signal`.
    * @returns The connected socket.
@@ -375,17 +397,31 @@ export class EvThread<T = unknown> {
    * deadline passes.
    */
   async connect(
-    address: EvConnectAddress,
+    address: EvConnectAddress | EvUnixConnectAddress,
     options?: EvCallOptions,
   ): Promise<EvSocket> {
     if (address === null || typeof address !== "object") {
       throw new TypeError("'address' must be an object with a port");
+    }
+    if (address.transport === "unix") {
+      return this.#connectUnix(address, options);
+    }
+    if (address.transport !== undefined && address.transport !== "tcp") {
+      throw new TypeError(
+        `'transport' must be "tcp" or "unix": received ${
+          JSON.stringify(address.transport)
+        }`,
+      );
     }
     const port = checkInteger(address.port, "port", 1, 65_535);
     const hostname = address.hostname ?? "127.0.0.1";
     if (typeof hostname !== "string") {
       throw new TypeError("'hostname' must be a string");
     }
+    const tls = address.tls === undefined || address.tls === false
+      ? undefined
+      : checkTlsClientOptions(address.tls === true ? undefined : address.tls);
+    const started = Date.now();
     let timeout = checkTimeout(options?.timeout);
     const signal = checkSignal(options?.signal);
     const deadline = checkDeadline(options?.deadline);
@@ -443,6 +479,54 @@ export class EvThread<T = unknown> {
     if (controller.signal.aborted) {
       conn.close();
       throw controller.signal.reason;
+    }
+    const socket = this.adopt(conn);
+    if (tls === undefined) return socket;
+    // The handshake gets what is left of the timeout; the deadline and
+    // signal apply as they are.
+    const left = options?.timeout === undefined || options.timeout === Infinity
+      ? undefined
+      : Math.max(1, options.timeout - (Date.now() - started));
+    try {
+      await socket.startTls({
+        hostname: tls.hostname ?? hostname,
+        ...(tls.caCerts ? { caCerts: tls.caCerts } : {}),
+        ...(tls.alpnProtocols ? { alpnProtocols: tls.alpnProtocols } : {}),
+        ...(left !== undefined ? { timeout: left } : {}),
+        ...(options?.deadline !== undefined
+          ? { deadline: options.deadline }
+          : {}),
+        ...(signal !== undefined ? { signal } : {}),
+      });
+    } catch (error) {
+      socket.close();
+      throw error;
+    }
+    return socket;
+  }
+
+  async #connectUnix(
+    address: EvUnixConnectAddress,
+    options: EvCallOptions | undefined,
+  ): Promise<EvSocket> {
+    const path = address.path;
+    if (typeof path !== "string" || path === "") {
+      throw new TypeError(
+        "'path' must be a non-empty string for transport \"unix\"",
+      );
+    }
+    checkTimeout(options?.timeout);
+    checkDeadline(options?.deadline);
+    const signal = checkSignal(options?.signal);
+    if (this.#done) throw new Deno.errors.BadResource("The task has ended");
+    if (this.signal.aborted) throw this.signal.reason;
+    if (signal?.aborted) throw signal.reason;
+    // A Unix connect does not wait on the network: it succeeds or fails
+    // at once, so it needs no timer.
+    const conn = await Deno.connect({ transport: "unix", path });
+    if (this.signal.aborted || signal?.aborted) {
+      conn.close();
+      throw this.signal.aborted ? this.signal.reason : signal!.reason;
     }
     return this.adopt(conn);
   }

@@ -26,13 +26,18 @@ import type { EvPoolPolicy, EvTcpAcceptor } from "./ev_tcp_acceptor.ts";
 import type { EvThread } from "./ev_thread.ts";
 import type { EvProxyInfo, EvProxyProtocolOptions } from "./proxy_protocol.ts";
 
-/** What a handler learns besides the request. */
-export interface ServeHandlerInfo {
+/**
+ * What a handler learns besides the request.
+ *
+ * @typeParam A The address type: `Deno.NetAddr`, or `Deno.UnixAddr` for a
+ * server on a Unix domain socket.
+ */
+export interface ServeHandlerInfo<A extends Deno.Addr = Deno.NetAddr> {
   /**
    * The client's address; behind a proxy that sends a PROXY protocol header
    * (see {@linkcode ServeOptions.proxyProtocol}), the one the header gives.
    */
-  remoteAddr: Deno.NetAddr;
+  remoteAddr: A;
   /**
    * The PROXY protocol header the connection started with, if any: the
    * proxy's own address is its `proxyAddr`.
@@ -45,10 +50,14 @@ export interface ServeHandlerInfo {
   completed: Promise<void>;
 }
 
-/** A request handler, as for `Deno.serve`. */
-export type ServeHandler = (
+/**
+ * A request handler, as for `Deno.serve`.
+ *
+ * @typeParam A The address type of `info.remoteAddr`.
+ */
+export type ServeHandler<A extends Deno.Addr = Deno.NetAddr> = (
   request: Request,
-  info: ServeHandlerInfo,
+  info: ServeHandlerInfo<A>,
 ) => Response | Promise<Response>;
 
 /** Options for {@linkcode serve}. */
@@ -107,6 +116,42 @@ export interface ServeOptions {
   bodyTimeout?: number;
   /** Milliseconds allowed for each write of a response. @default {30000} */
   sendTimeout?: number;
+  /**
+   * HTTPS: the certificate chain, in PEM. With `key`, the server listens
+   * with TLS and request URLs are `https:`.
+   */
+  cert?: string;
+  /** HTTPS: the private key of `cert`, in PEM. */
+  key?: string;
+  /** HTTPS: the ALPN protocols to offer. @default {["http/1.1"]} */
+  alpnProtocols?: string[];
+  /**
+   * HTTPS: milliseconds for a client to complete the TLS handshake.
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
+}
+
+/** Options for {@linkcode serve} on a Unix domain socket. */
+export interface ServeUnixOptions extends
+  Omit<
+    ServeOptions,
+    | "hostname"
+    | "port"
+    | "backlog"
+    | "proxyProtocol"
+    | "cert"
+    | "key"
+    | "alpnProtocols"
+    | "handshakeTimeout"
+    | "onListen"
+  > {
+  /** The transport. */
+  transport: "unix";
+  /** The socket's path in the file system. */
+  path: string;
+  /** Called once listening, with the address. */
+  onListen?: (localAddr: Deno.UnixAddr) => void;
 }
 
 interface Limits {
@@ -154,11 +199,11 @@ let serverInternals: {
   create: (
     loop: EvLoop,
     ownLoop: boolean,
-    listen: (server: HttpServer) => EvTcpAcceptor,
-  ) => HttpServer;
-  draining: (server: HttpServer) => boolean;
-  track: (server: HttpServer, connection: Connection) => void;
-  untrack: (server: HttpServer, connection: Connection) => void;
+    listen: (server: HttpServer<Deno.Addr>) => EvTcpAcceptor<Deno.Addr>,
+  ) => HttpServer<Deno.Addr>;
+  draining: (server: HttpServer<Deno.Addr>) => boolean;
+  track: (server: HttpServer<Deno.Addr>, connection: Connection) => void;
+  untrack: (server: HttpServer<Deno.Addr>, connection: Connection) => void;
 };
 const DEFAULT_GRACE = 5000;
 const DRAIN_LIMIT = 262_144;
@@ -256,10 +301,11 @@ export function upgrade(
  * await server.finished;
  * ```
  */
-export class HttpServer implements AsyncDisposable {
+export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
+  implements AsyncDisposable {
   #loop!: EvLoop;
   #ownLoop = false;
-  #acceptor!: EvTcpAcceptor;
+  #acceptor!: EvTcpAcceptor<Deno.Addr>;
   #connections = new Set<Connection>();
   #draining = new AbortController();
   #grace = new GracePeriod();
@@ -286,8 +332,8 @@ export class HttpServer implements AsyncDisposable {
   }
 
   /** The address listened on. */
-  get addr(): Deno.NetAddr {
-    return this.#acceptor.addr;
+  get addr(): A {
+    return this.#acceptor.addr as A;
   }
 
   /** The loop the server runs on. */
@@ -381,7 +427,7 @@ export class HttpServer implements AsyncDisposable {
     serverInternals = {
       create: (loop, ownLoop, listen) => {
         constructing = true;
-        const server = new HttpServer();
+        const server = new HttpServer<Deno.Addr>();
         server.#loop = loop;
         server.#ownLoop = ownLoop;
         server.#acceptor = listen(server);
@@ -428,8 +474,8 @@ export class HttpServer implements AsyncDisposable {
 }
 
 /** The `info` argument of a handler; `completed` is made on first use. */
-class Info implements ServeHandlerInfo {
-  readonly remoteAddr: Deno.NetAddr;
+class Info implements ServeHandlerInfo<Deno.Addr> {
+  readonly remoteAddr: Deno.Addr;
   readonly proxy: EvProxyInfo | undefined;
   #completed: Promise<void> | undefined;
   #resolve: (() => void) | undefined;
@@ -437,7 +483,7 @@ class Info implements ServeHandlerInfo {
   #state = 0; // 0 pending, 1 sent, 2 failed
   #error: unknown;
 
-  constructor(remoteAddr: Deno.NetAddr, proxy: EvProxyInfo | undefined) {
+  constructor(remoteAddr: Deno.Addr, proxy: EvProxyInfo | undefined) {
     this.remoteAddr = remoteAddr;
     this.proxy = proxy;
   }
@@ -541,8 +587,8 @@ async function errorResponse(
 
 /** Everything a connection needs from its server. */
 interface Site {
-  server: HttpServer;
-  handler: ServeHandler;
+  server: HttpServer<Deno.Addr>;
+  handler: ServeHandler<Deno.Addr>;
   onError: (error: unknown) => Response | Promise<Response>;
   limits: Limits;
 }
@@ -552,7 +598,7 @@ async function serveConnection(
   site: Site,
   socket: EvSocket,
   thread: EvThread<unknown>,
-  remoteAddr: Deno.NetAddr,
+  remoteAddr: Deno.Addr,
 ): Promise<void> {
   const { server, limits } = site;
   const connection: Connection = { thread, socket, idle: true, idleSince: 0 };
@@ -570,7 +616,10 @@ async function serveConnection(
   );
   serverInternals.track(server, connection);
   try {
-    socket.setNoDelay(true);
+    // Only plain TCP connections have the option (not TLS, nor Unix).
+    if (socket.localAddr.transport === "tcp" && socket.tls === undefined) {
+      socket.setNoDelay(true);
+    }
     let timeout = limits.headerTimeout;
     while (true) {
       connection.idle = true;
@@ -656,7 +705,7 @@ async function exchange(
   site: Site,
   socket: EvSocket,
   thread: EvThread<unknown>,
-  remoteAddr: Deno.NetAddr,
+  remoteAddr: Deno.Addr,
   context: { connection: Connection; state: ExchangeState; timeout: number },
 ): Promise<boolean> {
   const { limits } = site;
@@ -732,6 +781,7 @@ async function exchange(
     method: head.method,
     target: head.target,
     host,
+    secure: socket.tls !== undefined,
     fields: head.fields,
     body: body === undefined ? null : body.stream(),
     signal: () => {
@@ -958,11 +1008,38 @@ export function serve(options: ServeOptions, handler: ServeHandler): HttpServer;
 export function serve(
   options: ServeOptions & { handler: ServeHandler },
 ): HttpServer;
+/**
+ * Serves HTTP/1.1 on a Unix domain socket.
+ *
+ * @example On a Unix domain socket
+ * ```ts ignore
+ * import { serve } from "@corothread/evthread/http";
+ *
+ * serve(
+ *   { transport: "unix", path: "/tmp/app.sock" },
+ *   () => new Response("ok"),
+ * );
+ * // curl --unix-socket /tmp/app.sock http://localhost/
+ * ```
+ *
+ * @param options The path, limits and hooks.
+ * @param handler Makes the response for each request.
+ * @returns The running server.
+ */
 export function serve(
-  a: ServeHandler | ServeOptions,
-  b?: ServeHandler,
-): HttpServer {
-  const options: ServeOptions = typeof a === "function" ? {} : a ?? {};
+  options: ServeUnixOptions,
+  handler: ServeHandler<Deno.UnixAddr>,
+): HttpServer<Deno.UnixAddr>;
+export function serve(
+  // deno-lint-ignore no-explicit-any
+  a: ServeHandler<any> | ServeOptions | ServeUnixOptions,
+  // deno-lint-ignore no-explicit-any
+  b?: ServeHandler<any>,
+  // deno-lint-ignore no-explicit-any
+): HttpServer<any> {
+  const options = (typeof a === "function" ? {} : a ?? {}) as
+    & ServeOptions
+    & Partial<Omit<ServeUnixOptions, "onListen">>;
   // serve(handler), serve(options, handler), serve({ handler, ...options }).
   const handler = typeof a === "function"
     ? a
@@ -1014,23 +1091,52 @@ export function serve(
   } as Site;
   const httpServer = serverInternals.create(loop, ownLoop, (srv) => {
     site.server = srv;
+    const factory = (info: { remoteAddr: Deno.Addr }) =>
+    (
+      socket: EvSocket,
+      thread: EvThread<unknown>,
+    ) => serveConnection(site, socket, thread, info.remoteAddr);
+    const policy = options.policy !== undefined
+      ? { policy: options.policy }
+      : {};
+    if (options.transport === "unix") {
+      return loop.listen(
+        { transport: "unix", path: options.path!, ...policy },
+        factory,
+      );
+    }
     return loop.listen(
       {
         hostname: options.hostname ?? "0.0.0.0",
         port: options.port ?? 8000,
         ...(options.backlog !== undefined ? { backlog: options.backlog } : {}),
-        ...(options.policy !== undefined ? { policy: options.policy } : {}),
+        ...policy,
         ...(options.proxyProtocol !== undefined
           ? { proxyProtocol: options.proxyProtocol }
           : {}),
+        ...(options.cert !== undefined || options.key !== undefined
+          ? {
+            cert: options.cert!,
+            key: options.key!,
+            alpnProtocols: options.alpnProtocols ?? ["http/1.1"],
+            ...(options.handshakeTimeout !== undefined
+              ? { handshakeTimeout: options.handshakeTimeout }
+              : {}),
+          }
+          : {}),
       },
-      (info) => (socket, thread) =>
-        serveConnection(site, socket, thread, info.remoteAddr),
+      factory,
     );
   });
-  const addr = httpServer.addr;
-  if (options.onListen !== undefined) options.onListen(addr);
-  else console.log(`Listening on http://${hostOf(addr)}/`);
+  const addr: Deno.Addr = httpServer.addr;
+  if (options.onListen !== undefined) {
+    (options.onListen as (addr: Deno.Addr) => void)(addr);
+  } else if (addr.transport === "unix") {
+    console.log(`Listening on ${addr.path}`);
+  } else {
+    const scheme = options.cert !== undefined ? "https" : "http";
+    console.log(`Listening on ${scheme}://${hostOf(addr)}/`);
+  }
   if (signal !== undefined) {
     if (signal.aborted) httpServer.shutdown();
     else {
