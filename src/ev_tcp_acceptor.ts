@@ -62,6 +62,16 @@ export interface EvListenOptions {
    */
   proxyProtocol?: EvProxyProtocolOptions;
   /**
+   * Let several listeners (usually one per worker, one per core) bind the
+   * same address and port (`SO_REUSEPORT`); the Linux kernel spreads new
+   * connections across them. Deno requires its `--unstable-net` flag for
+   * it: without the flag, `listen` throws a `TypeError` (rather than let
+   * Deno end the process).
+   *
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
    * TLS: the certificate chain, in PEM. With `key`, the acceptor listens
    * with TLS (`Deno.listenTls`) and its sockets carry plaintext; the
    * handshake is done in the connection's task before the factory runs.
@@ -185,6 +195,24 @@ function openListener(
   if (typeof hostname !== "string") {
     throw new TypeError(`'hostname' must be a string`);
   }
+  const reusePort = options.reusePort ?? false;
+  if (typeof reusePort !== "boolean") {
+    throw new TypeError(
+      `'reusePort' must be a boolean: received ${typeof reusePort}`,
+    );
+  }
+  // Deno ends the process (exit code 70) when reusePort is used without
+  // --unstable-net; its unstable network APIs show whether the flag is on.
+  if (
+    reusePort &&
+    typeof (Deno as { listenDatagram?: unknown }).listenDatagram !==
+      "function"
+  ) {
+    throw new TypeError(
+      "'reusePort' needs Deno's --unstable-net flag (deno run --unstable-net ...)",
+    );
+  }
+  const reuse = reusePort ? { reusePort: true } : {};
   const { cert, key } = options;
   if (cert === undefined && key === undefined) {
     return {
@@ -193,6 +221,7 @@ function openListener(
         port,
         transport: "tcp",
         tcpBacklog: backlog,
+        ...reuse,
       }),
       tls: undefined,
     };
@@ -224,6 +253,7 @@ function openListener(
       port,
       transport: "tcp",
       tcpBacklog: backlog,
+      ...reuse,
       cert,
       key,
       ...(alpn !== undefined ? { alpnProtocols: alpn } : {}),

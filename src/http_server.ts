@@ -100,6 +100,12 @@ export interface ServeOptions {
   proxyProtocol?: EvProxyProtocolOptions;
   /** Deno's `tcpBacklog`. @default {511} */
   backlog?: number;
+  /**
+   * Share the port with other servers, one per worker (`SO_REUSEPORT`,
+   * needs `--unstable-net`): see `EvListenOptions.reusePort`.
+   * @default {false}
+   */
+  reusePort?: boolean;
   /** Most bytes in a request head: request line and fields. @default {65536} */
   maxHeaderBytes?: number;
   /** Most header fields in a request. @default {128} */
@@ -139,6 +145,7 @@ export interface ServeUnixOptions extends
     | "hostname"
     | "port"
     | "backlog"
+    | "reusePort"
     | "proxyProtocol"
     | "cert"
     | "key"
@@ -1110,6 +1117,9 @@ export function serve(
         hostname: options.hostname ?? "0.0.0.0",
         port: options.port ?? 8000,
         ...(options.backlog !== undefined ? { backlog: options.backlog } : {}),
+        ...(options.reusePort !== undefined
+          ? { reusePort: options.reusePort }
+          : {}),
         ...policy,
         ...(options.proxyProtocol !== undefined
           ? { proxyProtocol: options.proxyProtocol }
