@@ -92,6 +92,11 @@ export const socketInternals: {
    * become the socket's `remoteAddr` / `localAddr`.
    */
   setProxy: (socket: EvSocket, proxy: EvProxyInfo) => void;
+  /**
+   * Whether a read call is waiting on the socket (queued, not yet settled):
+   * aborting its task then cannot lose bytes that a read already took.
+   */
+  readWaiting: (socket: EvSocket) => boolean;
   /** Records the handshake of a connection accepted with TLS. */
   setTls: (socket: EvSocket, info: Deno.TlsHandshakeInfo) => void;
   /** `readUntil` that stops at whichever of two delimiters ends first. */
@@ -105,6 +110,7 @@ export const socketInternals: {
   readUntilEither: unreachable,
   setProxy: unreachable,
   setTls: unreachable,
+  readWaiting: unreachable,
   watchEnd: unreachable,
   attach: unreachable,
   abort: unreachable,
@@ -121,12 +127,21 @@ export const threadInternals: {
   ) => EvThread<T>;
 } = { start: unreachable };
 
+/** A task that can be ended without harm to free its pool slot. */
+export interface ReclaimCandidate {
+  /** Since when it has been idle (`performance.now()`): oldest goes first. */
+  since: number;
+  /** Ends it; returns its task. */
+  reclaim: () => EvThread<unknown>;
+}
+
 /**
- * Frees a pool slot for a connection that waits for one, by ending a task
- * that can be ended without harm (an idle keep-alive connection). Returns
- * the task it aborted, or `undefined` if it has none to give.
+ * Offers the task that a server would end first to free a pool slot for a
+ * connection that waits for one (its idle keep-alive connection idle
+ * longest), or `undefined` if it has none. The loop picks the oldest offer
+ * across servers.
  */
-export type Reclaimer = () => EvThread<unknown> | undefined;
+export type Reclaimer = () => ReclaimCandidate | undefined;
 
 /** Internal: how servers on a loop give slots back when it is full. */
 export const loopInternals: {
@@ -138,7 +153,16 @@ export const loopInternals: {
    * counts as reclaimed, and the answer is true.
    */
   yieldSlot: (loop: EvLoop, thread: EvThread<unknown>) => boolean;
-} = { addReclaimer: unreachable, yieldSlot: unreachable };
+  /**
+   * Frees slots for the connections that wait for one, if any do: for a
+   * server whose connection has just become idle.
+   */
+  reclaim: (loop: EvLoop) => void;
+} = {
+  addReclaimer: unreachable,
+  yieldSlot: unreachable,
+  reclaim: unreachable,
+};
 
 /** Internal: creates acceptors. */
 export const acceptorInternals: {

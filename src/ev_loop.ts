@@ -6,6 +6,7 @@ import {
   acceptorInternals,
   type LoopHost,
   loopInternals,
+  type ReclaimCandidate,
   type Reclaimer,
   threadInternals,
 } from "./_internal.ts";
@@ -309,6 +310,7 @@ export class EvLoop implements AsyncDisposable {
       loop.#reclaimers.add(reclaimer);
       return () => loop.#reclaimers.delete(reclaimer);
     };
+    loopInternals.reclaim = (loop) => loop.#reclaim();
     loopInternals.yieldSlot = (loop, thread) => {
       if (loop.#holding <= loop.#yielding.size) return false;
       if (thread.parent !== undefined || !loop.#threads.has(thread)) {
@@ -327,18 +329,28 @@ export class EvLoop implements AsyncDisposable {
     }
   }
 
-  /** Asks the reclaimers, in order, to end one task; true if one did. */
+  /**
+   * Ends the oldest candidate that the reclaimers offer (across all servers
+   * on the loop); true if there was one.
+   */
   #reclaimOne(): boolean {
+    let best: ReclaimCandidate | undefined;
     for (const reclaimer of this.#reclaimers) {
-      const thread = reclaimer();
-      if (thread === undefined) continue;
-      if (thread.parent === undefined && this.#threads.has(thread)) {
-        this.#yielding.add(thread);
+      const candidate = reclaimer();
+      if (
+        candidate !== undefined &&
+        (best === undefined || candidate.since < best.since)
+      ) {
+        best = candidate;
       }
-      this.#stats.reclaimed++;
-      return true;
     }
-    return false;
+    if (best === undefined) return false;
+    const thread = best.reclaim();
+    if (thread.parent === undefined && this.#threads.has(thread)) {
+      this.#yielding.add(thread);
+    }
+    this.#stats.reclaimed++;
+    return true;
   }
 
   #report(

@@ -272,6 +272,7 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.setTls = (socket, info) => {
       socket.#tls = info;
     };
+    socketInternals.readWaiting = (socket) => socket.#readers.length > 0;
     socketInternals.readUntilEither = (socket, a, b, options) =>
       socket.#read(
         KIND_UNTIL,
@@ -1406,7 +1407,7 @@ export class EvSocket implements AsyncDisposable {
    * timeouts, no bytes are lost: a read takes nothing, and a send's unwritten
    * bytes stay queued. A call's own `timeout` and `deadline` still apply; the
    * earliest limit wins. A waiting `readable` stream errors with the
-   * `TimeoutError`.
+   * `TimeoutError`; `readable` then gives a new stream.
    *
    * @example Bounding a whole exchange
    * ```ts
@@ -1759,16 +1760,30 @@ export class EvSocket implements AsyncDisposable {
    * ```
    */
   get readable(): ReadableStream<Uint8Array> {
-    this.#readable ??= new ReadableStream<Uint8Array>({
+    if (this.#readable !== undefined) return this.#readable;
+    const stream: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        const chunk: Uint8Array | null | undefined = await this.#read(
-          KIND_CHUNK,
-          undefined,
-          undefined,
-          0,
-          undefined,
-          false,
-        );
+        let chunk: Uint8Array | null | undefined;
+        try {
+          chunk = await this.#read(
+            KIND_CHUNK,
+            undefined,
+            undefined,
+            0,
+            undefined,
+            false,
+          );
+        } catch (error) {
+          // A timeout or deadline errors the stream for good, but not the
+          // socket: the next `readable` is a new stream.
+          if (
+            error instanceof DOMException && error.name === "TimeoutError" &&
+            this.#readable === stream
+          ) {
+            this.#readable = undefined;
+          }
+          throw error;
+        }
         // undefined: a recv took over while no reader held the stream.
         if (chunk === null) controller.close();
         else if (chunk !== undefined) controller.enqueue(chunk);
@@ -1779,7 +1794,8 @@ export class EvSocket implements AsyncDisposable {
         }
       },
     }, { highWaterMark: 0 });
-    return this.#readable;
+    this.#readable = stream;
+    return stream;
   }
 
   /**

@@ -358,14 +358,19 @@ export class EvThread<T = unknown> {
     if (signal.aborted) return Promise.reject(signal.reason);
     const left = deadline - Date.now();
     if (left >= ms) return delay(ms, { signal });
-    if (left <= 0) {
-      this.#host.countTimeout();
-      return Promise.reject(timeoutError("The delay's deadline has passed"));
-    }
-    return delay(left, { signal }).then(() => {
-      this.#host.countTimeout();
-      throw timeoutError("The delay's deadline has passed");
-    });
+    // Wait until the deadline; a timer caps at 2^31-1 ms (about 24.8 days),
+    // so a later deadline takes several.
+    const untilDeadline = (): Promise<void> => {
+      const rest = deadline! - Date.now();
+      if (rest <= 0) {
+        this.#host.countTimeout();
+        return Promise.reject(
+          timeoutError("The delay's deadline has passed"),
+        );
+      }
+      return delay(rest, { signal }).then(untilDeadline);
+    };
+    return untilDeadline();
   }
 
   /**

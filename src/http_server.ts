@@ -18,7 +18,11 @@ import {
   checkTimeout,
 } from "./_validate.ts";
 import { GracePeriod } from "./_delay.ts";
-import { loopInternals, socketInternals } from "./_internal.ts";
+import {
+  loopInternals,
+  type ReclaimCandidate,
+  socketInternals,
+} from "./_internal.ts";
 import { LimitExceededError } from "./errors.ts";
 import { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -407,22 +411,31 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
    * in the middle of a request (or with bytes of the next one) are never
    * touched, nor ones that have not had a response yet.
    */
-  #reclaimIdle(): EvThread<unknown> | undefined {
+  #reclaimIdle(): ReclaimCandidate | undefined {
     let oldest: Connection | undefined;
     for (const c of this.#connections) {
+      // Idle: between responses, its read of the next head still waiting
+      // (a read that has settled may hold a whole request), nothing of the
+      // next request received.
       if (
         c.idle && c.idleSince > 0 && c.socket.buffered === 0 &&
-        !c.thread.signal.aborted &&
+        socketInternals.readWaiting(c.socket) && !c.thread.signal.aborted &&
         (oldest === undefined || c.idleSince < oldest.idleSince)
       ) {
         oldest = c;
       }
     }
     if (oldest === undefined) return undefined;
-    oldest.thread.abort(
-      abortError("Closed an idle keep-alive connection to free a slot"),
-    );
-    return oldest.thread;
+    const chosen = oldest;
+    return {
+      since: chosen.idleSince,
+      reclaim: () => {
+        chosen.thread.abort(
+          abortError("Closed an idle keep-alive connection to free a slot"),
+        );
+        return chosen.thread;
+      },
+    };
   }
 
   #allEnded(): Promise<void> {
@@ -631,15 +644,16 @@ async function serveConnection(
     while (true) {
       connection.idle = true;
       if (serverInternals.draining(server)) return;
-      const more = await exchange(site, socket, thread, remoteAddr, {
+      const next = exchange(site, socket, thread, remoteAddr, {
         connection,
         state,
         timeout,
       });
-      if (!more) return;
-      // A client waits for a slot of a full pool: give it this one rather
-      // than hold it idle until the next request.
-      if (loopInternals.yieldSlot(server.loop, thread)) return;
+      // Its read of the next head now waits: if a client waits for a slot
+      // of the full pool (it came while this one was busy), the idle
+      // connection that has waited longest, maybe this one, gives it one.
+      if (connection.idleSince > 0) loopInternals.reclaim(server.loop);
+      if (!await next) return;
       connection.idleSince = performance.now();
       timeout = limits.idleTimeout;
     }
@@ -847,7 +861,13 @@ async function exchange(
     }
 
     // The response.
-    let keepAlive = head.keepAlive && !serverInternals.draining(site.server);
+    let keepAlive = head.keepAlive && !serverInternals.draining(site.server) &&
+      // A client waits for a slot that no idle connection could give (they
+      // were offered when it came): this one gives its slot after this
+      // response, which says so (`connection: close`).
+      // Not with a pipelined request received: that one is answered first.
+      !(socket.buffered === 0 &&
+        loopInternals.yieldSlot(site.server.loop, thread));
     if (
       body !== undefined && !body.done && head.expectContinue && !body.started
     ) {
