@@ -33,17 +33,41 @@ export function requestUrl(
   return `${scheme}${target}/`; // authority-form (CONNECT)
 }
 
+// A Host that every URL parser takes as it is: dot-separated labels, the
+// last starting with a letter (a last label that is a number makes the
+// parser read an IPv4 address), none an IDNA "xn--" label (which must be
+// valid punycode); or a dotted IPv4 address; then an optional port.
+const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+const PLAIN_HOST = new RegExp(
+  "^(?:(?:(?![xX][nN]--)[A-Za-z0-9-]+\\.)*(?![xX][nN]--)[A-Za-z][A-Za-z0-9-]*" +
+    `|(?:${OCTET}\\.){3}${OCTET})(?::([0-9]{1,5}))?$`,
+);
+
 /**
- * Whether the URL of a request must be checked with the URL parser: its
- * Host or target has the parts the server's own checks let through but a
- * URL may still reject (a percent sign, an IP literal, a long port, an
- * absolute-form target). Plain requests skip the cost.
+ * Whether a request's URL, made from its target and `host` (its Host field,
+ * or the server's own address), is valid. Plain cases are decided by a
+ * pattern; the rest (IP literals, percent signs, names ending in a number,
+ * IDNA labels, absolute-form targets, ...) by the URL parser. `hostField`
+ * is the Host field as sent: RFC 9112 3.2 wants a 400 for an invalid one
+ * even when an absolute-form target makes the URL.
  */
-export function needsUrlCheck(target: string, host: string): boolean {
-  if (target.charCodeAt(0) !== 0x2f || host.includes("%")) return true;
-  if (host.includes("[")) return true;
-  const colon = host.lastIndexOf(":");
-  return colon >= 0 && Number(host.slice(colon + 1)) > 65_535;
+export function validRequestUrl(
+  target: string,
+  host: string,
+  hostField: string,
+  secure: boolean,
+): boolean {
+  if (hostField !== "" && !plainHost(hostField)) {
+    if (!URL.canParse(`http://${hostField}/`)) return false;
+  }
+  if (target.charCodeAt(0) === 0x2f && plainHost(host)) return true;
+  return URL.canParse(requestUrl(target, host, secure));
+}
+
+function plainHost(host: string): boolean {
+  const match = PLAIN_HOST.exec(host);
+  return match !== null &&
+    (match[1] === undefined || Number(match[1]) <= 65_535);
 }
 
 /** Calls a body method of a Response built over this request's body. */

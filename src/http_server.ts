@@ -2,7 +2,7 @@
 
 import { BodyReader } from "./_http_body.ts";
 import { HttpError, latin1, parseHead } from "./_http_parse.ts";
-import { HttpRequest, needsUrlCheck, requestUrl } from "./_http_request.ts";
+import { HttpRequest, validRequestUrl } from "./_http_request.ts";
 import {
   sendContinue,
   sendError,
@@ -756,8 +756,12 @@ async function exchange(
 
   const host = head.host || hostOf(socket.localAddr);
   if (
-    needsUrlCheck(head.target, host) &&
-    !URL.canParse(requestUrl(head.target, host))
+    !validRequestUrl(
+      head.target,
+      host,
+      head.host ?? "",
+      socket.tls !== undefined,
+    )
   ) {
     await sendError(socket, 400, sendTimeout);
     return false;
