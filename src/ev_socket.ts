@@ -1,5 +1,6 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
+import { buffers } from "./_buffer_pool.ts";
 import { indexOf } from "./_bytes.ts";
 import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
 import { type SocketHost, socketInternals } from "./_internal.ts";
@@ -83,8 +84,17 @@ export interface EvSendTimeoutError extends DOMException {
 
 /** Default limit of {@linkcode EvSocket.readLine} / `readUntil`. */
 const DEFAULT_MAX_LENGTH = 65_536;
-/** Initial size of a socket's read buffer. */
-const READ_BUFFER_SIZE = 16_384;
+/**
+ * A read that starts with nothing buffered, after a read that did not fill
+ * its buffer (the peer had sent all it had), reads into a buffer this small:
+ * it may wait long (an idle keep-alive connection), and Deno holds its
+ * buffer meanwhile. A read that fills it switches the socket to a 16 KiB
+ * buffer from the shared pool, given back once everything is consumed.
+ */
+const SMALL_READ = 512;
+/** Size of a socket's read buffer while bytes stream in (pooled). */
+const READ_BUFFER_SIZE = buffers.size;
+const EMPTY = new Uint8Array(0);
 /** The read buffer grows to a recv's buffer size, up to this. */
 const MAX_RECV_BUFFER = 1 << 20;
 /** Most bytes read ahead while only the end of the stream is awaited. */
@@ -217,7 +227,15 @@ export class EvSocket implements AsyncDisposable {
   // Read side: bytes [#rs, #re) of #rbuf are buffered. Only #fill and
   // #onRead move #re or the buffer itself, and never while a read is in
   // flight; consumers only advance #rs.
-  #rbuf: Uint8Array;
+  #rbuf: Uint8Array = EMPTY;
+  /** This socket's small buffer for reads that may wait long. */
+  #small: Uint8Array | undefined;
+  /** Whether `#rbuf` came from the shared pool. */
+  #pooled = false;
+  /** Whether the last read of the connection filled what it asked for. */
+  #streaming = false;
+  /** Bytes the read in flight asked for. */
+  #asked = 0;
   #rs = 0;
   #re = 0;
   #reading: Promise<void> | undefined;
@@ -229,7 +247,11 @@ export class EvSocket implements AsyncDisposable {
   // Write side.
   #writers: WriteRequest[] = [];
   #writing: Promise<void> | undefined;
-  /** Where sends that can be abandoned are copied before being written. */
+  /**
+   * Where a caller's bytes are copied before being written: a pooled 16 KiB
+   * buffer, or a larger one for bulk sends; given back when the write queue
+   * empties.
+   */
   #stage: Uint8Array | undefined;
   #writeError: unknown = undefined;
   #writeClosed = false;
@@ -304,7 +326,6 @@ export class EvSocket implements AsyncDisposable {
       );
     }
     this.#conn = conn;
-    this.#rbuf = new Uint8Array(READ_BUFFER_SIZE);
   }
 
   /**
@@ -848,27 +869,59 @@ export class EvSocket implements AsyncDisposable {
     if (this.#eof || this.#readError !== undefined || this.#closed) return;
     const have = this.#re - this.#rs;
     if (have >= READ_AHEAD_MAX) return;
+    if (have === 0 && !this.#streaming) {
+      this.#startRead(this.#useSmall());
+      return;
+    }
     if (have === 0) this.#rs = this.#re = 0;
-    else if (this.#rs > 0 && this.#rbuf.byteLength - this.#re < 4096) {
+    if (this.#rbuf.byteLength < READ_BUFFER_SIZE) {
+      this.#grow(READ_BUFFER_SIZE);
+    } else if (this.#rs > 0 && this.#rbuf.byteLength - this.#re < 4096) {
       this.#rbuf.copyWithin(0, this.#rs, this.#re);
       this.#rs = 0;
       this.#re = have;
     }
     if (this.#re === this.#rbuf.byteLength) {
       // Full, and still under the read-ahead limit: grow towards it.
-      const bigger = new Uint8Array(
-        Math.min(2 * this.#rbuf.byteLength, READ_AHEAD_MAX),
-      );
-      bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
-      this.#rbuf = bigger;
-      this.#rs = 0;
-      this.#re = have;
+      this.#grow(Math.min(2 * this.#rbuf.byteLength, READ_AHEAD_MAX));
     }
     const end = Math.min(this.#rbuf.byteLength, this.#rs + READ_AHEAD_MAX);
-    this.#reading = this.#conn.read(this.#rbuf.subarray(this.#re, end)).then(
-      this.#onRead,
-      this.#onReadError,
-    );
+    this.#startRead(this.#rbuf.subarray(this.#re, end));
+  }
+
+  /** Starts a read of the connection into `view` (part of `#rbuf`). */
+  #startRead(view: Uint8Array): void {
+    this.#asked = view.byteLength;
+    this.#reading = this.#conn.read(view).then(this.#onRead, this.#onReadError);
+  }
+
+  /**
+   * With nothing buffered, makes the small buffer the read buffer (giving a
+   * pooled one back) and returns it.
+   */
+  #useSmall(): Uint8Array {
+    if (this.#pooled) {
+      buffers.put(this.#rbuf);
+      this.#pooled = false;
+    }
+    this.#rs = this.#re = 0;
+    return this.#rbuf = this.#small ??= new Uint8Array(SMALL_READ);
+  }
+
+  /**
+   * Moves the buffered bytes to a read buffer of at least `size` bytes (a
+   * pooled one when it is big enough). No read may be in flight.
+   */
+  #grow(size: number): void {
+    const have = this.#re - this.#rs;
+    const pooled = size <= READ_BUFFER_SIZE;
+    const bigger = pooled ? buffers.get() : new Uint8Array(size);
+    bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
+    if (this.#pooled) buffers.put(this.#rbuf);
+    this.#rbuf = bigger;
+    this.#pooled = pooled;
+    this.#rs = 0;
+    this.#re = have;
   }
 
   /** Starts one read of the connection into the buffer. */
@@ -877,7 +930,12 @@ export class EvSocket implements AsyncDisposable {
     if (this.#eof || this.#readError !== undefined || this.#closed) return;
     const head = this.#readers[0]!;
     const have = this.#re - this.#rs;
+    if (have === 0 && !this.#streaming) {
+      this.#startRead(this.#useSmall());
+      return;
+    }
     if (have === 0) this.#rs = this.#re = 0;
+    if (this.#rbuf.byteLength < READ_BUFFER_SIZE) this.#grow(READ_BUFFER_SIZE);
     const cap = this.#rbuf.byteLength;
     let want = cap;
     if (head.kind === KIND_RECV) {
@@ -894,20 +952,13 @@ export class EvSocket implements AsyncDisposable {
       want = Math.min(2 * cap, head.max);
     }
     if (want > cap) {
-      const bigger = new Uint8Array(want);
-      bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
-      this.#rbuf = bigger;
-      this.#rs = 0;
-      this.#re = have;
+      this.#grow(want);
     } else if (this.#rs > 0 && cap - this.#re < 4096) {
       this.#rbuf.copyWithin(0, this.#rs, this.#re);
       this.#rs = 0;
       this.#re = have;
     }
-    this.#reading = this.#conn.read(this.#rbuf.subarray(this.#re)).then(
-      this.#onRead,
-      this.#onReadError,
-    );
+    this.#startRead(this.#rbuf.subarray(this.#re));
   }
 
   #onRead = (n: number | null): void => {
@@ -917,6 +968,7 @@ export class EvSocket implements AsyncDisposable {
       this.#eof = true;
     } else {
       this.#re += n;
+      this.#streaming = n === this.#asked;
       if (this.#idleMs !== undefined) this.#lastActivity = performance.now();
     }
     this.#serveReads();
@@ -1133,9 +1185,14 @@ export class EvSocket implements AsyncDisposable {
       const length = end - req.offset;
       let stage = this.#stage;
       if (stage === undefined || stage.byteLength < length) {
-        let size = 256;
-        while (size < length) size *= 2;
-        stage = this.#stage = new Uint8Array(size);
+        if (stage !== undefined) buffers.put(stage);
+        if (length <= buffers.size) stage = buffers.get();
+        else {
+          let size = 2 * buffers.size;
+          while (size < length) size *= 2;
+          stage = new Uint8Array(size);
+        }
+        this.#stage = stage;
       }
       stage.set(bytes.subarray(req.offset, end));
       op = this.#conn.write(stage.subarray(0, length));
@@ -1170,6 +1227,11 @@ export class EvSocket implements AsyncDisposable {
       req.resolve?.();
     }
     if (this.#writers.length > 0) this.#startWrite();
+    else if (this.#stage !== undefined) {
+      // Nothing queued and no write in flight: give the staging buffer back.
+      buffers.put(this.#stage);
+      this.#stage = undefined;
+    }
   }
 
   #onWriteError = (error: unknown): void => {
