@@ -1,0 +1,35 @@
+/**
+ * Hello-world HTTP server for `bench/scale_out.ts`: the app of
+ * `_http_evthread_server.ts` (`serve()`, every request gets 200
+ * `Hello, World!`) behind HAProxy, reading the PROXY protocol header that
+ * HAProxy's `send-proxy-v2` sends (`proxyProtocol: { trusted:
+ * ["127.0.0.1"] }`: required, so only HAProxy on this host can reach it).
+ *
+ * Usage: `deno run --allow-net bench/_http_proxied_server.ts [port]` (0 =
+ * ephemeral). Prints `listening <port>` as its first stdout line. On SIGTERM
+ * it shuts down and lets the process end by itself.
+ *
+ * @module
+ */
+
+import { serve } from "../http.ts";
+
+const port = Number(Deno.args[0] ?? 0);
+const server = serve(
+  {
+    hostname: "127.0.0.1",
+    port,
+    proxyProtocol: { trusted: ["127.0.0.1"] },
+    onListen(addr) {
+      console.log(`listening ${addr.port}`);
+    },
+  },
+  () => new Response("Hello, World!"),
+);
+
+function onTerm(): void {
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  server.shutdown({ grace: 1000 });
+}
+Deno.addSignalListener("SIGTERM", onTerm);
+await server.finished;
