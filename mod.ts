@@ -12,7 +12,10 @@
  * - {@linkcode EvSocket}: a connection with per-call timeouts that lose no
  *   data, buffered reads, full duplex, and Web streams.
  * - {@linkcode EvTcpAcceptor}: listens and runs a pooled task per
- *   connection.
+ *   connection (TCP, TLS or Unix domain sockets; optionally behind a proxy
+ *   that sends the PROXY protocol).
+ * - {@linkcode EvCluster}: one loop per core (Deno workers sharing a port
+ *   with `reusePort`); {@linkcode evClusterWorker} runs in each worker.
  *
  * No dependencies; needs `--allow-net`.
  *
@@ -43,6 +46,7 @@
  */
 
 export * from "./src/errors.ts";
+export * from "./src/ev_cluster.ts";
 export * from "./src/ev_loop.ts";
 export * from "./src/ev_socket.ts";
 export * from "./src/ev_tcp_acceptor.ts";

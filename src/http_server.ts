@@ -397,8 +397,9 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
       // Idle: between requests, with no byte of the next one yet.
       if (c.idle && c.socket.buffered === 0) c.thread.abort(reason);
     }
-    if (!this.#ownLoop && !this.#grace.started) {
-      // The shared loop is shutting down: it applies its own grace.
+    if (!this.#grace.started) {
+      // The loop is shutting down (a shared one, or its own called
+      // directly, as by EvCluster): it applies its own grace.
       this.#acceptor.close().then(() => this.#allEnded()).then(() =>
         this.#resolveFinished()
       );
@@ -455,11 +456,9 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
           loop,
           () => server.#reclaimIdle(),
         );
-        if (!ownLoop) {
-          loop.draining.addEventListener("abort", () => server.#drain(), {
-            once: true,
-          });
-        }
+        loop.draining.addEventListener("abort", () => server.#drain(), {
+          once: true,
+        });
         return server;
       },
       draining: (server) => server.#draining.signal.aborted,

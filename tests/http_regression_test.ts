@@ -1,7 +1,12 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 // Regressions found in review, one test each.
 
-import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertLess,
+  assertStringIncludes,
+} from "@std/assert";
 import {
   head,
   RawClient,
@@ -299,4 +304,20 @@ Deno.test("serve() fails a body read made after the response was sent", async ()
   assertEquals((await client.readResponse()).text, "early");
   const outcome = await within(late.promise, "the late read");
   assert(outcome instanceof TypeError, String(outcome));
+});
+
+// serve() without `loop` makes its own; shutting that loop down directly (as
+// EvCluster's workers do) used to leave idle keep-alive connections open for
+// the whole grace and never resolve `server.finished`.
+Deno.test("serve(): shutting down the server's own loop directly drains it and resolves finished", async () => {
+  const server = startServer({ idleTimeout: 60_000 }, () => new Response("ok"));
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("GET / HTTP/1.1", "Host: x"));
+  assertEquals((await client.readResponse()).text, "ok");
+  const start = performance.now();
+  await server.loop.shutdown({ grace: 30_000 });
+  await within(server.finished, "server.finished", 10_000);
+  // The idle connection was closed at once, not after the grace.
+  assertLess(performance.now() - start, 10_000);
+  assertEquals((await client.readToEnd()).rest, "");
 });
