@@ -4,13 +4,24 @@
 // costs a timer op each. Here a call costs one heap insert and one removal,
 // and a single unref'd timer is armed for the earliest deadline.
 
-/** A scheduled deadline. Keep it to cancel the deadline. */
+/**
+ * A scheduled deadline. Keep it to cancel the deadline.
+ *
+ * {@linkcode DeadlineQueue.schedule} makes one around a callback. An object
+ * that lives as long as its deadline anyway (a socket's pending call, say)
+ * can be the entry itself, with `fire` as a method of its class: then
+ * {@linkcode DeadlineQueue.add} schedules it, and the deadline costs no
+ * closure and no entry of its own.
+ */
 export interface DeadlineEntry {
   /** When it fires, in `performance.now()` milliseconds. */
   at: number;
-  /** Called once when the deadline passes, unless cancelled first. */
-  fire: () => void;
-  /** Position in the heap; -1 once fired or cancelled. */
+  /**
+   * Called once, as a method of the entry, when the deadline passes, unless
+   * cancelled first.
+   */
+  fire(): void;
+  /** Position in the heap; -1 while not pending (fired or cancelled). */
   index: number;
 }
 
@@ -31,15 +42,22 @@ export class DeadlineQueue {
 
   /** Calls `fire` once after `ms` milliseconds unless cancelled. */
   schedule(ms: number, fire: () => void): DeadlineEntry {
-    const entry: DeadlineEntry = {
-      at: performance.now() + ms,
-      fire,
-      index: this.#heap.length,
-    };
+    const entry: DeadlineEntry = { at: 0, fire, index: -1 };
+    this.add(entry, ms);
+    return entry;
+  }
+
+  /**
+   * Schedules `entry` itself to fire after `ms` milliseconds unless
+   * cancelled. It must not be pending (`index` -1); once it has fired or
+   * been cancelled it can be added again.
+   */
+  add(entry: DeadlineEntry, ms: number): void {
+    entry.at = performance.now() + ms;
+    entry.index = this.#heap.length;
     this.#heap.push(entry);
     this.#up(entry.index);
     if (entry.at < this.#timerAt) this.#arm(entry.at);
-    return entry;
   }
 
   /** Removes a pending deadline; a no-op if it already fired or was removed. */

@@ -108,8 +108,44 @@ const KIND_UNTIL = 2;
 const KIND_CHUNK = 3;
 const KIND_PEEK = 4;
 
-/** A pending read call. */
-interface ReadRequest {
+/**
+ * What a pending call's time limit does when it passes; set from
+ * {@linkcode EvSocket}'s static block (it reaches the socket's private
+ * state).
+ */
+let expireRead: (socket: EvSocket, req: ReadRequest) => void;
+let expireWrite: (socket: EvSocket, req: WriteRequest) => void;
+
+/**
+ * A socket's idle timeout and socket-wide deadlines. Made by the first
+ * `setIdleTimeout` or `setDeadline` (or `setReadDeadline`,
+ * `setWriteDeadline`): most sockets use neither, and spend no memory on them.
+ */
+class SocketLimits {
+  // Idle timeout.
+  idleMs: number | undefined = undefined;
+  idleEntry: DeadlineEntry | undefined = undefined;
+  lastActivity = 0;
+  idleExpired = false;
+
+  // Socket-wide deadlines (epoch ms; Infinity: none). `fired` is set when the
+  // deadline's entry fires, which may be up to 1 ms before `Date.now()`
+  // reaches it, so that no call slips in after the pending ones expired.
+  readDeadline = Infinity;
+  readFired = false;
+  readEntry: DeadlineEntry | undefined = undefined;
+  writeDeadline = Infinity;
+  writeFired = false;
+  writeEntry: DeadlineEntry | undefined = undefined;
+}
+
+/**
+ * A pending read call. With a timeout or a deadline it is its own entry in
+ * the shared deadline queue (`at`, `index`, `fire`), so that a call that
+ * waits costs no closure and no entry besides it.
+ */
+class ReadRequest implements DeadlineEntry {
+  socket: EvSocket;
   kind: number;
   /** recv / readFull target. */
   buf: Uint8Array | undefined;
@@ -120,26 +156,90 @@ interface ReadRequest {
   /** readUntil limit. */
   max: number;
   /** readUntil: bytes already searched without finding the delimiter. */
-  scanned: number;
+  scanned = 0;
   resolve: (value: Any) => void;
   reject: (reason: unknown) => void;
-  entry: DeadlineEntry | undefined;
+  /** The time limit, in ms, for the error message. */
+  ms = 0;
+  /** Whether the time limit is the call's deadline rather than its timeout. */
+  byDeadline = false;
+  /** Deadline queue: when it expires, and where it is in the heap. */
+  at = 0;
+  index = -1;
   signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  onAbort: (() => void) | undefined = undefined;
+
+  constructor(
+    socket: EvSocket,
+    kind: number,
+    buf: Uint8Array | undefined,
+    delim: Uint8Array | undefined,
+    delim2: Uint8Array | undefined,
+    max: number,
+    resolve: (value: Any) => void,
+    reject: (reason: unknown) => void,
+    signal: AbortSignal | undefined,
+  ) {
+    this.socket = socket;
+    this.kind = kind;
+    this.buf = buf;
+    this.delim = delim;
+    this.delim2 = delim2;
+    this.max = max;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.signal = signal;
+  }
+
+  /** The time limit passed. */
+  fire(): void {
+    expireRead(this.socket, this);
+  }
 }
 
-/** A queued write; `resolve` is undefined once its caller stopped waiting. */
-interface WriteRequest {
+/**
+ * A queued write; `resolve` is undefined once its caller stopped waiting.
+ * Like {@linkcode ReadRequest}, it is its own deadline entry.
+ */
+class WriteRequest implements DeadlineEntry {
+  socket: EvSocket;
   /** The bytes to write; `undefined` marks a `closeWrite`. */
   bytes: Uint8Array | undefined;
-  offset: number;
+  offset = 0;
   /** Whether `bytes` is the socket's own copy rather than the caller's. */
   owned: boolean;
   resolve: (() => void) | undefined;
   reject: (reason: unknown) => void;
-  entry: DeadlineEntry | undefined;
+  /** The time limit, in ms, for the error message. */
+  ms = 0;
+  /** Whether the time limit is the call's deadline rather than its timeout. */
+  byDeadline = false;
+  /** Deadline queue: when it expires, and where it is in the heap. */
+  at = 0;
+  index = -1;
   signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  onAbort: (() => void) | undefined = undefined;
+
+  constructor(
+    socket: EvSocket,
+    bytes: Uint8Array | undefined,
+    owned: boolean,
+    resolve: () => void,
+    reject: (reason: unknown) => void,
+    signal: AbortSignal | undefined,
+  ) {
+    this.socket = socket;
+    this.bytes = bytes;
+    this.owned = owned;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.signal = signal;
+  }
+
+  /** The time limit passed. */
+  fire(): void {
+    expireWrite(this.socket, this);
+  }
 }
 
 // deno-lint-ignore no-explicit-any
@@ -242,7 +342,8 @@ export class EvSocket implements AsyncDisposable {
   #eof = false;
   #readError: unknown = undefined;
   #readers: ReadRequest[] = [];
-  #endWatchers: (() => void)[] = [];
+  /** For `socketInternals.watchEnd`; made when first needed. */
+  #endWatchers: (() => void)[] | undefined;
 
   // Write side.
   #writers: WriteRequest[] = [];
@@ -256,21 +357,8 @@ export class EvSocket implements AsyncDisposable {
   #writeError: unknown = undefined;
   #writeClosed = false;
 
-  // Idle timeout.
-  #idleMs: number | undefined;
-  #idleEntry: DeadlineEntry | undefined;
-  #lastActivity = 0;
-  #idleExpired = false;
-
-  // Socket-wide deadlines (epoch ms; Infinity: none). `fired` is set when the
-  // deadline's entry fires, which may be up to 1 ms before `Date.now()`
-  // reaches it, so that no call slips in after the pending ones expired.
-  #readDeadline = Infinity;
-  #readFired = false;
-  #readEntry: DeadlineEntry | undefined;
-  #writeDeadline = Infinity;
-  #writeFired = false;
-  #writeEntry: DeadlineEntry | undefined;
+  /** Idle timeout and socket-wide deadlines, once either is set. */
+  #limits: SocketLimits | undefined;
 
   #readable: ReadableStream<Uint8Array> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
@@ -280,6 +368,8 @@ export class EvSocket implements AsyncDisposable {
   #tls: Deno.TlsHandshakeInfo | undefined;
 
   static {
+    expireRead = (socket, req) => socket.#expireRead(req);
+    expireWrite = (socket, req) => socket.#expireWrite(req);
     socketInternals.attach = (socket, host) => {
       socket.#host = host;
     };
@@ -408,8 +498,11 @@ export class EvSocket implements AsyncDisposable {
     const have = this.#re - this.#rs;
     if (
       have > 0 && this.#readers.length === 0 && !this.#closed &&
-      !this.#readable?.locked && !this.#idleExpired &&
-      this.#readDeadline === Infinity && options?.deadline === undefined &&
+      !this.#readable?.locked &&
+      (this.#limits === undefined ||
+        (!this.#limits.idleExpired &&
+          this.#limits.readDeadline === Infinity)) &&
+      options?.deadline === undefined &&
       !this.#host?.signal.aborted && !options?.signal?.aborted
     ) {
       const n = have < buf.byteLength ? have : buf.byteLength;
@@ -619,16 +712,19 @@ export class EvSocket implements AsyncDisposable {
     const hostSignal = this.#host?.signal;
     if (hostSignal?.aborted) return Promise.reject(hostSignal.reason);
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#idleExpired) {
-      this.#idleExpired = false;
-      return Promise.reject(this.#idleTimeoutError());
-    }
-    if (
-      this.#readDeadline !== Infinity &&
-      (this.#readFired || Date.now() >= this.#readDeadline)
-    ) {
-      this.#countTimeout();
-      return Promise.reject(deadlineError("read", true));
+    const limits = this.#limits;
+    if (limits !== undefined) {
+      if (limits.idleExpired) {
+        limits.idleExpired = false;
+        return Promise.reject(this.#idleTimeoutError());
+      }
+      if (
+        limits.readDeadline !== Infinity &&
+        (limits.readFired || Date.now() >= limits.readDeadline)
+      ) {
+        this.#countTimeout();
+        return Promise.reject(deadlineError("read", true));
+      }
     }
     let byDeadline = false;
     if (deadline !== undefined) {
@@ -643,19 +739,17 @@ export class EvSocket implements AsyncDisposable {
       }
     }
     return new Promise((resolve, reject) => {
-      const req: ReadRequest = {
+      const req = new ReadRequest(
+        this,
         kind,
         buf,
         delim,
         delim2,
         max,
-        scanned: 0,
         resolve,
         reject,
-        entry: undefined,
         signal,
-        onAbort: undefined,
-      };
+      );
       if (this.#readers.length === 0 && this.#complete(req)) return;
       if (timeout === 0 && !byDeadline) {
         // Read what the kernel holds into the buffer for the next call, so
@@ -668,17 +762,10 @@ export class EvSocket implements AsyncDisposable {
         return;
       }
       if (timeout !== undefined) {
-        const ms = timeout;
-        req.entry = deadlines.schedule(ms, () => {
-          req.entry = undefined;
-          this.#countTimeout();
-          this.#dropReader(
-            req,
-            byDeadline
-              ? deadlineError("read", false)
-              : timeoutError(`Read timed out after ${ms} ms`),
-          );
-        });
+        // The request is its own deadline entry: see #expireRead.
+        req.ms = timeout;
+        req.byDeadline = byDeadline;
+        deadlines.add(req, timeout);
       }
       if (signal !== undefined) {
         req.onAbort = () => {
@@ -687,7 +774,10 @@ export class EvSocket implements AsyncDisposable {
         };
         signal.addEventListener("abort", req.onAbort, { once: true });
       }
-      this.#readers.push(req);
+      // A queue of one is made anew rather than pushed to: an empty array
+      // that grows makes room for 17, and most sockets never queue two reads.
+      if (this.#readers.length === 0) this.#readers = [req];
+      else this.#readers.push(req);
       if (this.#reading === undefined) this.#fill();
     });
   }
@@ -848,14 +938,11 @@ export class EvSocket implements AsyncDisposable {
     }
     if (this.#reading === undefined) {
       if (readers.length > 0) this.#fill();
-      else if (this.#endWatchers.length > 0) this.#readAhead();
+      else if (this.#watchingEnd()) this.#readAhead();
     }
-    if (
-      this.#endWatchers.length > 0 &&
-      (this.#eof || this.#readError !== undefined)
-    ) {
-      const watchers = this.#endWatchers;
-      this.#endWatchers = [];
+    if (this.#watchingEnd() && (this.#eof || this.#readError !== undefined)) {
+      const watchers = this.#endWatchers!;
+      this.#endWatchers = undefined;
       for (const notify of watchers) notify();
     }
   }
@@ -961,6 +1048,10 @@ export class EvSocket implements AsyncDisposable {
     this.#startRead(this.#rbuf.subarray(this.#re));
   }
 
+  // The handlers of a read of the connection are made once per socket, not
+  // per read: a socket nearly always has a read in flight, so they are
+  // needed anyway, and the read path then allocates no closure. The other
+  // handlers are methods, wrapped in a closure only when they are used.
   #onRead = (n: number | null): void => {
     this.#reading = undefined;
     if (this.#closed) return;
@@ -969,7 +1060,7 @@ export class EvSocket implements AsyncDisposable {
     } else {
       this.#re += n;
       this.#streaming = n === this.#asked;
-      if (this.#idleMs !== undefined) this.#lastActivity = performance.now();
+      this.#active();
     }
     this.#serveReads();
   };
@@ -992,11 +1083,20 @@ export class EvSocket implements AsyncDisposable {
     if (i === 0 && this.#readers.length > 0) this.#serveReads();
   }
 
+  /** A read's time limit passed: it rejects, and the bytes stay. */
+  #expireRead(req: ReadRequest): void {
+    this.#countTimeout();
+    this.#dropReader(
+      req,
+      req.byDeadline
+        ? deadlineError("read", false)
+        : timeoutError(`Read timed out after ${req.ms} ms`),
+    );
+  }
+
   #forget(req: ReadRequest | WriteRequest): void {
-    if (req.entry !== undefined) {
-      deadlines.cancel(req.entry);
-      req.entry = undefined;
-    }
+    // A no-op unless its time limit is pending.
+    deadlines.cancel(req);
     if (req.onAbort !== undefined) {
       req.signal!.removeEventListener("abort", req.onAbort);
       req.onAbort = undefined;
@@ -1100,18 +1200,21 @@ export class EvSocket implements AsyncDisposable {
     const hostSignal = this.#host?.signal;
     if (hostSignal?.aborted) return Promise.reject(hostSignal.reason);
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#idleExpired) {
-      this.#idleExpired = false;
-      return Promise.reject(this.#idleTimeoutError());
-    }
-    if (
-      this.#writeDeadline !== Infinity &&
-      (this.#writeFired || Date.now() >= this.#writeDeadline)
-    ) {
-      this.#countTimeout();
-      return Promise.reject(
-        Object.assign(deadlineError("send", true), { bytesWritten: 0 }),
-      );
+    const limits = this.#limits;
+    if (limits !== undefined) {
+      if (limits.idleExpired) {
+        limits.idleExpired = false;
+        return Promise.reject(this.#idleTimeoutError());
+      }
+      if (
+        limits.writeDeadline !== Infinity &&
+        (limits.writeFired || Date.now() >= limits.writeDeadline)
+      ) {
+        this.#countTimeout();
+        return Promise.reject(
+          Object.assign(deadlineError("send", true), { bytesWritten: 0 }),
+        );
+      }
     }
     let byDeadline = false;
     if (deadline !== undefined) {
@@ -1130,29 +1233,13 @@ export class EvSocket implements AsyncDisposable {
     if (bytes === undefined) this.#writeClosed = true;
     else if (bytes.byteLength === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const req: WriteRequest = {
-        bytes,
-        offset: 0,
-        owned,
-        resolve,
-        reject,
-        entry: undefined,
-        signal,
-        onAbort: undefined,
-      };
+      const req = new WriteRequest(this, bytes, owned, resolve, reject, signal);
       this.#writers.push(req);
       if (timeout !== undefined) {
-        const ms = timeout;
-        req.entry = deadlines.schedule(ms, () => {
-          req.entry = undefined;
-          this.#countTimeout();
-          this.#detachWriter(
-            req,
-            byDeadline
-              ? deadlineError("send", false)
-              : timeoutError(`Send timed out after ${ms} ms`),
-          );
-        });
+        // The request is its own deadline entry: see #expireWrite.
+        req.ms = timeout;
+        req.byDeadline = byDeadline;
+        deadlines.add(req, timeout);
       }
       if (signal !== undefined) {
         req.onAbort = () => {
@@ -1203,7 +1290,7 @@ export class EvSocket implements AsyncDisposable {
     }
     this.#writing = op.then(
       (n) => this.#onWritten(req, n),
-      this.#onWriteError,
+      (error) => this.#onWriteError(error),
     );
   }
 
@@ -1216,7 +1303,7 @@ export class EvSocket implements AsyncDisposable {
         // A timeout may have swapped in a copy of the rest (offset 0): the
         // write in flight started at that copy's first byte either way.
         req.offset += n;
-        if (this.#idleMs !== undefined) this.#lastActivity = performance.now();
+        this.#active();
         if (req.offset < req.bytes.byteLength) {
           this.#startWrite();
           return;
@@ -1234,12 +1321,23 @@ export class EvSocket implements AsyncDisposable {
     }
   }
 
-  #onWriteError = (error: unknown): void => {
+  #onWriteError(error: unknown): void {
     this.#writing = undefined;
     if (this.#closed) return;
     this.#writeError = error;
     this.#rejectWriters(error);
-  };
+  }
+
+  /** A send's time limit passed: it rejects, and its bytes stay queued. */
+  #expireWrite(req: WriteRequest): void {
+    this.#countTimeout();
+    this.#detachWriter(
+      req,
+      req.byDeadline
+        ? deadlineError("send", false)
+        : timeoutError(`Send timed out after ${req.ms} ms`),
+    );
+  }
 
   /** A caller stopped waiting on a send: keep its bytes queued. */
   #detachWriter(req: WriteRequest, reason: unknown): void {
@@ -1424,24 +1522,33 @@ export class EvSocket implements AsyncDisposable {
    */
   setIdleTimeout(ms: number | undefined): void {
     const value = checkTimeout(ms, "ms");
-    if (this.#idleEntry !== undefined) {
-      deadlines.cancel(this.#idleEntry);
-      this.#idleEntry = undefined;
+    if (value === undefined && this.#limits === undefined) return; // none set
+    const limits = this.#limits ??= new SocketLimits();
+    if (limits.idleEntry !== undefined) {
+      deadlines.cancel(limits.idleEntry);
+      limits.idleEntry = undefined;
     }
-    this.#idleMs = value;
-    this.#idleExpired = false;
+    limits.idleMs = value;
+    limits.idleExpired = false;
     if (value === undefined || this.#closed) return;
-    this.#lastActivity = performance.now();
-    this.#idleEntry = deadlines.schedule(value, this.#onIdle);
+    limits.lastActivity = performance.now();
+    limits.idleEntry = deadlines.schedule(value, () => this.#onIdle());
   }
 
-  #onIdle = (): void => {
-    this.#idleEntry = undefined;
-    const ms = this.#idleMs;
+  /** Bytes moved: the idle timeout, if any, starts over. */
+  #active(): void {
+    const limits = this.#limits;
+    if (limits?.idleMs !== undefined) limits.lastActivity = performance.now();
+  }
+
+  #onIdle(): void {
+    const limits = this.#limits!;
+    limits.idleEntry = undefined;
+    const ms = limits.idleMs;
     if (ms === undefined || this.#closed) return;
-    const quiet = performance.now() - this.#lastActivity;
+    const quiet = performance.now() - limits.lastActivity;
     if (quiet + 1 < ms) {
-      this.#idleEntry = deadlines.schedule(ms - quiet, this.#onIdle);
+      limits.idleEntry = deadlines.schedule(ms - quiet, () => this.#onIdle());
       return;
     }
     const waiting = this.#readers.length > 0 ||
@@ -1452,11 +1559,11 @@ export class EvSocket implements AsyncDisposable {
       this.#expireWrites(error);
       this.#countTimeout();
     } else {
-      this.#idleExpired = true;
+      limits.idleExpired = true;
     }
-    this.#lastActivity = performance.now();
-    this.#idleEntry = deadlines.schedule(ms, this.#onIdle);
-  };
+    limits.lastActivity = performance.now();
+    limits.idleEntry = deadlines.schedule(ms, () => this.#onIdle());
+  }
 
   /**
    * Sets the socket's read and write deadlines (Go's `SetDeadline`): every
@@ -1553,48 +1660,61 @@ export class EvSocket implements AsyncDisposable {
   }
 
   #setReadDeadline(at: number): void {
-    if (this.#readEntry !== undefined) {
-      deadlines.cancel(this.#readEntry);
-      this.#readEntry = undefined;
+    if (at === Infinity && this.#limits === undefined) return; // none set
+    const limits = this.#limits ??= new SocketLimits();
+    if (limits.readEntry !== undefined) {
+      deadlines.cancel(limits.readEntry);
+      limits.readEntry = undefined;
     }
-    this.#readDeadline = at;
-    this.#readFired = false;
+    limits.readDeadline = at;
+    limits.readFired = false;
     if (at === Infinity || this.#closed) return;
     const left = at - Date.now();
     if (left <= 0) this.#onReadDeadline();
-    else this.#readEntry = deadlines.schedule(left, this.#onReadDeadline);
+    else {
+      limits.readEntry = deadlines.schedule(left, () => this.#onReadDeadline());
+    }
   }
 
   #setWriteDeadline(at: number): void {
-    if (this.#writeEntry !== undefined) {
-      deadlines.cancel(this.#writeEntry);
-      this.#writeEntry = undefined;
+    if (at === Infinity && this.#limits === undefined) return; // none set
+    const limits = this.#limits ??= new SocketLimits();
+    if (limits.writeEntry !== undefined) {
+      deadlines.cancel(limits.writeEntry);
+      limits.writeEntry = undefined;
     }
-    this.#writeDeadline = at;
-    this.#writeFired = false;
+    limits.writeDeadline = at;
+    limits.writeFired = false;
     if (at === Infinity || this.#closed) return;
     const left = at - Date.now();
     if (left <= 0) this.#onWriteDeadline();
-    else this.#writeEntry = deadlines.schedule(left, this.#onWriteDeadline);
+    else {
+      limits.writeEntry = deadlines.schedule(
+        left,
+        () => this.#onWriteDeadline(),
+      );
+    }
   }
 
-  #onReadDeadline = (): void => {
-    this.#readEntry = undefined;
-    this.#readFired = true;
+  #onReadDeadline(): void {
+    const limits = this.#limits!;
+    limits.readEntry = undefined;
+    limits.readFired = true;
     if (this.#closed || this.#readers.length === 0) return;
     this.#countTimeout();
     this.#expireReads(deadlineError("read", true));
-  };
+  }
 
-  #onWriteDeadline = (): void => {
-    this.#writeEntry = undefined;
-    this.#writeFired = true;
+  #onWriteDeadline(): void {
+    const limits = this.#limits!;
+    limits.writeEntry = undefined;
+    limits.writeFired = true;
     if (this.#closed || !this.#writers.some((w) => w.resolve !== undefined)) {
       return;
     }
     this.#countTimeout();
     this.#expireWrites(deadlineError("send", true));
-  };
+  }
 
   /** Rejects every pending read with `error`; buffered bytes stay. */
   #expireReads(error: DOMException): void {
@@ -1618,7 +1738,7 @@ export class EvSocket implements AsyncDisposable {
   }
 
   #idleTimeoutError(): DOMException {
-    return timeoutError(`The socket was idle for ${this.#idleMs} ms`);
+    return timeoutError(`The socket was idle for ${this.#limits?.idleMs} ms`);
   }
 
   #countTimeout(): void {
@@ -1639,6 +1759,11 @@ export class EvSocket implements AsyncDisposable {
     this.#rejectWriters(reason);
   }
 
+  /** Whether someone waits, through `#watchEnd`, for the stream to end. */
+  #watchingEnd(): boolean {
+    return this.#endWatchers !== undefined && this.#endWatchers.length > 0;
+  }
+
   #watchEnd(signal: AbortSignal): Promise<void> {
     if (this.#eof || this.#readError !== undefined) return Promise.resolve();
     return new Promise<void>((resolve) => {
@@ -1648,10 +1773,12 @@ export class EvSocket implements AsyncDisposable {
         resolve();
       };
       const onAbort = () => {
-        const i = this.#endWatchers.indexOf(notify);
-        if (i >= 0) this.#endWatchers.splice(i, 1);
+        const watchers = this.#endWatchers ?? [];
+        const i = watchers.indexOf(notify);
+        if (i >= 0) watchers.splice(i, 1);
       };
       signal.addEventListener("abort", onAbort, { once: true });
+      this.#endWatchers ??= [];
       this.#endWatchers.push(notify);
       if (this.#reading === undefined && this.#readers.length === 0) {
         this.#readAhead();
@@ -1690,10 +1817,15 @@ export class EvSocket implements AsyncDisposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const entry of [this.#idleEntry, this.#readEntry, this.#writeEntry]) {
-      if (entry !== undefined) deadlines.cancel(entry);
+    const limits = this.#limits;
+    if (limits !== undefined) {
+      for (
+        const entry of [limits.idleEntry, limits.readEntry, limits.writeEntry]
+      ) {
+        if (entry !== undefined) deadlines.cancel(entry);
+      }
+      limits.idleEntry = limits.readEntry = limits.writeEntry = undefined;
     }
-    this.#idleEntry = this.#readEntry = this.#writeEntry = undefined;
     this.#rejectAll(closedError());
     deadlines.settle();
     try {

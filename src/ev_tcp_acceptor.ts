@@ -502,61 +502,101 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
   }
 
   #connectionTask(conn: Deno.Conn): EvThreadProc<unknown> {
-    return async (thread) => {
+    return (thread) => {
       const socket = thread.adopt(conn);
-      if (this.#tls !== undefined) {
-        try {
-          const info = await handshake(
-            conn as Deno.TlsConn,
-            this.#tls,
-            thread.signal,
-          );
-          socketInternals.setTls(socket, info);
-        } catch {
-          // A failed or late handshake: the client's fault, not reported.
-          if (thread.signal.aborted) throw thread.signal.reason;
-          this.#refused++;
-          this.#host.refused();
-          return;
-        }
+      if (this.#tls !== undefined || this.#proxy !== undefined) {
+        return this.#prepare(conn, socket, thread);
       }
-      let proxy: EvProxyInfo | undefined;
-      if (this.#proxy !== undefined) {
-        const proxyAddr = conn.remoteAddr as Deno.NetAddr;
-        let header;
-        try {
-          header = await readProxyHeader(socket, proxyAddr, this.#proxy);
-        } catch (error) {
-          if (thread.signal.aborted) throw thread.signal.reason;
-          this.#refused++;
-          this.#host.refused();
-          throw error;
-        }
-        if (header !== undefined) {
-          proxy = { ...header, proxyAddr };
-          socketInternals.setProxy(socket, proxy);
-        }
-      }
-      const proc = await this.#factory({
-        localAddr: socket.localAddr,
-        remoteAddr: socket.remoteAddr,
-        proxy,
-        acceptor: this,
-        signal: thread.signal,
-      });
-      if (thread.signal.aborted) throw thread.signal.reason;
-      if (proc === null || proc === undefined) {
+      // Nothing to wait for before the factory: no async function runs here,
+      // whose frame would last as long as the connection.
+      return this.#runFactory(socket, thread, undefined);
+    };
+  }
+
+  /**
+   * Does the TLS handshake or reads the PROXY header, then runs the factory
+   * and the procedure.
+   */
+  async #prepare(
+    conn: Deno.Conn,
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+  ): Promise<unknown> {
+    if (this.#tls !== undefined) {
+      try {
+        const info = await handshake(
+          conn as Deno.TlsConn,
+          this.#tls,
+          thread.signal,
+        );
+        socketInternals.setTls(socket, info);
+      } catch {
+        // A failed or late handshake: the client's fault, not reported.
+        if (thread.signal.aborted) throw thread.signal.reason;
         this.#refused++;
         this.#host.refused();
         return;
       }
-      if (typeof proc !== "function") {
-        throw new TypeError(
-          `The factory must return a function or null: received ${typeof proc}`,
-        );
+    }
+    let proxy: EvProxyInfo | undefined;
+    if (this.#proxy !== undefined) {
+      const proxyAddr = conn.remoteAddr as Deno.NetAddr;
+      let header;
+      try {
+        header = await readProxyHeader(socket, proxyAddr, this.#proxy);
+      } catch (error) {
+        if (thread.signal.aborted) throw thread.signal.reason;
+        this.#refused++;
+        this.#host.refused();
+        throw error;
       }
-      return await proc(socket, thread);
-    };
+      if (header !== undefined) {
+        proxy = { ...header, proxyAddr };
+        socketInternals.setProxy(socket, proxy);
+      }
+    }
+    return await this.#runFactory(socket, thread, proxy);
+  }
+
+  /**
+   * Runs the factory, then, once what it returned has settled (a turn later
+   * at least, as with `await`), the procedure it picked.
+   */
+  #runFactory(
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+    proxy: EvProxyInfo | undefined,
+  ): Promise<unknown> {
+    const picked = this.#factory({
+      localAddr: socket.localAddr,
+      remoteAddr: socket.remoteAddr,
+      proxy,
+      acceptor: this,
+      signal: thread.signal,
+    });
+    return Promise.resolve(picked).then((proc) =>
+      this.#runProc(proc, socket, thread)
+    );
+  }
+
+  /** Runs the procedure that the factory picked, if it picked one. */
+  #runProc(
+    proc: EvConnectionProc | null | undefined,
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+  ): unknown {
+    if (thread.signal.aborted) throw thread.signal.reason;
+    if (proc === null || proc === undefined) {
+      this.#refused++;
+      this.#host.refused();
+      return;
+    }
+    if (typeof proc !== "function") {
+      throw new TypeError(
+        `The factory must return a function or null: received ${typeof proc}`,
+      );
+    }
+    return proc(socket, thread);
   }
 
   /**

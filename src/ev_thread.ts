@@ -62,6 +62,51 @@ let constructing = false;
 function noop(): void {}
 
 /**
+ * The sockets a task owns, and what they report to. Most tasks own one
+ * socket, the connection they serve: it takes a field, and a `Set` is made
+ * only for more.
+ */
+class OwnedSockets implements SocketHost {
+  readonly signal: AbortSignal;
+  readonly #host: LoopHost;
+  /** The socket owned longest; a socket goes here only when none is owned. */
+  #first: EvSocket | undefined;
+  /** The others, in the order they were adopted. */
+  #more: Set<EvSocket> | undefined;
+
+  constructor(signal: AbortSignal, host: LoopHost) {
+    this.signal = signal;
+    this.#host = host;
+  }
+
+  countTimeout(): void {
+    this.#host.countTimeout();
+  }
+
+  add(socket: EvSocket): void {
+    const more = this.#more;
+    if (this.#first === undefined && (more === undefined || more.size === 0)) {
+      this.#first = socket;
+    } else {
+      this.#more ??= new Set();
+      this.#more.add(socket);
+    }
+  }
+
+  release(socket: EvSocket): void {
+    if (this.#first === socket) this.#first = undefined;
+    else this.#more?.delete(socket);
+  }
+
+  /** The sockets owned, in the order they were adopted (a copy). */
+  list(): EvSocket[] {
+    const list = this.#first === undefined ? [] : [this.#first];
+    if (this.#more !== undefined) list.push(...this.#more);
+    return list;
+  }
+}
+
+/**
  * One task: the seed's `EVTHREAD`, a co-routine that runs straight-line code
  * and owns the sockets and child tasks it makes. Start one with
  * {@linkcode EvLoop.spawn}; an acceptor starts one per connection.
@@ -97,11 +142,13 @@ export class EvThread<T = unknown> {
   #host!: LoopHost;
   #parent: EvThread<unknown> | undefined;
   #controller = new AbortController();
-  #children = new Set<EvThread<unknown>>();
-  #sockets = new Set<EvSocket>();
+  // What most tasks never have is made when first needed: a task per
+  // connection spends no memory on it while it waits.
+  #children: Set<EvThread<unknown>> | undefined;
+  /** The sockets the task owns; made by the first `adopt`. */
+  #sockets: OwnedSockets | undefined;
   /** In-flight operations of sockets closed by an abort. */
-  #closing: Promise<void>[] = [];
-  #socketHost: SocketHost | undefined;
+  #closing: Promise<void>[] | undefined;
   #deadline: number | undefined;
   #deadlineEntry: DeadlineEntry | undefined;
   #done = false;
@@ -119,8 +166,6 @@ export class EvThread<T = unknown> {
       thread.#host = host;
       thread.#parent = parent;
       thread.#result = thread.#run(proc);
-      // Whoever awaits `result` sees the error; nobody need await it.
-      thread.#result.catch(noop);
       return thread;
     };
   }
@@ -182,20 +227,38 @@ export class EvThread<T = unknown> {
     return this.#result;
   }
 
-  async #run(proc: EvThreadProc<T>): Promise<T> {
-    let value: T | undefined;
-    let failed = false;
-    let error: unknown;
+  /**
+   * Runs the procedure, then ends the task. Not an async function: its
+   * frame, and the procedure it holds, would last as long as the task.
+   */
+  #run(proc: EvThreadProc<T>): Promise<T> {
+    let running: T | PromiseLike<T>;
     try {
-      value = await proc(this);
-    } catch (e) {
-      failed = true;
-      error = e;
+      running = proc(this);
+    } catch (error) {
+      return this.#end(true, undefined, error);
     }
+    return Promise.resolve(running).then(
+      (value) => this.#end(false, value, undefined),
+      (error) => this.#end(true, undefined, error),
+    );
+  }
+
+  /** Releases what the task owns, then settles as the procedure did. */
+  async #end(
+    failed: boolean,
+    value: T | undefined,
+    error: unknown,
+  ): Promise<T> {
     await this.#release();
     this.#done = true;
     this.#host.ended(this as EvThread<unknown>, failed, error);
-    if (failed) throw error;
+    if (failed) {
+      // Whoever awaits `result` sees the error; nobody need await it. (Only
+      // now: a handler made at the start would last as long as the task.)
+      this.#result.catch(noop);
+      throw error;
+    }
     return value as T;
   }
 
@@ -208,15 +271,18 @@ export class EvThread<T = unknown> {
     }
     this.abort(abortError("The task ended"));
     // A child may spawn another while it winds down: wait for all of them.
-    while (this.#children.size > 0) {
-      await Promise.allSettled([...this.#children].map((c) => c.#result));
+    const children = this.#children;
+    while (children !== undefined && children.size > 0) {
+      await Promise.allSettled([...children].map((c) => c.#result));
     }
     // Sockets adopted after the abort are closed here.
-    for (const socket of [...this.#sockets]) {
-      socket.close();
-      this.#closing.push(socketInternals.settled(socket));
+    if (this.#sockets !== undefined) {
+      for (const socket of this.#sockets.list()) {
+        socket.close();
+        (this.#closing ??= []).push(socketInternals.settled(socket));
+      }
     }
-    if (this.#closing.length > 0) await Promise.all(this.#closing);
+    if (this.#closing !== undefined) await Promise.all(this.#closing);
   }
 
   /**
@@ -264,15 +330,17 @@ export class EvThread<T = unknown> {
     }
     const left = at - Date.now();
     if (left <= 0) this.#onDeadline();
-    else this.#deadlineEntry = deadlines.schedule(left, this.#onDeadline);
+    else {
+      this.#deadlineEntry = deadlines.schedule(left, () => this.#onDeadline());
+    }
   }
 
-  #onDeadline = (): void => {
+  #onDeadline(): void {
     this.#deadlineEntry = undefined;
     if (this.#done || this.signal.aborted) return;
     this.#host.countTimeout();
     this.abort(timeoutError("The task's deadline has passed"));
-  };
+  }
 
   /**
    * Aborts the task: its signal aborts with `reason`, the pending calls of
@@ -299,14 +367,18 @@ export class EvThread<T = unknown> {
     if (this.#controller.signal.aborted) return;
     const why = reason ?? abortError("The task was aborted");
     this.#controller.abort(why);
-    for (const child of this.#children) child.abort(why);
+    if (this.#children !== undefined) {
+      for (const child of this.#children) child.abort(why);
+    }
     // Pending calls reject with the reason, then the sockets close at once:
     // a read working in a caller's buffer must not write into it after its
     // call has rejected, and no later call could use them anyway.
-    for (const socket of [...this.#sockets]) {
-      socketInternals.abort(socket, why);
-      socket.close();
-      this.#closing.push(socketInternals.settled(socket));
+    if (this.#sockets !== undefined) {
+      for (const socket of this.#sockets.list()) {
+        socketInternals.abort(socket, why);
+        socket.close();
+        (this.#closing ??= []).push(socketInternals.settled(socket));
+      }
     }
   }
 
@@ -565,12 +637,8 @@ export class EvThread<T = unknown> {
       socket.close();
       throw new Deno.errors.BadResource("The task has ended");
     }
-    this.#socketHost ??= {
-      signal: this.#controller.signal,
-      countTimeout: () => this.#host.countTimeout(),
-      release: (s) => this.#sockets.delete(s),
-    };
-    socketInternals.attach(socket, this.#socketHost);
+    this.#sockets ??= new OwnedSockets(this.#controller.signal, this.#host);
+    socketInternals.attach(socket, this.#sockets);
     this.#sockets.add(socket);
     return socket;
   }
@@ -610,7 +678,7 @@ export class EvThread<T = unknown> {
         countTimeout: () => host.countTimeout(),
         spawned: () => host.spawned(),
         ended: (thread, failed, error) => {
-          this.#children.delete(thread);
+          this.#children?.delete(thread);
           host.ended(thread, failed, error);
         },
       },
@@ -618,7 +686,7 @@ export class EvThread<T = unknown> {
       proc,
     );
     if (!child.#done) {
-      this.#children.add(child as EvThread<unknown>);
+      (this.#children ??= new Set()).add(child as EvThread<unknown>);
       if (this.signal.aborted) child.abort(this.signal.reason);
     }
     return child;
