@@ -733,8 +733,9 @@ function showAddr(addr: Deno.NetAddr): string {
 /**
  * Reads a connection's PROXY header, if it should have one, and takes its
  * bytes from the socket; the bytes after it stay buffered. Returns the
- * header, or `undefined` for a connection served as it is (an untrusted peer,
- * or no header, when not required).
+ * header, `undefined` for a connection served as it is (an untrusted peer,
+ * or no header, when not required), or `null` when a header is required and
+ * the peer closed without sending a byte (a TCP health check).
  *
  * @throws {ProxyProtocolError} when the peer may not send a header but one
  * is required, the header is malformed, missing when required, incomplete at
@@ -744,7 +745,7 @@ export async function readProxyHeader(
   socket: EvSocket,
   peer: Deno.NetAddr,
   settings: ProxySettings,
-): Promise<ProxyHeader | undefined> {
+): Promise<ProxyHeader | undefined | null> {
   if (!settings.trusted(peer.hostname)) {
     if (!settings.required) return undefined;
     throw new ProxyProtocolError(
@@ -773,8 +774,10 @@ export async function readProxyHeader(
       }
       throw error;
     }
-    if (bytes === null && !settings.required) return undefined;
-    if (bytes === null || bytes.byteLength < need) {
+    // Closed without sending a byte: a TCP health check or a port scan,
+    // not a malformed header; the caller closes it without a report.
+    if (bytes === null) return settings.required ? null : undefined;
+    if (bytes.byteLength < need) {
       throw new ProxyProtocolError(
         `The connection from ${
           showAddr(peer)

@@ -346,6 +346,7 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
   #accepted = 0;
   #refused = 0;
   #held = 0;
+  #gone = 0;
   /** Whether the accept loop waits on the listener's accept. */
   #inAccept = false;
 
@@ -442,6 +443,16 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
     return this.#held;
   }
 
+  /**
+   * Connections the client closed or reset before they could be accepted
+   * (the accept failed with `NotConnected`, `ConnectionAborted` or
+   * `ConnectionReset`): load balancers' TCP health checks, scanners. Not
+   * reported as errors.
+   */
+  get vanished(): number {
+    return this.#gone;
+  }
+
   async #run(): Promise<void> {
     const pool = this.#host.pool;
     const stop = this.#stop.signal;
@@ -454,6 +465,17 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
       } catch (error) {
         this.#inAccept = false;
         if (this.#closed || error instanceof Deno.errors.BadResource) break;
+        // The client went away between the handshake and the accept (a
+        // load balancer's TCP health check does this every time): its
+        // fault, not the server's; nothing to report or back off from.
+        if (
+          error instanceof Deno.errors.NotConnected ||
+          error instanceof Deno.errors.ConnectionAborted ||
+          error instanceof Deno.errors.ConnectionReset
+        ) {
+          this.#gone++;
+          continue;
+        }
         this.#host.report(error, this);
         backoff = backoff === 0
           ? BACKOFF_MIN
@@ -549,6 +571,12 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
         this.#refused++;
         this.#host.refused();
         throw error;
+      }
+      if (header === null) {
+        // Closed without a byte (a TCP health check): nothing to report.
+        this.#refused++;
+        this.#host.refused();
+        return;
       }
       if (header !== undefined) {
         proxy = { ...header, proxyAddr };

@@ -336,7 +336,10 @@ function haproxyConfig(
     "  default_backend be",
     "backend be",
     "  balance roundrobin",
-    ...backends.map((b) => `  server ${b.id} ${HOST}:${b.port} ${sendProxy}`),
+    // TCP health checks: connect and close, before or without the header.
+    ...backends.map((b) =>
+      `  server ${b.id} ${HOST}:${b.port} ${sendProxy} check inter 100ms`
+    ),
     "",
   ].join("\n");
 }
@@ -405,6 +408,13 @@ async function withCluster(
     await fn({ port, backends });
     for (const backend of backends) {
       assert(!backend.process.exited, `${backend.id} exited`);
+      // Health checks are no errors (accepts that fail with NotConnected,
+      // connections closed before any byte).
+      assert(
+        !backend.process.stderr.includes("acceptor on port") &&
+          !backend.process.stderr.includes("ended before its PROXY header"),
+        `${backend.id} reported HAProxy's health checks as errors`,
+      );
     }
   } catch (error) {
     const output = children.map((child) => child.report()).join("\n");

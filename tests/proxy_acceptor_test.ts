@@ -380,3 +380,18 @@ Deno.test("serve() with proxyProtocol gives handlers the client's address, and c
   assertEquals(errors.length, 1);
   assert(errors[0] instanceof ProxyProtocolError);
 });
+
+Deno.test("EvLoop.listen() with proxyProtocol closes a connection that sends nothing (a TCP health check) without reporting it", async () => {
+  const { loop, acceptor, errors, seen } = proxiedLoop({
+    trusted: ["127.0.0.1"],
+  });
+  await using _ = loop;
+  for (let i = 0; i < 3; i++) {
+    const { reply } = await exchange(acceptor.port);
+    assertEquals(reply, "");
+  }
+  await loop.shutdown({ grace: SAFETY });
+  assertEquals(seen, []);
+  assertEquals(errors, []);
+  assertEquals(loop.stats.refused, 3);
+});
