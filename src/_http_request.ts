@@ -64,10 +64,17 @@ export function validRequestUrl(
   return URL.canParse(requestUrl(target, host, secure));
 }
 
+// The last host checked: a connection's requests carry the same one.
+let lastHost = "";
+let lastPlain = false;
+
 function plainHost(host: string): boolean {
+  if (host === lastHost) return lastPlain;
   const match = PLAIN_HOST.exec(host);
-  return match !== null &&
+  lastHost = host;
+  lastPlain = match !== null &&
     (match[1] === undefined || Number(match[1]) <= 65_535);
+  return lastPlain;
 }
 
 /** Calls a body method of a Response built over this request's body. */
