@@ -2,27 +2,47 @@
 // Buffers shared by all sockets of a process. A socket needs a full-size
 // read buffer only while bytes stream in, and a staging buffer only while
 // sends are queued: an idle socket gives them back here, so 10,000 idle
-// connections do not hold 10,000 buffers (bench/c10k.ts).
+// connections do not hold 10,000 buffers (bench/c10k.ts), and a socket that
+// streams does not allocate a buffer per burst (bench/echo.ts).
 
-/** A bounded free list of same-size byte buffers. */
+/**
+ * Free byte buffers in power-of-two size classes, from `min` to `max`
+ * bytes, each class bounded (fewer of the larger ones).
+ */
 export class BufferPool {
-  /** The size of every buffer in the pool. */
-  readonly size: number;
-  #max: number;
-  #free: Uint8Array[] = [];
+  /** The smallest size handed out. */
+  readonly min: number;
+  /** The largest size handed out. */
+  readonly max: number;
+  #classes: Uint8Array[][] = [];
+  #limits: number[] = [];
 
   /**
-   * @param size Bytes per buffer.
-   * @param max Most free buffers kept; more are left to the GC.
+   * @param min Smallest class, a power of two.
+   * @param max Largest class, a power of two.
+   * @param bytesPerClass Most bytes kept free in each class.
    */
-  constructor(size: number, max: number) {
-    this.size = size;
-    this.#max = max;
+  constructor(min: number, max: number, bytesPerClass: number) {
+    this.min = min;
+    this.max = max;
+    for (let size = min; size <= max; size *= 2) {
+      this.#classes.push([]);
+      this.#limits.push(Math.max(2, Math.floor(bytesPerClass / size)));
+    }
   }
 
-  /** A buffer of `size` bytes (its old contents are not cleared). */
-  get(): Uint8Array {
-    return this.#free.pop() ?? new Uint8Array(this.size);
+  /**
+   * A buffer of at least `size` bytes (at most `max`), rounded up to its
+   * class; its old contents are not cleared.
+   */
+  get(size: number): Uint8Array {
+    let index = 0;
+    let bytes = this.min;
+    while (bytes < size) {
+      bytes *= 2;
+      index++;
+    }
+    return this.#classes[index]?.pop() ?? new Uint8Array(bytes);
   }
 
   /**
@@ -30,11 +50,17 @@ export class BufferPool {
    * not use it afterwards, and no read or write may still be working in it.
    */
   put(buffer: Uint8Array): void {
-    if (buffer.byteLength === this.size && this.#free.length < this.#max) {
-      this.#free.push(buffer);
+    let index = 0;
+    let bytes = this.min;
+    while (bytes < buffer.byteLength) {
+      bytes *= 2;
+      index++;
     }
+    if (bytes !== buffer.byteLength || bytes > this.max) return;
+    const free = this.#classes[index]!;
+    if (free.length < this.#limits[index]!) free.push(buffer);
   }
 }
 
-/** The process's 16 KiB buffers: socket reads and staged sends. */
-export const buffers: BufferPool = new BufferPool(16_384, 256);
+/** The process's buffers for socket reads and staged sends: 16 KiB-1 MiB. */
+export const buffers: BufferPool = new BufferPool(16_384, 1 << 20, 4 << 20);

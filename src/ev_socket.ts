@@ -93,7 +93,7 @@ const DEFAULT_MAX_LENGTH = 65_536;
  */
 const SMALL_READ = 512;
 /** Size of a socket's read buffer while bytes stream in (pooled). */
-const READ_BUFFER_SIZE = buffers.size;
+const READ_BUFFER_SIZE = buffers.min;
 const EMPTY = new Uint8Array(0);
 /** The read buffer grows to a recv's buffer size, up to this. */
 const MAX_RECV_BUFFER = 1 << 20;
@@ -1001,8 +1001,8 @@ export class EvSocket implements AsyncDisposable {
    */
   #grow(size: number): void {
     const have = this.#re - this.#rs;
-    const pooled = size <= READ_BUFFER_SIZE;
-    const bigger = pooled ? buffers.get() : new Uint8Array(size);
+    const pooled = size <= buffers.max;
+    const bigger = pooled ? buffers.get(size) : new Uint8Array(size);
     bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
     if (this.#pooled) buffers.put(this.#rbuf);
     this.#rbuf = bigger;
@@ -1273,13 +1273,7 @@ export class EvSocket implements AsyncDisposable {
       let stage = this.#stage;
       if (stage === undefined || stage.byteLength < length) {
         if (stage !== undefined) buffers.put(stage);
-        if (length <= buffers.size) stage = buffers.get();
-        else {
-          let size = 2 * buffers.size;
-          while (size < length) size *= 2;
-          stage = new Uint8Array(size);
-        }
-        this.#stage = stage;
+        stage = this.#stage = buffers.get(length);
       }
       stage.set(bytes.subarray(req.offset, end));
       op = this.#conn.write(stage.subarray(0, length));
