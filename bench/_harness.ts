@@ -473,3 +473,16 @@ export async function saveResults(
 export function toJson(report: unknown): string {
   return JSON.stringify(report, null, 2) + "\n";
 }
+
+/** Requests per second for a table: rounded, with thousands separators. */
+export function formatRps(value: number | null): string {
+  return value === null ? "n/a" : Math.round(value).toLocaleString("en-US");
+}
+
+/** A latency in milliseconds for a table: µs below 1 ms. */
+export function formatMs(value: number | null): string {
+  if (value === null) return "n/a";
+  return value < 1
+    ? `${Math.round(value * 1000)} µs`
+    : `${value.toFixed(2)} ms`;
+}

@@ -47,12 +47,13 @@
  * @module
  */
 
-import type { HttpLoadResult } from "./_http_load.ts";
 import {
   type BenchOptions,
   commandOutput,
   denoRun,
+  formatMs,
   formatRatio,
+  formatRps,
   interrupted,
   loadavg,
   loadCommand,
@@ -67,7 +68,7 @@ import {
   ServerProcess,
   toJson,
 } from "./_harness.ts";
-import { parseWrk } from "./http.ts";
+import { parseLoadOutput } from "./http.ts";
 import { EvCluster } from "../mod.ts";
 
 type ServerName = "plain" | "1" | "2";
@@ -370,28 +371,7 @@ async function measure(
   if (output.code !== 0 || out === "") {
     return failed(`${tool} exit ${output.code}: ${err || out}`);
   }
-  if (tool === "wrk") return { tool, ...parseWrk(out), ...cpu };
-  const result = JSON.parse(out.split("\n").at(-1)!) as HttpLoadResult;
-  return {
-    tool,
-    requestsPerSecond: result.requestsPerSecond,
-    p50Ms: result.p50Ms,
-    p99Ms: result.p99Ms,
-    errors: result.errors,
-    non2xx: result.non2xx,
-    ...cpu,
-  };
-}
-
-function formatRps(value: number | null): string {
-  return value === null ? "n/a" : Math.round(value).toLocaleString("en-US");
-}
-
-function formatMs(value: number | null): string {
-  if (value === null) return "n/a";
-  return value < 1
-    ? `${Math.round(value * 1000)} µs`
-    : `${value.toFixed(2)} ms`;
+  return { tool, ...parseLoadOutput(tool, out), ...cpu };
 }
 
 function formatCores(value: number | null | undefined): string {

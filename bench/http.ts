@@ -60,7 +60,9 @@ import {
   canWrite,
   commandOutput,
   denoRun,
+  formatMs,
   formatRatio,
+  formatRps,
   loadavg,
   loadCommand,
   machineInfo,
@@ -268,6 +270,25 @@ export function wrkDuration(text: string): number | null {
   return Number(m[1]) * scale;
 }
 
+/**
+ * The load generator's figures from its output: wrk's text, or the JSON line
+ * `_http_load.ts` ends with.
+ */
+export function parseLoadOutput(
+  tool: string,
+  out: string,
+): Omit<Measurement, "tool"> {
+  if (tool === "wrk") return parseWrk(out);
+  const result = JSON.parse(out.split("\n").at(-1)!) as HttpLoadResult;
+  return {
+    requestsPerSecond: result.requestsPerSecond,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    errors: result.errors,
+    non2xx: result.non2xx,
+  };
+}
+
 /** Requests/s, p50, p99 and error counts from `wrk --latency` output. */
 export function parseWrk(output: string): Omit<Measurement, "tool"> {
   const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(output);
@@ -365,28 +386,7 @@ async function measure(
   if (output.code !== 0 || out === "") {
     return failed(`${tool} exit ${output.code}: ${err || out}`);
   }
-  if (tool === "wrk") return { tool, ...parseWrk(out), ...cpu };
-  const result = JSON.parse(out.split("\n").at(-1)!) as HttpLoadResult;
-  return {
-    tool,
-    requestsPerSecond: result.requestsPerSecond,
-    p50Ms: result.p50Ms,
-    p99Ms: result.p99Ms,
-    errors: result.errors,
-    non2xx: result.non2xx,
-    ...cpu,
-  };
-}
-
-function formatRps(value: number | null): string {
-  return value === null ? "n/a" : Math.round(value).toLocaleString("en-US");
-}
-
-function formatMs(value: number | null): string {
-  if (value === null) return "n/a";
-  return value < 1
-    ? `${Math.round(value * 1000)} us`
-    : `${value.toFixed(2)} ms`;
+  return { tool, ...parseLoadOutput(tool, out), ...cpu };
 }
 
 function formatPercent(value: number | null | undefined): string {

@@ -425,51 +425,35 @@ async function withCluster(
   }
 }
 
-Deno.test({
-  name:
-    "serve() with proxyProtocol answers with the client's address from HAProxy's send-proxy-v2 header",
-  ignore: "reason" in haproxy,
-  async fn() {
-    await withCluster("send-proxy-v2", async ({ port, backends }) => {
-      const ids = backends.map((b) => b.id);
-      const counts = new Map<string, number>();
-      for (let i = 0; i < REQUESTS; i++) {
-        const id = checkReply(await get(port), ids);
-        counts.set(id, (counts.get(id) ?? 0) + 1);
-      }
-      for (const id of ids) {
-        assertGreaterOrEqual(
-          counts.get(id) ?? 0,
-          REQUESTS / 4,
-          `requests per back end: ${JSON.stringify([...counts])}`,
-        );
-      }
-    });
-  },
-});
-
-Deno.test({
-  name:
-    "serve() with proxyProtocol answers with the client's address from HAProxy's send-proxy (v1) header",
-  ignore: "reason" in haproxy,
-  async fn() {
-    await withCluster("send-proxy", async ({ port, backends }) => {
-      const ids = backends.map((b) => b.id);
-      const counts = new Map<string, number>();
-      for (let i = 0; i < REQUESTS; i++) {
-        const id = checkReply(await get(port), ids);
-        counts.set(id, (counts.get(id) ?? 0) + 1);
-      }
-      for (const id of ids) {
-        assertGreaterOrEqual(
-          counts.get(id) ?? 0,
-          REQUESTS / 4,
-          `requests per back end: ${JSON.stringify([...counts])}`,
-        );
-      }
-    });
-  },
-});
+for (
+  const [sendProxy, version] of [
+    ["send-proxy-v2", "send-proxy-v2"],
+    ["send-proxy", "send-proxy (v1)"],
+  ] as const
+) {
+  Deno.test({
+    name:
+      `serve() with proxyProtocol answers with the client's address from HAProxy's ${version} header`,
+    ignore: "reason" in haproxy,
+    async fn() {
+      await withCluster(sendProxy, async ({ port, backends }) => {
+        const ids = backends.map((b) => b.id);
+        const counts = new Map<string, number>();
+        for (let i = 0; i < REQUESTS; i++) {
+          const id = checkReply(await get(port), ids);
+          counts.set(id, (counts.get(id) ?? 0) + 1);
+        }
+        for (const id of ids) {
+          assertGreaterOrEqual(
+            counts.get(id) ?? 0,
+            REQUESTS / 4,
+            `requests per back end: ${JSON.stringify([...counts])}`,
+          );
+        }
+      });
+    },
+  });
+}
 
 Deno.test({
   name:
