@@ -365,6 +365,8 @@ export class EvSocket implements AsyncDisposable {
   #proxy: EvProxyInfo | undefined;
   /** Set while `startTls` swaps the connection: no read or write starts. */
   #upgrading = false;
+  /** Aborted by `close()` during `startTls`. */
+  #upgradeStop: AbortController | undefined;
   #tls: Deno.TlsHandshakeInfo | undefined;
 
   static {
@@ -1459,9 +1461,12 @@ export class EvSocket implements AsyncDisposable {
       this.#countTimeout();
       throw timeoutError("startTls(): the deadline has passed");
     }
-    const stop = hostSignal !== undefined && signal !== undefined
-      ? AbortSignal.any([hostSignal, signal])
-      : hostSignal ?? signal;
+    // Closing the socket meanwhile ends the handshake wait at once.
+    const closing = new AbortController();
+    this.#upgradeStop = closing;
+    const stop = AbortSignal.any(
+      [closing.signal, hostSignal, signal].filter((s) => s !== undefined),
+    );
     this.#upgrading = true;
     try {
       const tls = await Deno.startTls(conn as Deno.TcpConn, {
@@ -1472,6 +1477,16 @@ export class EvSocket implements AsyncDisposable {
           ? { alpnProtocols: tlsOptions.alpnProtocols }
           : {}),
       });
+      // Deno.startTls took the TCP connection over when called: if the
+      // socket was closed while it ran, that close missed the new one.
+      if (this.#closed) {
+        try {
+          tls.close();
+        } catch {
+          // Already closed.
+        }
+        throw closedError();
+      }
       this.#conn = tls;
       this.#tls = await handshake(tls, ms, stop);
     } catch (error) {
@@ -1479,10 +1494,12 @@ export class EvSocket implements AsyncDisposable {
         this.#countTimeout();
       }
       this.#upgrading = false;
+      this.#upgradeStop = undefined;
       this.close();
       throw error;
     }
     this.#upgrading = false;
+    this.#upgradeStop = undefined;
     if (this.#closed) throw closedError();
     if (this.#readers.length > 0 && this.#reading === undefined) this.#fill();
     if (this.#writers.length > 0 && this.#writing === undefined) {
@@ -1821,6 +1838,7 @@ export class EvSocket implements AsyncDisposable {
       limits.idleEntry = limits.readEntry = limits.writeEntry = undefined;
     }
     this.#rejectAll(closedError());
+    this.#upgradeStop?.abort(closedError());
     deadlines.settle();
     try {
       this.#conn.close();

@@ -170,7 +170,19 @@ function openListener(
         "'path' must be a non-empty string for transport \"unix\"",
       );
     }
-    for (const name of ["proxyProtocol", "cert", "key", "port", "hostname"]) {
+    for (
+      const name of [
+        "proxyProtocol",
+        "cert",
+        "key",
+        "alpnProtocols",
+        "handshakeTimeout",
+        "port",
+        "hostname",
+        "backlog",
+        "reusePort",
+      ]
+    ) {
       if ((options as unknown as Record<string, unknown>)[name] !== undefined) {
         throw new TypeError(
           `'${name}' is not supported with transport "unix"`,
@@ -215,6 +227,11 @@ function openListener(
   const reuse = reusePort ? { reusePort: true } : {};
   const { cert, key } = options;
   if (cert === undefined && key === undefined) {
+    for (const name of ["alpnProtocols", "handshakeTimeout"] as const) {
+      if (options[name] !== undefined) {
+        throw new TypeError(`'${name}' needs TLS: give 'cert' and 'key'`);
+      }
+    }
     return {
       listener: Deno.listen({
         hostname,

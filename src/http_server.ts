@@ -1130,9 +1130,37 @@ export function serve(
       ? { policy: options.policy }
       : {};
     if (options.transport === "unix") {
+      // Every other address option is loop.listen's to refuse (a cert
+      // here must not silently mean plaintext).
+      const {
+        handler: _h,
+        transport: _t,
+        signal: _s,
+        onListen: _l,
+        onError: _e,
+        loop: _loop,
+        maxConnections: _m,
+        policy: _p,
+        maxHeaderBytes: _a,
+        maxHeaderFields: _b,
+        maxUrlBytes: _c,
+        maxBodyBytes: _d,
+        headerTimeout: _f,
+        idleTimeout: _g,
+        bodyTimeout: _i,
+        sendTimeout: _j,
+        ...rest
+      } = options as ServeOptions & ServeUnixOptions & { handler?: unknown };
       return loop.listen(
-        { transport: "unix", path: options.path!, ...policy },
+        { ...rest, transport: "unix", path: options.path!, ...policy },
         factory,
+      );
+    }
+    if (options.transport !== undefined && options.transport !== "tcp") {
+      throw new TypeError(
+        `'transport' must be "tcp" or "unix": received ${
+          JSON.stringify(options.transport)
+        }`,
       );
     }
     return loop.listen(
