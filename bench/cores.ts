@@ -68,7 +68,7 @@ import {
   ServerProcess,
   toJson,
 } from "./_harness.ts";
-import { parseLoadOutput } from "./http.ts";
+import { loadProgram, parseLoadOutput } from "./http.ts";
 import { EvCluster } from "../mod.ts";
 
 type ServerName = "plain" | "1" | "2";
@@ -306,26 +306,13 @@ async function measure(
     error,
   });
   if (server.exited) return failed(`server ${server.name} has exited`);
-  const cmd = tool === "wrk" ? "wrk" : Deno.execPath();
-  const args = tool === "wrk"
-    ? [
-      "-t1",
-      `-c${connections}`,
-      `-d${seconds}s`,
-      "--latency",
-      `http://127.0.0.1:${server.port}/`,
-    ]
-    : denoRun(
-      "./_http_load.ts",
-      "--port",
-      String(server.port),
-      "--connections",
-      String(connections),
-      "--seconds",
-      String(seconds),
-      "--warmup",
-      String(warmup),
-    );
+  const [cmd, args] = loadProgram(
+    tool,
+    server.port,
+    connections,
+    seconds,
+    warmup,
+  );
   // Through a shell that prints its own /proc stat on stderr once the load
   // generator has exited: the children's CPU time in it is the load's.
   const command = loadCommand(

@@ -271,6 +271,42 @@ export function wrkDuration(text: string): number | null {
 }
 
 /**
+ * The load generator's command: `wrk` for `-c connections` over `seconds`,
+ * or the Deno client `_http_load.ts` (which also warms up for `warmup`).
+ */
+export function loadProgram(
+  tool: string,
+  port: number,
+  connections: number,
+  seconds: number,
+  warmup: number,
+): [string, string[]] {
+  if (tool === "wrk") {
+    return ["wrk", [
+      "-t1",
+      `-c${connections}`,
+      `-d${seconds}s`,
+      "--latency",
+      `http://127.0.0.1:${port}/`,
+    ]];
+  }
+  return [
+    Deno.execPath(),
+    denoRun(
+      "./_http_load.ts",
+      "--port",
+      String(port),
+      "--connections",
+      String(connections),
+      "--seconds",
+      String(seconds),
+      "--warmup",
+      String(warmup),
+    ),
+  ];
+}
+
+/**
  * The load generator's figures from its output: wrk's text, or the JSON line
  * `_http_load.ts` ends with.
  */
@@ -336,26 +372,7 @@ async function measure(
   if (server.exited) return failed(`${server.name} server has exited`);
   const [cmd, args] = pinned(
     pin?.loadCore,
-    tool === "wrk" ? "wrk" : Deno.execPath(),
-    tool === "wrk"
-      ? [
-        "-t1",
-        `-c${connections}`,
-        `-d${seconds}s`,
-        "--latency",
-        `http://127.0.0.1:${server.port}/`,
-      ]
-      : denoRun(
-        "./_http_load.ts",
-        "--port",
-        String(server.port),
-        "--connections",
-        String(connections),
-        "--seconds",
-        String(seconds),
-        "--warmup",
-        String(warmup),
-      ),
+    ...loadProgram(tool, server.port, connections, seconds, warmup),
   );
   // Both stop by themselves (the Deno client after seconds + warmup + 10
   // at the latest); this is the backstop.

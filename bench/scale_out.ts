@@ -55,7 +55,6 @@
 import {
   type BenchOptions,
   commandOutput,
-  denoRun,
   formatMs,
   formatRatio,
   formatRps,
@@ -74,7 +73,7 @@ import {
   toJson,
   withServers,
 } from "./_harness.ts";
-import { parseLoadOutput } from "./http.ts";
+import { loadProgram, parseLoadOutput } from "./http.ts";
 
 type Scenario = "direct" | "one" | "two";
 type Backend = "b1" | "b2" | "direct";
@@ -438,26 +437,7 @@ async function measure(
   });
   const [cmd, args] = pinned(
     pin?.proxyCore,
-    tool === "wrk" ? "wrk" : Deno.execPath(),
-    tool === "wrk"
-      ? [
-        "-t1",
-        `-c${connections}`,
-        `-d${seconds}s`,
-        "--latency",
-        `http://127.0.0.1:${port}/`,
-      ]
-      : denoRun(
-        "./_http_load.ts",
-        "--port",
-        String(port),
-        "--connections",
-        String(connections),
-        "--seconds",
-        String(seconds),
-        "--warmup",
-        String(warmup),
-      ),
+    ...loadProgram(tool, port, connections, seconds, warmup),
   );
   const command = loadCommand(cmd, args, seconds + warmup + 20);
   const watched = [
