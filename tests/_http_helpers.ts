@@ -3,7 +3,14 @@
 // that parses responses byte by byte, servers on loopback, and curl.
 
 import { fail } from "@std/assert";
-import { concat, payload, within as safetyNet } from "./_helpers.ts";
+import {
+  concat,
+  eventually,
+  Gate,
+  payload,
+  within as safetyNet,
+} from "./_helpers.ts";
+import { EvLoop } from "../mod.ts";
 import {
   type HttpServer,
   serve,
@@ -450,4 +457,63 @@ export async function curl(
 /** `encoder.encode`, exported for brevity. */
 export function utf8(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(text);
+}
+
+/** A full pool: one busy connection, and one client held behind it. */
+export interface BusyAndHeld extends AsyncDisposable {
+  loop: EvLoop;
+  server: HttpServer;
+  /** Opening it lets the busy request's handler answer `ok`. */
+  gate: Gate;
+  /** The connection whose request waits on `gate`. */
+  busy: RawClient;
+  /** The client the acceptor holds (factory not run) for want of a slot. */
+  waiting: RawClient;
+  /** How many handler calls have started. */
+  started(): number;
+}
+
+/**
+ * A server on a loop of one slot (keep-alive idle timeout 60 s), where the
+ * first request's handler waits on a gate and a second client, with its
+ * request sent, is held by the acceptor: the scene of a client waiting for
+ * a slot that only a busy connection can give.
+ */
+export async function busyAndHeld(): Promise<BusyAndHeld> {
+  const loop = new EvLoop({ capacity: 1, onError: () => {} });
+  const gate = new Gate();
+  let started = 0;
+  const server = serve({
+    hostname: HOST,
+    port: 0,
+    loop,
+    idleTimeout: 60_000,
+    onListen() {},
+  }, async () => {
+    started++;
+    if (started === 1) await gate.opened;
+    return new Response("ok");
+  });
+  const get = head("GET / HTTP/1.1", "Host: x");
+  const busy = await RawClient.connect(server.addr.port);
+  await busy.write(get);
+  await eventually(() => started === 1, "the first request to start");
+  const waiting = await RawClient.connect(server.addr.port);
+  await waiting.write(get);
+  await eventually(() => loop.stats.held === 1, "the second client held");
+  return {
+    loop,
+    server,
+    gate,
+    busy,
+    waiting,
+    started: () => started,
+    async [Symbol.asyncDispose]() {
+      gate.open();
+      await busy.close();
+      await waiting.close();
+      await server.shutdown();
+      await loop[Symbol.asyncDispose]();
+    },
+  };
 }

@@ -16,7 +16,7 @@ import {
   readToEnd,
   withTimeout,
 } from "./_helpers.ts";
-import { head, RawClient, within } from "./_http_helpers.ts";
+import { busyAndHeld, head, RawClient, within } from "./_http_helpers.ts";
 
 const IDLE = 60_000;
 const SHORT = 5_000;
@@ -113,27 +113,8 @@ Deno.test("serve() never reclaims a keep-alive connection whose next request has
 });
 
 Deno.test("serve() marks the response 'Connection: close' when it will close the connection for a waiting client", async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
-  const gate = new Gate();
-  let started = 0;
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, async () => {
-    started++;
-    if (started === 1) await gate.opened;
-    return new Response("ok");
-  });
-  const port = server.addr.port;
-  await using busy = await RawClient.connect(port);
-  await busy.write(GET);
-  await eventually(() => started === 1, "the first request to start");
-  await using waiting = await RawClient.connect(port);
-  await waiting.write(GET);
-  await eventually(() => loop.stats.held === 1, "the second client held");
+  await using scene = await busyAndHeld();
+  const { gate, busy, waiting } = scene;
   gate.open();
   const first = await busy.readResponse({ timeout: SHORT });
   // The server closes right after this response: a keep-alive response

@@ -13,7 +13,7 @@ import { assert, assertEquals, assertGreaterOrEqual } from "@std/assert";
 import { EvLoop } from "../mod.ts";
 import { serve } from "../http.ts";
 import { eventually, Gate, HOST } from "./_helpers.ts";
-import { head, RawClient, within } from "./_http_helpers.ts";
+import { busyAndHeld, head, RawClient, within } from "./_http_helpers.ts";
 
 const IDLE = 60_000;
 /** The bound within which a waiting client must be served. */
@@ -99,28 +99,9 @@ Deno.test("serve() never closes a connection in the middle of a request to free 
 });
 
 Deno.test("serve() closes a connection after its response, rather than idle, while a client waits for a slot", async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
-  const gate = new Gate();
-  let started = 0;
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, async () => {
-    started++;
-    if (started === 1) await gate.opened;
-    return new Response("ok");
-  });
-  const port = server.addr.port;
-  await using busy = await RawClient.connect(port);
-  await busy.write(GET);
-  await eventually(() => started === 1, "the first request to start");
-  await using waiting = await RawClient.connect(port);
-  await waiting.write(GET);
-  await eventually(() => loop.stats.held === 1, "the second client held");
-  assertEquals(started, 1); // its factory has not run
+  await using scene = await busyAndHeld();
+  const { loop, gate, busy, waiting } = scene;
+  assertEquals(scene.started(), 1); // the held client's factory has not run
 
   gate.open();
   const first = await busy.readResponse({ timeout: SHORT });
