@@ -4,6 +4,7 @@
 // stays private and nothing here is exported from mod.ts.
 
 import type { TaskPool } from "./_pool.ts";
+import type { SlotReclaimer } from "./_reclaim.ts";
 import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
@@ -46,14 +47,10 @@ export interface AcceptorHost {
   accepted(): void;
   refused(): void;
   /**
-   * The pool is full and the acceptor holds a connection until a slot
-   * frees: counts it and asks the loop's reclaimers to free a slot.
+   * Where the acceptor reports connections it holds, or refuses, for want
+   * of a slot: the loop's servers then give one back.
    */
-  hold(): void;
-  /** The held connection got a slot, or was closed. */
-  unhold(): void;
-  /** A connection was refused for want of a slot: reclaim one for the next. */
-  wanted(): void;
+  readonly slots: SlotReclaimer;
   report(error: unknown, source: EvTcpAcceptor<Deno.Addr>): void;
   /** Starts a top-level task in a slot the acceptor holds. */
   start(proc: EvThreadProc<unknown>): void;
@@ -127,42 +124,11 @@ export const threadInternals: {
   ) => EvThread<T>;
 } = { start: unreachable };
 
-/** A task that can be ended without harm to free its pool slot. */
-export interface ReclaimCandidate {
-  /** Since when it has been idle (`performance.now()`): oldest goes first. */
-  since: number;
-  /** Ends it; returns its task. */
-  reclaim: () => EvThread<unknown>;
-}
-
-/**
- * Offers the task that a server would end first to free a pool slot for a
- * connection that waits for one (its idle keep-alive connection idle
- * longest), or `undefined` if it has none. The loop picks the oldest offer
- * across servers.
- */
-export type Reclaimer = () => ReclaimCandidate | undefined;
-
-/** Internal: how servers on a loop give slots back when it is full. */
+/** Internal: what servers need from their loop. */
 export const loopInternals: {
-  /** Registers a reclaimer; returns the function that removes it. */
-  addReclaimer: (loop: EvLoop, reclaimer: Reclaimer) => () => void;
-  /**
-   * Asks whether a connection waits for a slot that no ending task has
-   * promised yet; if so, `thread` promises its slot (it must then end), it
-   * counts as reclaimed, and the answer is true.
-   */
-  yieldSlot: (loop: EvLoop, thread: EvThread<unknown>) => boolean;
-  /**
-   * Frees slots for the connections that wait for one, if any do: for a
-   * server whose connection has just become idle.
-   */
-  reclaim: (loop: EvLoop) => void;
-} = {
-  addReclaimer: unreachable,
-  yieldSlot: unreachable,
-  reclaim: unreachable,
-};
+  /** The loop's slot reclaiming, which its servers offer candidates to. */
+  slots: (loop: EvLoop) => SlotReclaimer;
+} = { slots: unreachable };
 
 /** Internal: creates acceptors. */
 export const acceptorInternals: {

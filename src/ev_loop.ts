@@ -6,11 +6,10 @@ import {
   acceptorInternals,
   type LoopHost,
   loopInternals,
-  type ReclaimCandidate,
-  type Reclaimer,
   threadInternals,
 } from "./_internal.ts";
 import { TaskPool } from "./_pool.ts";
+import { SlotReclaimer } from "./_reclaim.ts";
 import { abortError, checkFunction, checkInteger } from "./_validate.ts";
 import { PoolFullError } from "./errors.ts";
 import type {
@@ -151,11 +150,6 @@ export class EvLoop implements AsyncDisposable {
   #closed = false;
   #refed = true;
   #host: LoopHost;
-  /** Connections acceptors hold while they wait for a slot. */
-  #holding = 0;
-  /** Tasks ending to give their slot to a held connection. */
-  #yielding = new Set<EvThread<unknown>>();
-  #reclaimers = new Set<Reclaimer>();
   #stats = {
     spawned: 0,
     ended: 0,
@@ -166,6 +160,11 @@ export class EvLoop implements AsyncDisposable {
     timeouts: 0,
     errors: 0,
   };
+  /** Frees slots for held connections: see _reclaim.ts. */
+  #slots = new SlotReclaimer(
+    this.#stats,
+    (thread) => thread.parent === undefined && this.#threads.has(thread),
+  );
 
   /**
    * Makes a loop.
@@ -289,7 +288,7 @@ export class EvLoop implements AsyncDisposable {
     this.#stats.ended++;
     if (thread.parent === undefined) {
       this.#threads.delete(thread);
-      this.#yielding.delete(thread);
+      this.#slots.ended(thread);
       this.#pool.release();
       if (this.#threads.size === 0 && this.#idleWaiters.length > 0) {
         const waiters = this.#idleWaiters;
@@ -306,51 +305,7 @@ export class EvLoop implements AsyncDisposable {
   }
 
   static {
-    loopInternals.addReclaimer = (loop, reclaimer) => {
-      loop.#reclaimers.add(reclaimer);
-      return () => loop.#reclaimers.delete(reclaimer);
-    };
-    loopInternals.reclaim = (loop) => loop.#reclaim();
-    loopInternals.yieldSlot = (loop, thread) => {
-      if (loop.#holding <= loop.#yielding.size) return false;
-      if (thread.parent !== undefined || !loop.#threads.has(thread)) {
-        return false;
-      }
-      loop.#yielding.add(thread);
-      loop.#stats.reclaimed++;
-      return true;
-    };
-  }
-
-  /** Frees slots for the held connections that no ending task serves yet. */
-  #reclaim(): void {
-    while (this.#holding > this.#yielding.size) {
-      if (!this.#reclaimOne()) return;
-    }
-  }
-
-  /**
-   * Ends the oldest candidate that the reclaimers offer (across all servers
-   * on the loop); true if there was one.
-   */
-  #reclaimOne(): boolean {
-    let best: ReclaimCandidate | undefined;
-    for (const reclaimer of this.#reclaimers) {
-      const candidate = reclaimer();
-      if (
-        candidate !== undefined &&
-        (best === undefined || candidate.since < best.since)
-      ) {
-        best = candidate;
-      }
-    }
-    if (best === undefined) return false;
-    const thread = best.reclaim();
-    if (thread.parent === undefined && this.#threads.has(thread)) {
-      this.#yielding.add(thread);
-    }
-    this.#stats.reclaimed++;
-    return true;
+    loopInternals.slots = (loop) => loop.#slots;
   }
 
   #report(
@@ -432,17 +387,7 @@ export class EvLoop implements AsyncDisposable {
       refused: () => {
         stats.refused++;
       },
-      hold: () => {
-        stats.held++;
-        this.#holding++;
-        this.#reclaim();
-      },
-      unhold: () => {
-        this.#holding--;
-      },
-      wanted: () => {
-        if (this.#yielding.size === 0) this.#reclaimOne();
-      },
+      slots: this.#slots,
       report: (error, source) => this.#report(error, source),
       start: (proc) => {
         this.#startHeld(proc);

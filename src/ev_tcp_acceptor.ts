@@ -517,7 +517,7 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
       if (!pool.tryAcquire()) {
         if (this.#policy === "refuse") {
           this.#refuse(conn, true);
-          this.#host.wanted();
+          this.#host.slots.wanted();
           continue;
         }
         // "wait": hold this one connection until a slot frees, and accept
@@ -526,14 +526,14 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
         // cannot see it, tells the loop that a client waits: servers on
         // the loop then give back slots that idle connections hold.
         this.#held++;
-        this.#host.hold();
+        this.#host.slots.hold();
         try {
           await pool.acquire(stop);
         } catch {
           this.#refuse(conn, false);
           break;
         } finally {
-          this.#host.unhold();
+          this.#host.slots.unhold();
         }
       }
       this.#host.start(this.#connectionTask(conn));

@@ -18,11 +18,8 @@ import {
   checkTimeout,
 } from "./_validate.ts";
 import { GracePeriod } from "./_delay.ts";
-import {
-  loopInternals,
-  type ReclaimCandidate,
-  socketInternals,
-} from "./_internal.ts";
+import { loopInternals, socketInternals } from "./_internal.ts";
+import type { ReclaimCandidate, SlotReclaimer } from "./_reclaim.ts";
 import { LimitExceededError } from "./errors.ts";
 import { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -323,7 +320,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
   #finished: Promise<void>;
   #resolveFinished!: () => void;
   #idleWaiters: (() => void)[] = [];
-  #removeReclaimer: (() => void) | undefined;
+  #removeCandidates: (() => void) | undefined;
 
   /**
    * Not for direct use: call {@linkcode serve}.
@@ -376,7 +373,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
 
   async #doShutdown(grace: number): Promise<void> {
     this.#drain();
-    this.#removeReclaimer?.();
+    this.#removeCandidates?.();
     await this.#acceptor.close();
     await this.#grace.wait(this.#allEnded(), grace);
     this.#grace.end();
@@ -390,7 +387,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
   /** Stops taking requests; ends the connections that wait for one. */
   #drain(): void {
     if (this.#draining.signal.aborted) return;
-    this.#removeReclaimer?.();
+    this.#removeCandidates?.();
     const reason = abortError("The server is shutting down");
     this.#draining.abort(reason);
     for (const c of this.#connections) {
@@ -452,8 +449,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
         server.#loop = loop;
         server.#ownLoop = ownLoop;
         server.#acceptor = listen(server);
-        server.#removeReclaimer = loopInternals.addReclaimer(
-          loop,
+        server.#removeCandidates = loopInternals.slots(loop).addSource(
           () => server.#reclaimIdle(),
         );
         loop.draining.addEventListener("abort", () => server.#drain(), {
@@ -607,6 +603,8 @@ async function errorResponse(
 /** Everything a connection needs from its server. */
 interface Site {
   server: HttpServer<Deno.Addr>;
+  /** The loop's slot reclaiming. */
+  slots: SlotReclaimer;
   handler: ServeHandler<Deno.Addr>;
   onError: (error: unknown) => Response | Promise<Response>;
   limits: Limits;
@@ -651,7 +649,7 @@ async function serveConnection(
       // Its read of the next head now waits: if a client waits for a slot
       // of the full pool (it came while this one was busy), the idle
       // connection that has waited longest, maybe this one, gives it one.
-      if (connection.idleSince > 0) loopInternals.reclaim(server.loop);
+      if (connection.idleSince > 0) site.slots.reclaim();
       if (!await next) return;
       connection.idleSince = performance.now();
       timeout = limits.idleTimeout;
@@ -870,7 +868,7 @@ async function exchange(
       // response, which says so (`connection: close`).
       // Not with a pipelined request received: that one is answered first.
       !(socket.buffered === 0 &&
-        loopInternals.yieldSlot(site.server.loop, thread));
+        site.slots.yieldSlot(thread));
     if (
       body !== undefined && !body.done && head.expectContinue && !body.started
     ) {
@@ -1118,6 +1116,7 @@ export function serve(
     handler: handler!,
     onError: options.onError ?? defaultOnError,
     limits,
+    slots: loopInternals.slots(loop),
   } as Site;
   const httpServer = serverInternals.create(loop, ownLoop, (srv) => {
     site.server = srv;
