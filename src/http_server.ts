@@ -1,7 +1,12 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
 import { BodyReader } from "./_http_body.ts";
-import { HttpError, latin1, parseHead } from "./_http_parse.ts";
+import {
+  HttpError,
+  latin1,
+  parseHead,
+  type RequestHead,
+} from "./_http_parse.ts";
 import { HttpRequest, validRequestUrl } from "./_http_request.ts";
 import {
   sendContinue,
@@ -23,7 +28,13 @@ import type { ReclaimCandidate, SlotReclaimer } from "./_reclaim.ts";
 import { LimitExceededError } from "./errors.ts";
 import { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
-import type { EvPoolPolicy, EvTcpAcceptor } from "./ev_tcp_acceptor.ts";
+import type {
+  EvConnectionFactory,
+  EvListenOptions,
+  EvPoolPolicy,
+  EvTcpAcceptor,
+  EvUnixListenOptions,
+} from "./ev_tcp_acceptor.ts";
 import type { EvThread } from "./ev_thread.ts";
 import type { EvProxyInfo, EvProxyProtocolOptions } from "./proxy_protocol.ts";
 
@@ -173,10 +184,15 @@ interface Limits {
   sendTimeout: number;
 }
 
-/** A connection's state, as the server's shutdown sees it. */
+/**
+ * A connection: what its exchanges share, and its state as the server's
+ * shutdown and reclaiming see it.
+ */
 interface Connection {
+  site: Site;
   thread: EvThread<unknown>;
   socket: EvSocket;
+  remoteAddr: Deno.Addr;
   /** Waiting for the next request (nothing in flight). */
   idle: boolean;
   /**
@@ -184,6 +200,13 @@ interface Connection {
    * request (`performance.now()`); 0 before its first response.
    */
   idleSince: number;
+  /**
+   * What stops the wait in progress (the handler, a body stream read):
+   * called with the reason when the connection's task is aborted.
+   */
+  onAbort: ((reason: unknown) => void) | undefined;
+  /** The response writer's reusable buffer. */
+  scratch: Uint8Array | undefined;
 }
 
 interface Upgrade {
@@ -571,27 +594,28 @@ function usable(value: unknown): value is Response {
  */
 function untilAborted<T>(
   value: T | Promise<T>,
-  state: ExchangeState,
+  conn: Connection,
 ): Promise<T> {
+  const signal = conn.thread.signal;
   return new Promise<T>((resolve, reject) => {
-    if (state.signal.aborted) reject(state.signal.reason);
-    state.onAbort = reject;
+    if (signal.aborted) reject(signal.reason);
+    conn.onAbort = reject;
     Promise.resolve(value).then(resolve, reject);
   }).finally(() => {
-    state.onAbort = undefined;
+    conn.onAbort = undefined;
   });
 }
 
+/** The response of `onError` for `error` (the default's, if it fails). */
 async function errorResponse(
-  onError: (error: unknown) => Response | Promise<Response>,
+  conn: Connection,
   error: unknown,
-  state: ExchangeState,
 ): Promise<Response> {
   let response: unknown;
   try {
-    response = await untilAborted(onError(error), state);
+    response = await untilAborted(conn.site.onError(error), conn);
   } catch (hookError) {
-    if (state.signal.aborted) throw hookError;
+    if (conn.thread.signal.aborted) throw hookError;
     return defaultOnError(hookError);
   }
   if (usable(response)) return response;
@@ -617,59 +641,103 @@ async function serveConnection(
   thread: EvThread<unknown>,
   remoteAddr: Deno.Addr,
 ): Promise<void> {
-  const { server, limits } = site;
-  const connection: Connection = { thread, socket, idle: true, idleSince: 0 };
-  // One abort listener for the connection's life: it stops whatever the
-  // exchange is waiting on (the handler, a body stream read).
-  const state: ExchangeState = {
+  const conn: Connection = {
+    site,
+    thread,
+    socket,
+    remoteAddr,
+    idle: true,
+    idleSince: 0,
     onAbort: undefined,
-    signal: thread.signal,
     scratch: undefined,
   };
+  // One abort listener for the connection's life: it stops whatever the
+  // exchange is waiting on (the handler, a body stream read).
   thread.signal.addEventListener(
     "abort",
-    () => state.onAbort?.(thread.signal.reason),
+    () => conn.onAbort?.(thread.signal.reason),
     { once: true },
   );
-  serverInternals.track(server, connection);
+  serverInternals.track(site.server, conn);
   try {
     // Only plain TCP connections have the option (not TLS, nor Unix).
     if (socket.localAddr.transport === "tcp" && socket.tls === undefined) {
       socket.setNoDelay(true);
     }
-    let timeout = limits.headerTimeout;
+    let timeout = site.limits.headerTimeout;
     while (true) {
-      connection.idle = true;
-      if (serverInternals.draining(server)) return;
-      const next = exchange(site, socket, thread, remoteAddr, {
-        connection,
-        state,
-        timeout,
-      });
+      conn.idle = true;
+      if (serverInternals.draining(site.server)) return;
+      const next = exchange(conn, timeout);
       // Its read of the next head now waits: if a client waits for a slot
       // of the full pool (it came while this one was busy), the idle
       // connection that has waited longest, maybe this one, gives it one.
-      if (connection.idleSince > 0) site.slots.reclaim();
+      if (conn.idleSince > 0) site.slots.reclaim();
       if (!await next) return;
-      connection.idleSince = performance.now();
-      timeout = limits.idleTimeout;
+      conn.idleSince = performance.now();
+      timeout = site.limits.idleTimeout;
     }
   } catch (error) {
     if (thread.signal.aborted && error === thread.signal.reason) return;
     if (isDisconnect(error) || isTimeout(error)) return;
     throw error;
   } finally {
-    serverInternals.untrack(server, connection);
+    serverInternals.untrack(site.server, conn);
   }
 }
 
-/** What `exchange` shares with its connection. */
-interface ExchangeState {
-  onAbort: ((reason: unknown) => void) | undefined;
-  /** The connection's task's signal. */
-  signal: AbortSignal;
-  /** The response writer's reusable buffer. */
-  scratch: Uint8Array | undefined;
+/**
+ * One request and its response, as the body of Go's `conn.serve` loop:
+ * read the request, respond, finish. Returns whether to read another.
+ */
+async function exchange(conn: Connection, timeout: number): Promise<boolean> {
+  // Read the request.
+  const bytes = await readHead(conn.socket, conn.site.limits, timeout);
+  if (bytes === null) return false;
+  conn.idle = false;
+  let head: RequestHead | undefined;
+  try {
+    head = requestHead(conn, bytes);
+  } catch (error) {
+    if (!(error instanceof HttpError)) throw error;
+    await sendError(conn.socket, error.status, conn.site.limits.sendTimeout);
+    return false;
+  }
+  if (head === undefined) return true; // empty lines between requests
+  const x = new Exchange(conn, head);
+
+  try {
+    // Respond: the handler's response (or onError's), written out.
+    let response: Response | false;
+    try {
+      let result: unknown = conn.site.handler(x.request, x.info);
+      if (!(result instanceof Response)) {
+        result = await untilAborted(result, conn);
+      }
+      response = checkedResponse(result);
+    } catch (error) {
+      response = await handlerFailed(x, error);
+    }
+    if (response === false) return false;
+    if (x.body?.failed) return await bodyFailed(x);
+    const up = upgrades.get(response);
+    if (up !== undefined) return await switchProtocols(x, up);
+    x.keepAlive = mayKeepAlive(x);
+    let keepAlive: boolean;
+    try {
+      keepAlive = await writeResponse(response, x);
+      x.info.sent();
+    } catch (error) {
+      return await writeFailed(x, error);
+    }
+
+    // Finish: what is left of the request body.
+    const body = x.body;
+    if (body === undefined || body.done) return keepAlive;
+    return keepAlive && !body.failed && await body.drain(DRAIN_LIMIT);
+  } finally {
+    x.end();
+  }
 }
 
 /** Reads a request head; `null` when the connection should just close. */
@@ -718,215 +786,237 @@ async function readHead(
   }
 }
 
-/** One request and its response. Returns whether to read another. */
-async function exchange(
-  site: Site,
-  socket: EvSocket,
-  thread: EvThread<unknown>,
-  remoteAddr: Deno.Addr,
-  context: { connection: Connection; state: ExchangeState; timeout: number },
-): Promise<boolean> {
-  const { limits } = site;
-  const sendTimeout = limits.sendTimeout;
-  const { connection, state } = context;
-
-  const headBytes = await readHead(socket, limits, context.timeout);
-  if (headBytes === null) return false;
-  connection.idle = false;
-  const n = headBytes.byteLength;
-  if (headBytes[n - 3] !== 0x0a || headBytes[n - 4] !== 0x0d) {
-    await sendError(socket, 400, sendTimeout); // ended by bare LFs
-    return false;
+/**
+ * The request head in `bytes` (up to its blank line), parsed and checked;
+ * `undefined` when they are only empty lines between requests.
+ *
+ * @throws {HttpError} with the status to refuse the request with.
+ */
+function requestHead(
+  conn: Connection,
+  bytes: Uint8Array,
+): RequestHead | undefined {
+  const n = bytes.byteLength;
+  if (bytes[n - 3] !== 0x0a || bytes[n - 4] !== 0x0d) {
+    throw new HttpError(400, "Request head ended by bare LFs");
   }
-  const text = latin1(headBytes.subarray(0, n - 4));
-  if (/^(\r\n)*$/.test(text)) return true; // empty lines between requests
-  let head;
-  try {
-    head = parseHead(text, limits);
-  } catch (error) {
-    if (error instanceof HttpError) {
-      await sendError(socket, error.status, sendTimeout);
-      return false;
-    }
-    throw error;
-  }
-
-  const host = head.host || hostOf(socket.localAddr);
+  const text = latin1(bytes.subarray(0, n - 4));
+  if (/^(\r\n)*$/.test(text)) return undefined;
+  const limits = conn.site.limits;
+  const head = parseHead(text, limits);
+  const socket = conn.socket;
   if (
     !validRequestUrl(
       head.target,
-      host,
+      requestHost(head, socket),
       head.host ?? "",
       socket.tls !== undefined,
     )
   ) {
-    await sendError(socket, 400, sendTimeout);
-    return false;
+    throw new HttpError(400, "Invalid request URL");
   }
+  if (head.contentLength > limits.maxBodyBytes) {
+    throw new HttpError(413, "Request body too large");
+  }
+  return head;
+}
 
+/** The host of a request's URL: its Host field, or the server's address. */
+function requestHost(head: RequestHead, socket: EvSocket): string {
+  return head.host || hostOf(socket.localAddr);
+}
+
+/**
+ * One request and its response: what the steps of {@linkcode exchange}
+ * share. It is the response writer's context too, so that one object
+ * serves both.
+ */
+class Exchange implements WriteContext {
+  readonly conn: Connection;
+  readonly head: RequestHead;
+  /** The body, read as the handler pulls it. */
+  readonly body: BodyReader | undefined;
+  readonly request: Request;
+  readonly info: Info;
+  /** Stops watching for a disconnect (once `request.signal` is made). */
+  watch: AbortController | undefined = undefined;
   // How the response goes out; `started` is shared with the body reader.
-  const ctx: WriteContext = {
-    socket,
-    head: head.method === "HEAD",
-    keepAlive: false,
-    http10: head.minor === 0,
-    timeout: sendTimeout,
-    signal: thread.signal,
-    state,
-    started: false,
-  };
+  readonly socket: EvSocket;
+  readonly isHead: boolean;
+  keepAlive = false;
+  readonly http10: boolean;
+  readonly timeout: number;
+  readonly signal: AbortSignal;
+  readonly state: Connection;
+  started = false;
 
-  // The body, read as the handler pulls it.
-  let body: BodyReader | undefined;
-  if (head.chunked || head.contentLength > 0) {
-    if (head.contentLength > limits.maxBodyBytes) {
-      await sendError(socket, 413, sendTimeout);
-      return false;
-    }
-    body = new BodyReader(socket, {
-      contentLength: head.chunked ? -1 : head.contentLength,
-      maxBytes: limits.maxBodyBytes,
-      maxTrailerBytes: limits.maxHeaderBytes,
-      timeout: limits.bodyTimeout,
-      // No 100 once the response has begun: it would land inside it.
-      onFirstRead: head.expectContinue
-        ? () =>
-          ctx.started ? Promise.resolve() : sendContinue(socket, sendTimeout)
-        : undefined,
-    });
+  constructor(conn: Connection, head: RequestHead) {
+    const { socket, site } = conn;
+    this.conn = conn;
+    this.head = head;
+    this.socket = socket;
+    this.isHead = head.method === "HEAD";
+    this.http10 = head.minor === 0;
+    this.timeout = site.limits.sendTimeout;
+    this.signal = conn.thread.signal;
+    this.state = conn;
+    this.body = head.chunked || head.contentLength > 0
+      ? new BodyReader(socket, {
+        contentLength: head.chunked ? -1 : head.contentLength,
+        maxBytes: site.limits.maxBodyBytes,
+        maxTrailerBytes: site.limits.maxHeaderBytes,
+        timeout: site.limits.bodyTimeout,
+        // No 100 once the response has begun: it would land inside it.
+        onFirstRead: head.expectContinue
+          ? () =>
+            this.started
+              ? Promise.resolve()
+              : sendContinue(socket, this.timeout)
+          : undefined,
+      })
+      : undefined;
+    this.request = new HttpRequest({
+      method: head.method,
+      target: head.target,
+      host: requestHost(head, socket),
+      secure: socket.tls !== undefined,
+      fields: head.fields,
+      body: this.body === undefined ? null : this.body.stream(),
+      signal: () => this.#requestSignal(),
+    }) as unknown as Request;
+    if (head.upgrade !== undefined) upgradable.set(this.request, head.upgrade);
+    this.info = new Info(conn.remoteAddr, socket.proxy);
   }
 
-  // request.signal, made on first use: aborts when the client disconnects
-  // (or the connection is aborted) before the response is sent.
-  let watch: AbortController | undefined;
-  const request = new HttpRequest({
-    method: head.method,
-    target: head.target,
-    host,
-    secure: socket.tls !== undefined,
-    fields: head.fields,
-    body: body === undefined ? null : body.stream(),
-    signal: () => {
-      const controller = new AbortController();
-      watch = new AbortController();
-      const stop = watch.signal;
-      const onAbort = () => controller.abort(thread.signal.reason);
-      if (thread.signal.aborted) onAbort();
-      else {
-        thread.signal.addEventListener("abort", onAbort, {
-          once: true,
-          signal: stop,
-        });
-      }
-      watchDisconnect(socket, controller, stop);
-      return controller.signal;
-    },
-  }) as unknown as Request;
-  if (head.upgrade !== undefined) upgradable.set(request, head.upgrade);
-  const info = new Info(remoteAddr, socket.proxy);
+  /**
+   * Makes `request.signal` (on first use): it aborts when the client
+   * disconnects (or the connection is aborted) before the response is sent.
+   */
+  #requestSignal(): AbortSignal {
+    const controller = new AbortController();
+    const connSignal = this.signal;
+    this.watch = new AbortController();
+    const stop = this.watch.signal;
+    const onAbort = () => controller.abort(connSignal.reason);
+    if (connSignal.aborted) onAbort();
+    else {
+      connSignal.addEventListener("abort", onAbort, {
+        once: true,
+        signal: stop,
+      });
+    }
+    watchDisconnect(this.socket, controller, stop);
+    return controller.signal;
+  }
 
-  try {
-    // The handler. A handler that never settles still ends with the
-    // connection: aborting it (shutdown) rejects the wait.
-    let response: Response;
-    try {
-      let result: unknown = site.handler(request, info);
-      if (!(result instanceof Response)) {
-        result = await untilAborted(result, state);
-      }
-      if (!usable(result)) {
-        throw new TypeError(
-          "The handler must return a Response (not Response.error(), nor a 1xx status outside upgrade()) or a promise of one",
-        );
-      }
-      response = result;
-    } catch (error) {
-      if (thread.signal.aborted && error === thread.signal.reason) throw error;
-      if (body?.failed) {
-        return await bodyFailed(socket, body, info, sendTimeout);
-      }
-      response = await errorResponse(site.onError, error, state);
-    }
-    if (body?.failed) return await bodyFailed(socket, body, info, sendTimeout);
-
-    const up = upgrades.get(response);
-    if (up !== undefined) {
-      if (up.request !== request) {
-        throw new TypeError("upgrade() was given another request");
-      }
-      await sendSwitching(socket, head.upgrade!, up.headers, sendTimeout);
-      info.sent();
-      watch?.abort();
-      await up.proc(socket, thread);
-      return false;
-    }
-
-    // The response.
-    let keepAlive = head.keepAlive && !serverInternals.draining(site.server) &&
-      // A client waits for a slot that no idle connection could give (they
-      // were offered when it came): this one gives its slot after this
-      // response, which says so (`connection: close`).
-      // Not with a pipelined request received: that one is answered first.
-      !(socket.buffered === 0 &&
-        site.slots.yieldSlot(thread));
-    if (
-      body !== undefined && !body.done && head.expectContinue && !body.started
-    ) {
-      keepAlive = false; // the client has not sent the body: do not wait
-    }
-    ctx.keepAlive = keepAlive;
-    try {
-      try {
-        keepAlive = await writeResponse(response, ctx);
-      } catch (error) {
-        if (ctx.started || thread.signal.aborted) throw error;
-        // The body stream failed reading the request body: answer for that.
-        if (body?.failed) {
-          return await bodyFailed(socket, body, info, sendTimeout);
-        }
-        // Nothing went out yet (a used body, a chunk that is not bytes):
-        // answer as for a handler that threw.
-        ctx.keepAlive = false;
-        keepAlive = await writeResponse(
-          await errorResponse(site.onError, error, state),
-          ctx,
-        );
-      }
-      info.sent();
-    } catch (error) {
-      info.failed(error);
-      if (thread.signal.aborted && error === thread.signal.reason) throw error;
-      // Cut the connection: the client must see a truncated response.
-      socket.close();
-      return false;
-    }
-
-    // What is left of the body.
-    if (body !== undefined && !body.done) {
-      if (!keepAlive || body.failed) return false;
-      if (!await body.drain(DRAIN_LIMIT)) return false;
-    }
-    return keepAlive;
-  } finally {
-    watch?.abort();
-    if (info.pending) {
-      info.failed(thread.signal.reason ?? abortError("No response was sent"));
+  /**
+   * Ends the exchange: stops the disconnect watch, and fails `completed`
+   * if no response was sent.
+   */
+  end(): void {
+    this.watch?.abort();
+    if (this.info.pending) {
+      this.info.failed(
+        this.signal.reason ?? abortError("No response was sent"),
+      );
     }
   }
 }
 
+/**
+ * A handler's result, once settled, if it can be sent.
+ *
+ * @throws {TypeError} if it cannot.
+ */
+function checkedResponse(result: unknown): Response {
+  if (!usable(result)) {
+    throw new TypeError(
+      "The handler must return a Response (not Response.error(), nor a 1xx status outside upgrade()) or a promise of one",
+    );
+  }
+  return result;
+}
+
+/**
+ * The handler threw (or its result cannot be sent): the response of
+ * `onError`; or `false` when it failed reading the body, which is then
+ * answered here.
+ */
+async function handlerFailed(
+  x: Exchange,
+  error: unknown,
+): Promise<Response | false> {
+  if (x.signal.aborted && error === x.signal.reason) throw error;
+  if (x.body?.failed) return await bodyFailed(x);
+  return await errorResponse(x.conn, error);
+}
+
+/**
+ * Whether the connection may stay open after this response (the response
+ * itself may still close it).
+ */
+function mayKeepAlive(x: Exchange): boolean {
+  const { conn, head, body } = x;
+  const keepAlive = head.keepAlive &&
+    !serverInternals.draining(conn.site.server) &&
+    // A client waits for a slot that no idle connection could give (they
+    // were offered when it came): this one gives its slot after this
+    // response, which says so (`connection: close`).
+    // Not with a pipelined request received: that one is answered first.
+    !(conn.socket.buffered === 0 && conn.site.slots.yieldSlot(conn.thread));
+  // The client has not sent the body (it waits for a 100): do not wait.
+  return keepAlive &&
+    !(body !== undefined && !body.done && head.expectContinue &&
+      !body.started);
+}
+
+/**
+ * Writing the response failed. If nothing went out yet, answers for the
+ * cause: the request body's failure (the response's stream read it), or
+ * else as for a handler that threw (a used body, a chunk that is not
+ * bytes). Once bytes went out, cuts the connection: the client must see a
+ * truncated response. Returns false: the connection closes.
+ */
+async function writeFailed(x: Exchange, error: unknown): Promise<false> {
+  if (!x.started && !x.signal.aborted) {
+    if (x.body?.failed) return await bodyFailed(x);
+    x.keepAlive = false;
+    try {
+      await writeResponse(await errorResponse(x.conn, error), x);
+      x.info.sent();
+      return false;
+    } catch (fallbackError) {
+      error = fallbackError;
+    }
+  }
+  x.info.failed(error);
+  if (x.signal.aborted && error === x.signal.reason) throw error;
+  x.socket.close();
+  return false;
+}
+
 /** Answers a request whose body could not be read, then closes. */
-async function bodyFailed(
-  socket: EvSocket,
-  body: BodyReader,
-  info: Info,
-  sendTimeout: number,
-): Promise<false> {
-  const error = body.error;
-  info.failed(error);
+async function bodyFailed(x: Exchange): Promise<false> {
+  const error = x.body!.error;
+  x.info.failed(error);
   if (error instanceof HttpError) {
-    await sendError(socket, error.status, sendTimeout);
-  } else if (isTimeout(error)) await sendError(socket, 408, sendTimeout);
+    await sendError(x.socket, error.status, x.timeout);
+  } else if (isTimeout(error)) await sendError(x.socket, 408, x.timeout);
+  return false;
+}
+
+/**
+ * Answers `101 Switching Protocols` for {@linkcode upgrade} and runs the
+ * new protocol on the connection, which is then done with HTTP.
+ */
+async function switchProtocols(x: Exchange, up: Upgrade): Promise<false> {
+  if (up.request !== x.request) {
+    throw new TypeError("upgrade() was given another request");
+  }
+  await sendSwitching(x.socket, x.head.upgrade!, up.headers, x.timeout);
+  x.info.sent();
+  x.watch?.abort();
+  await up.proc(x.socket, x.conn.thread);
   return false;
 }
 
@@ -1065,20 +1155,71 @@ export function serve(
   b?: ServeHandler<any>,
   // deno-lint-ignore no-explicit-any
 ): HttpServer<any> {
-  const options = (typeof a === "function" ? {} : a ?? {}) as
-    & ServeOptions
-    & Partial<Omit<ServeUnixOptions, "onListen">>;
+  const options = (typeof a === "function" ? {} : a ?? {}) as AnyOptions;
   // serve(handler), serve(options, handler), serve({ handler, ...options }).
-  const handler = typeof a === "function"
-    ? a
-    : b ?? (options as ServeOptions & { handler?: ServeHandler }).handler;
+  const handler = typeof a === "function" ? a : b ?? options.handler;
   checkFunction(handler, "handler");
   if (options.onListen !== undefined) {
     checkFunction(options.onListen, "onListen");
   }
   if (options.onError !== undefined) checkFunction(options.onError, "onError");
   const signal = checkSignal(options.signal);
-  const limits: Limits = {
+  const limits = limitsOf(options);
+  const loop = loopOf(options);
+  const site = {
+    handler: handler!,
+    onError: options.onError ?? defaultOnError,
+    limits,
+    slots: loopInternals.slots(loop),
+  } as Site;
+  const server = serverInternals.create(loop, options.loop === undefined, (
+    srv,
+  ) => {
+    site.server = srv;
+    return listen(
+      loop,
+      options,
+      (info) => (socket, thread) =>
+        serveConnection(site, socket, thread, info.remoteAddr),
+    );
+  });
+  announce(server.addr, options);
+  if (signal?.aborted) server.shutdown();
+  else {
+    signal?.addEventListener("abort", () => server.shutdown(), { once: true });
+  }
+  return server;
+}
+
+/** Every option of {@linkcode serve}, whatever the transport. */
+type AnyOptions =
+  & ServeOptions
+  & Partial<Omit<ServeUnixOptions, "onListen">>
+  & { handler?: ServeHandler };
+
+/** The options serve() reads itself: loop.listen takes the others. */
+const OWN_OPTIONS = new Set([
+  "handler",
+  "transport",
+  "signal",
+  "onListen",
+  "onError",
+  "loop",
+  "maxConnections",
+  "policy",
+  "maxHeaderBytes",
+  "maxHeaderFields",
+  "maxUrlBytes",
+  "maxBodyBytes",
+  "headerTimeout",
+  "idleTimeout",
+  "bodyTimeout",
+  "sendTimeout",
+]);
+
+/** The limits and timeouts the options set, checked, with defaults. */
+function limitsOf(options: ServeOptions): Limits {
+  return {
     maxHeaderBytes: positive(options.maxHeaderBytes, "maxHeaderBytes", 65_536),
     maxHeaderFields: positive(options.maxHeaderFields, "maxHeaderFields", 128),
     maxUrlBytes: positive(options.maxUrlBytes, "maxUrlBytes", 8192),
@@ -1095,100 +1236,73 @@ export function serve(
     bodyTimeout: timeoutOption(options.bodyTimeout, "bodyTimeout", 30_000),
     sendTimeout: timeoutOption(options.sendTimeout, "sendTimeout", 30_000),
   };
-  let loop: EvLoop;
-  const ownLoop = options.loop === undefined;
-  if (ownLoop) {
-    loop = new EvLoop({
+}
+
+/** The loop given in the options, or a new one of `maxConnections` slots. */
+function loopOf(options: ServeOptions): EvLoop {
+  if (options.loop === undefined) {
+    return new EvLoop({
       capacity: positive(options.maxConnections, "maxConnections", 1024),
     });
-  } else {
-    if (!(options.loop instanceof EvLoop)) {
-      throw new TypeError("'loop' must be an EvLoop");
-    }
-    if (options.maxConnections !== undefined) {
-      throw new TypeError(
-        "'maxConnections' cannot be set with 'loop': the loop's capacity applies",
-      );
-    }
-    loop = options.loop;
   }
-  const site = {
-    handler: handler!,
-    onError: options.onError ?? defaultOnError,
-    limits,
-    slots: loopInternals.slots(loop),
-  } as Site;
-  const httpServer = serverInternals.create(loop, ownLoop, (srv) => {
-    site.server = srv;
-    const factory = (info: { remoteAddr: Deno.Addr }) =>
-    (
-      socket: EvSocket,
-      thread: EvThread<unknown>,
-    ) => serveConnection(site, socket, thread, info.remoteAddr);
-    const policy = options.policy !== undefined
-      ? { policy: options.policy }
-      : {};
-    if (options.transport === "unix") {
-      // Every other address option is loop.listen's to refuse (a cert
-      // here must not silently mean plaintext).
-      const {
-        handler: _h,
-        transport: _t,
-        signal: _s,
-        onListen: _l,
-        onError: _e,
-        loop: _loop,
-        maxConnections: _m,
-        policy: _p,
-        maxHeaderBytes: _a,
-        maxHeaderFields: _b,
-        maxUrlBytes: _c,
-        maxBodyBytes: _d,
-        headerTimeout: _f,
-        idleTimeout: _g,
-        bodyTimeout: _i,
-        sendTimeout: _j,
-        ...rest
-      } = options as ServeOptions & ServeUnixOptions & { handler?: unknown };
-      return loop.listen(
-        { ...rest, transport: "unix", path: options.path!, ...policy },
-        factory,
-      );
-    }
-    if (options.transport !== undefined && options.transport !== "tcp") {
-      throw new TypeError(
-        `'transport' must be "tcp" or "unix": received ${
-          JSON.stringify(options.transport)
-        }`,
-      );
-    }
-    return loop.listen(
-      {
-        hostname: options.hostname ?? "0.0.0.0",
-        port: options.port ?? 8000,
-        ...(options.backlog !== undefined ? { backlog: options.backlog } : {}),
-        ...(options.reusePort !== undefined
-          ? { reusePort: options.reusePort }
-          : {}),
-        ...policy,
-        ...(options.proxyProtocol !== undefined
-          ? { proxyProtocol: options.proxyProtocol }
-          : {}),
-        ...(options.cert !== undefined || options.key !== undefined
-          ? {
-            cert: options.cert!,
-            key: options.key!,
-            alpnProtocols: options.alpnProtocols ?? ["http/1.1"],
-            ...(options.handshakeTimeout !== undefined
-              ? { handshakeTimeout: options.handshakeTimeout }
-              : {}),
-          }
-          : {}),
-      },
-      factory,
+  if (!(options.loop instanceof EvLoop)) {
+    throw new TypeError("'loop' must be an EvLoop");
+  }
+  if (options.maxConnections !== undefined) {
+    throw new TypeError(
+      "'maxConnections' cannot be set with 'loop': the loop's capacity applies",
     );
-  });
-  const addr: Deno.Addr = httpServer.addr;
+  }
+  return options.loop;
+}
+
+/** Listens where the options say: TCP (TLS with a cert), or a Unix socket. */
+function listen(
+  loop: EvLoop,
+  options: AnyOptions,
+  factory: EvConnectionFactory<Deno.Addr>,
+): EvTcpAcceptor<Deno.Addr> {
+  if (options.transport === "unix") {
+    // Every other option goes to loop.listen, which refuses those a Unix
+    // socket cannot take (a cert here must not silently mean plaintext).
+    const unix: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(options)) {
+      if (!OWN_OPTIONS.has(name)) unix[name] = value;
+    }
+    unix.transport = "unix";
+    if (options.policy !== undefined) unix.policy = options.policy;
+    return loop.listen(unix as unknown as EvUnixListenOptions, factory);
+  }
+  if (options.transport !== undefined && options.transport !== "tcp") {
+    throw new TypeError(
+      `'transport' must be "tcp" or "unix": received ${
+        JSON.stringify(options.transport)
+      }`,
+    );
+  }
+  const tcp: EvListenOptions = {
+    hostname: options.hostname ?? "0.0.0.0",
+    port: options.port ?? 8000,
+  };
+  if (options.backlog !== undefined) tcp.backlog = options.backlog;
+  if (options.reusePort !== undefined) tcp.reusePort = options.reusePort;
+  if (options.policy !== undefined) tcp.policy = options.policy;
+  if (options.proxyProtocol !== undefined) {
+    tcp.proxyProtocol = options.proxyProtocol;
+  }
+  if (options.cert !== undefined || options.key !== undefined) {
+    tcp.cert = options.cert!;
+    tcp.key = options.key!;
+    tcp.alpnProtocols = options.alpnProtocols ?? ["http/1.1"];
+    if (options.handshakeTimeout !== undefined) {
+      tcp.handshakeTimeout = options.handshakeTimeout;
+    }
+  }
+  return loop.listen(tcp, factory);
+}
+
+/** Calls `onListen` with the address, or logs it. */
+function announce(addr: Deno.Addr, options: AnyOptions): void {
   if (options.onListen !== undefined) {
     (options.onListen as (addr: Deno.Addr) => void)(addr);
   } else if (addr.transport === "unix") {
@@ -1197,13 +1311,4 @@ export function serve(
     const scheme = options.cert !== undefined ? "https" : "http";
     console.log(`Listening on ${scheme}://${hostOf(addr)}/`);
   }
-  if (signal !== undefined) {
-    if (signal.aborted) httpServer.shutdown();
-    else {
-      signal.addEventListener("abort", () => httpServer.shutdown(), {
-        once: true,
-      });
-    }
-  }
-  return httpServer;
 }
