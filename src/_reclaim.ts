@@ -62,7 +62,7 @@ export class SlotReclaimer {
     this.#owns = owns;
   }
 
-  /** Registers a server's candidates; returns the function that removes them. */
+  /** Registers a server's candidates; returns what removes them. */
   addSource(source: CandidateSource): () => void {
     this.#sources.add(source);
     return () => this.#sources.delete(source);
