@@ -301,27 +301,112 @@ function mergeContentLength(previous: number, value: string): number {
 }
 
 /**
- * Parses a chunk-size line (without CRLF): hex digits, optionally followed
- * by chunk extensions, which are ignored.
+ * Parses a chunk-size line (without CRLF): 1 to 12 hex digits, then any
+ * chunk extensions (RFC 9112 7.1.1), which are checked and ignored:
+ *
+ *     chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ *
+ * where a name is a token, a value a token or a quoted-string (RFC 9110
+ * 5.6.4), and BWS optional spaces and tabs.
  *
  * @throws {HttpError} 400 when it is malformed or too large.
  */
 export function parseChunkSize(line: string): number {
-  let end = line.indexOf(";");
-  if (end < 0) end = line.length;
-  let size = line.slice(0, end);
-  // BWS before a chunk extension is tolerated (RFC 9112 7.1.1), not
-  // after a bare size.
-  if (end < line.length) {
-    while (size.endsWith(" ") || size.endsWith("\t")) size = size.slice(0, -1);
-  }
-  if (!/^[0-9a-fA-F]{1,12}$/.test(size)) {
+  let digits = 0;
+  while (isHexDigit(line.charCodeAt(digits))) digits++;
+  if (
+    digits === 0 || digits > 12 ||
+    (digits < line.length &&
+      line.charCodeAt(skipBws(line, digits)) !== SEMICOLON)
+  ) {
     throw new HttpError(400, "Malformed chunk size");
   }
-  if (end < line.length && BAD_VALUE.test(line.slice(end))) {
+  if (!validChunkExt(line, digits)) {
     throw new HttpError(400, "Malformed chunk extension");
   }
-  return parseInt(size, 16);
+  return parseInt(line.slice(0, digits), 16);
+}
+
+const SEMICOLON = 0x3b;
+const EQUALS = 0x3d;
+const DQUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+// Classes of latin1 chars (RFC 9110 5.6.2 and 5.6.4), as bits.
+const TCHAR = 1;
+/** qdtext: HTAB, SP, VCHAR but `"` and `\`, obs-text. */
+const QDTEXT = 2;
+/** What may follow `\` in a quoted-string: HTAB, SP, VCHAR, obs-text. */
+const QUOTABLE = 4;
+const CHAR_CLASSES = new Uint8Array(256).map((_, c) => {
+  const visible = (c >= 0x21 && c <= 0x7e) || c >= 0x80;
+  let bits = 0;
+  if (TOKEN.test(String.fromCharCode(c))) bits |= TCHAR;
+  if (c === 0x09 || c === 0x20 || visible) {
+    bits |= QUOTABLE;
+    if (c !== DQUOTE && c !== BACKSLASH) bits |= QDTEXT;
+  }
+  return bits;
+});
+
+function isA(c: number, bits: number): boolean {
+  return ((CHAR_CLASSES[c] ?? 0) & bits) !== 0;
+}
+
+function isHexDigit(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) ||
+    (c >= 0x61 && c <= 0x66);
+}
+
+/** The index of the first char at or after `i` that is not BWS. */
+function skipBws(line: string, i: number): number {
+  while (isOws(line.charCodeAt(i))) i++;
+  return i;
+}
+
+/** The index after the token at `i` (`i` itself when there is none). */
+function skipToken(line: string, i: number): number {
+  while (isA(line.charCodeAt(i), TCHAR)) i++;
+  return i;
+}
+
+/**
+ * The index after the quoted-string at `start` (`start` itself when there
+ * is none: not a quote, a char not allowed, or no closing quote).
+ */
+function skipQuoted(line: string, start: number): number {
+  if (line.charCodeAt(start) !== DQUOTE) return start;
+  let i = start + 1;
+  while (i < line.length) {
+    const c = line.charCodeAt(i);
+    if (c === DQUOTE) return i + 1;
+    if (c === BACKSLASH) {
+      if (!isA(line.charCodeAt(i + 1), QUOTABLE)) return start;
+      i += 2;
+    } else if (isA(c, QDTEXT)) i++;
+    else return start;
+  }
+  return start;
+}
+
+/** Whether `line` from `start` to its end is a valid `chunk-ext`. */
+function validChunkExt(line: string, start: number): boolean {
+  let i = start;
+  while (i < line.length) {
+    i = skipBws(line, i);
+    if (line.charCodeAt(i) !== SEMICOLON) return false;
+    const name = skipBws(line, i + 1);
+    i = skipToken(line, name);
+    if (i === name) return false;
+    const equals = skipBws(line, i);
+    if (line.charCodeAt(equals) !== EQUALS) continue; // a name alone
+    const value = skipBws(line, equals + 1);
+    i = line.charCodeAt(value) === DQUOTE
+      ? skipQuoted(line, value)
+      : skipToken(line, value);
+    if (i === value) return false;
+  }
+  return true;
 }
 
 /**
