@@ -297,9 +297,8 @@ function requestHost(head: RequestHead, socket: EvSocket): string {
 }
 
 /**
- * One request and its response: what the steps of `exchange`
- * share. It is the response writer's context too, so that one object
- * serves both.
+ * One request and its response: what the steps of `exchange` share. It is
+ * the response writer's context too, so that one object serves both.
  */
 class Exchange implements WriteContext {
   readonly conn: Connection;
