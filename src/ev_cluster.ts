@@ -287,6 +287,8 @@ function zeroStats(): EvLoopStats {
     reclaimed: 0,
     timeouts: 0,
     errors: 0,
+    sendsCutShort: 0,
+    bytesUnsent: 0,
   };
 }
 

@@ -349,7 +349,7 @@ Deno.test("EvThread.spawn() lets a parent await its child with capacity 1", asyn
   await loop.shutdown({ grace: 0 });
 });
 
-Deno.test("EvThread.spawn() reports a failing child to onError", async () => {
+Deno.test("EvThread.spawn() reports a failing child to onError when nobody reads its result", async () => {
   const { loop, reports } = quietLoop();
   const boom = new Error("child failed");
   let child: EvThread<never> | undefined;
@@ -357,12 +357,29 @@ Deno.test("EvThread.spawn() reports a failing child to onError", async () => {
     child = thread.spawn(() => {
       throw boom;
     });
-    return await child.result.catch((error) => error);
+    await thread.delay(1);
+    return child.done;
   });
-  assertStrictEquals(await parent.result, boom);
+  assertEquals(await parent.result, true);
   assertEquals(reports.length, 1);
   assertStrictEquals(reports[0]!.error, boom);
   assertStrictEquals(reports[0]!.source, child);
+  await loop.shutdown({ grace: 0 });
+});
+
+Deno.test("EvThread.spawn() leaves a failing child's error to the parent that reads its result", async () => {
+  const { loop, reports } = quietLoop();
+  const boom = new Error("child failed");
+  const parent = loop.spawn(async (thread) => {
+    const child = thread.spawn(async () => {
+      await thread.delay(1);
+      throw boom;
+    });
+    return await child.result.catch((error) => error);
+  });
+  assertStrictEquals(await parent.result, boom);
+  assertEquals(reports.length, 0);
+  assertEquals(loop.stats.errors, 0);
   await loop.shutdown({ grace: 0 });
 });
 
@@ -375,25 +392,35 @@ const failing: EvThreadProc<never> = async () => {
   throw new Error("task failed");
 };
 
-Deno.test("EvLoop onError is called exactly once with the error and the thread of a failing task", async () => {
+Deno.test("EvLoop onError is called exactly once with the error and the thread of a failing task nobody awaits", async () => {
   const { loop, reports } = quietLoop();
   const task = loop.spawn(failing);
-  const error = await assertRejects(() => task.result, Error, "task failed");
+  await loop.shutdown({ grace: 5000 });
   assertEquals(reports.length, 1);
-  assertStrictEquals(reports[0]!.error, error);
+  assertEquals((reports[0]!.error as Error).message, "task failed");
   assertStrictEquals(reports[0]!.source, task);
   assertInstanceOf(reports[0]!.source, EvThread);
-  await loop.shutdown({ grace: 0 });
+  const error = await assertRejects(() => task.result, Error, "task failed");
+  assertStrictEquals(reports[0]!.error, error);
   assertEquals(reports.length, 1);
 });
 
-Deno.test("EvLoop.stats.errors counts a failing task", async () => {
+Deno.test("EvLoop onError is not called for a task whose result was read before it ended", async () => {
+  const { loop, reports } = quietLoop();
+  const task = loop.spawn(failing);
+  await assertRejects(() => task.result, Error, "task failed");
+  await loop.shutdown({ grace: 0 });
+  assertEquals(reports.length, 0);
+  assertEquals(loop.stats.errors, 0);
+});
+
+Deno.test("EvLoop.stats.errors counts failing tasks that nobody awaits", async () => {
   const { loop } = quietLoop();
   assertEquals(loop.stats.errors, 0);
-  await loop.spawn(failing).result.catch(() => {});
-  await loop.spawn(failing).result.catch(() => {});
+  loop.spawn(failing);
+  loop.spawn(failing);
+  await loop.shutdown({ grace: 5000 });
   assertEquals(loop.stats.errors, 2);
-  await loop.shutdown({ grace: 0 });
 });
 
 Deno.test("EvThread.result rejects with the very error the procedure threw", async () => {
