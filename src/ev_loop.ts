@@ -1,7 +1,7 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
 import { deadlines } from "./_deadline_queue.ts";
-import { GracePeriod } from "./_delay.ts";
+import { GracePeriod } from "./_grace_period.ts";
 import {
   acceptorInternals,
   type LoopHost,

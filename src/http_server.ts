@@ -17,7 +17,7 @@ import {
   checkSignal,
   checkTimeout,
 } from "./_validate.ts";
-import { GracePeriod } from "./_delay.ts";
+import { GracePeriod } from "./_grace_period.ts";
 import {
   loopInternals,
   type ReclaimCandidate,
