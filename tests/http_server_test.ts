@@ -365,9 +365,9 @@ const CASES: Case[] = [
     status: 400,
   },
   {
-    // BUG? (see report): a head whose lines all end in a bare LF has no
-    // CRLFCRLF, so the server waits for more and answers 408 at the header
-    // timeout instead of 400 (or accepting bare LF, as RFC 9112 2.2 allows).
+    // A head whose lines all end in a bare LF has no CRLFCRLF: the server
+    // still finds its end and answers 400 at once, not 408 at the header
+    // timeout (RFC 9112 2.2 would also allow accepting bare LF).
     name: "a head with bare LF line ends only",
     request: "GET / HTTP/1.1\nHost: example.com\n\n",
     status: 400,
@@ -1329,9 +1329,9 @@ Deno.test("serve() gives handlers Requests that behave like native ones", async 
 });
 
 Deno.test("serve() closes after a response whose handler set Connection: close", async () => {
-  // BUG (see report): writeResponse() in src/_http_response.ts drops the
-  // handler's `connection` field (FRAMING) without honouring `close`, so the
-  // connection stays open; Deno.serve (hyper), node:http and Go close it.
+  // The server writes the `connection` field itself but honours a handler's
+  // `close`: the connection ends after the response, as with Deno.serve
+  // (hyper), node:http and Go.
   await using server = startServer(
     {},
     () => new Response("bye", { headers: { connection: "close" } }),
@@ -1345,9 +1345,8 @@ Deno.test("serve() closes after a response whose handler set Connection: close",
 });
 
 Deno.test("serve() answers 500 to Response.error()", async () => {
-  // BUG (see report): Response.error() has status 0; writeResponse() sends
-  // the invalid status line "HTTP/1.1 0 " with no framing and keeps the
-  // connection alive, instead of treating it as a handler failure.
+  // Response.error() has status 0, which no status line can carry: the
+  // server treats it as a handler failure, not as a response to send.
   using _log = quietErrors();
   await using server = startServer({}, () => Response.error());
   await using client = await RawClient.connect(server.addr.port);
@@ -1358,7 +1357,7 @@ Deno.test("serve() answers 500 to Response.error()", async () => {
 
 Deno.test("serve() closes without a response when the returned body was used", async () => {
   // Nothing was sent yet, so a 500 would be possible; the server closes the
-  // connection instead (and logs nothing): see the report.
+  // connection instead (and logs nothing).
   await using server = startServer({}, async () => {
     const response = new Response("x");
     await response.text();
