@@ -218,6 +218,31 @@ Deno.test("EvThread.abort() aborts its children with the same reason and settles
   await loop.shutdown({ grace: 0 });
 });
 
+Deno.test("EvThread awaits a child spawned while it winds down", async () => {
+  const loop = new EvLoop({ onError: () => {} });
+  let lateDone = false;
+  const parent = loop.spawn(async (thread) => {
+    thread.spawn(async (child) => {
+      try {
+        await child.delay(Infinity);
+      } catch {
+        // Winding down, the child starts one more task.
+        child.spawn(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          lateDone = true;
+        });
+      }
+    });
+    await thread.delay(Infinity);
+  });
+  parent.abort(new Error("stop"));
+  await assertRejects(() => parent.result);
+  assert(lateDone, "the parent settled before its grandchild ended");
+  await loop.shutdown({ grace: 0 });
+  const { spawned, ended } = loop.stats;
+  assertEquals(spawned, ended);
+});
+
 Deno.test("EvThread.signal aborts when the task ends", async () => {
   const { loop } = quietLoop();
   let abortedWhileRunning: boolean | undefined;
@@ -298,6 +323,45 @@ Deno.test("EvThread.abort() makes pending socket calls reject with the reason", 
     assertStrictEquals((result as PromiseRejectedResult).reason, reason);
   }
   assertEquals((await readUntilClosed(peer)).reset, false);
+  await loop.shutdown({ grace: 0 });
+});
+
+Deno.test("EvThread.abort() leaves the buffer of a rejected recv untouched", async () => {
+  const loop = new EvLoop({ onError: () => {} });
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  const buf = new Uint8Array(4);
+  const started = Promise.withResolvers<void>();
+  const rejected = Promise.withResolvers<unknown>();
+  const finish = Promise.withResolvers<void>();
+  const task = loop.spawn(async (thread) => {
+    const socket: EvSocket = await thread.connect({
+      hostname: HOST,
+      port: listener.addr.port,
+    });
+    const pending = socket.recv(buf); // no per-call options
+    started.resolve();
+    try {
+      await pending;
+    } catch (error) {
+      rejected.resolve(error);
+    }
+    await finish.promise; // the task lives on after the rejection
+  });
+  const peer = await listener.accept();
+  await started.promise;
+  const reason = new Error("stop");
+  task.abort(reason);
+  assertStrictEquals(await rejected.promise, reason);
+  // The peer writes after the rejection; the caller's buffer must not
+  // change (the socket closed with the abort). Absence takes a wait.
+  await peer.write(new Uint8Array([9, 9, 9, 9])).catch(() => 0);
+  for (let i = 0; i < 20 && buf[0] === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assertEquals(buf, new Uint8Array(4));
+  finish.resolve();
+  await task.result;
+  peer.close();
   await loop.shutdown({ grace: 0 });
 });
 
