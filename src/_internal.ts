@@ -8,6 +8,7 @@ import type { SlotReclaimer } from "./_reclaim.ts";
 import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
+import type { UnsentDataError } from "./errors.ts";
 import type {
   EvConnectionFactory,
   EvListenOptions,
@@ -24,21 +25,43 @@ export interface SocketHost {
   countTimeout(): void;
   /** Forgets a socket that was closed. */
   release(socket: EvSocket): void;
+  /** Whether sends record the stack of their call site (for `unsent`). */
+  readonly debug: boolean;
+  /**
+   * Reports sends cut short with bytes unwritten when the socket was
+   * aborted or closed (once per socket).
+   */
+  unsent(error: UnsentDataError): void;
 }
 
 /** What a task needs from its loop. */
 export interface LoopHost {
   /** Raised when the loop starts to shut down. */
   readonly draining: AbortSignal;
+  /**
+   * How long, in ms, a task whose procedure returned or threw waits for
+   * its sockets' queued sends to be written before it closes them.
+   */
+  readonly linger: number;
+  /** Whether sends record the stack of their call site. */
+  readonly debug: boolean;
+  /** Counts and reports sends that a task's end or abort cut short. */
+  unsent(error: UnsentDataError, thread: EvThread<unknown>): void;
   /** Counts a call that rejected with a TimeoutError. */
   countTimeout(): void;
   /** Counts a child task started. */
   spawned(): void;
   /**
    * Called once when a task has ended and released all it owned;
-   * `failed` with `error` when its procedure threw.
+   * `failed` with `error` when its procedure threw; `observed` when its
+   * `result` was read before it ended (whoever read it handles the error).
    */
-  ended(thread: EvThread<unknown>, failed: boolean, error: unknown): void;
+  ended(
+    thread: EvThread<unknown>,
+    failed: boolean,
+    error: unknown,
+    observed: boolean,
+  ): void;
 }
 
 /** What an acceptor needs from its loop. */
@@ -69,6 +92,16 @@ export const socketInternals: {
   abort: (socket: EvSocket, reason: unknown) => void;
   /** Resolves once the socket's in-flight reads and writes have settled. */
   settled: (socket: EvSocket) => Promise<void>;
+  /**
+   * Whether queued sends (or a half-close) still have bytes to write,
+   * including sends whose callers stopped waiting.
+   */
+  pendingWrites: (socket: EvSocket) => boolean;
+  /**
+   * Resolves when the write queue is empty, or the socket can no longer
+   * write (an error or close); never rejects.
+   */
+  drained: (socket: EvSocket) => Promise<void>;
   /**
    * `send` of bytes the caller hands over (it never touches them again),
    * so that even a send that can be abandoned need not copy them.
@@ -112,6 +145,8 @@ export const socketInternals: {
   attach: unreachable,
   abort: unreachable,
   settled: unreachable,
+  pendingWrites: unreachable,
+  drained: unreachable,
   sendOwned: unreachable,
 };
 

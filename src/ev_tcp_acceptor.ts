@@ -7,12 +7,9 @@ import {
   acceptorInternals,
   socketInternals,
 } from "./_internal.ts";
-import {
-  createTrustMatcher,
-  type ProxySettings,
-  readProxyHeader,
-} from "./_proxy_protocol.ts";
+import { type ProxySettings, readProxyHeader } from "./_read_proxy_header.ts";
 import { handshake } from "./_tls.ts";
+import { createTrustMatcher } from "./_trusted_addresses.ts";
 import { checkFunction, checkInteger, checkTimeout } from "./_validate.ts";
 import type { EvProxyInfo, EvProxyProtocolOptions } from "./proxy_protocol.ts";
 import type { EvSocket } from "./ev_socket.ts";

@@ -1,6 +1,6 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
-import { GracePeriod } from "./_delay.ts";
+import { GracePeriod } from "./_grace_period.ts";
 import {
   type Connection,
   defaultOnError,
