@@ -13,6 +13,7 @@ import {
 } from "./_http_connection.ts";
 import { loopInternals, socketInternals } from "./_internal.ts";
 import type { ReclaimCandidate } from "./_reclaim.ts";
+import { taskContext } from "./_task_context.ts";
 import {
   abortError,
   checkFunction,
@@ -282,6 +283,14 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
   #resolveFinished!: () => void;
   #idleWaiters: (() => void)[] = [];
   #removeCandidates: (() => void) | undefined;
+  /**
+   * Connections whose handler awaits `shutdown()`: shutdown's waits do not
+   * wait for them (they cannot end while they wait).
+   */
+  #insiders: Set<Connection> | undefined;
+  #othersEnded: Promise<void> | undefined;
+  #resolveOthersEnded: (() => void) | undefined;
+  #othersDone = false;
 
   /**
    * Not for direct use: call {@linkcode serve}.
@@ -322,14 +331,39 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
    * `request.signal` aborts and their connections close). Calling it again
    * returns the same promise.
    *
+   * Awaited inside a handler of this server (an admin endpoint that stops
+   * it), it resolves once every other connection has ended; that handler's
+   * response is then written (with `connection: close`) within another
+   * `grace` period, after which its connection is aborted too, and
+   * {@linkcode HttpServer.finished} resolves when it has ended.
+   *
    * @param options `grace` in milliseconds.
    */
   shutdown(options?: { grace?: number }): Promise<void> {
-    return this.#grace.start(
+    const all = this.#grace.start(
       options,
       DEFAULT_GRACE,
       (grace) => this.#doShutdown(grace),
     );
+    if (!this.#grace.started) return all; // a bad `grace`: nothing started
+    let caller = taskContext.getStore();
+    while (caller?.parent !== undefined) caller = caller.parent;
+    if (caller === undefined) return all;
+    let mine: Connection | undefined;
+    for (const c of this.#connections) {
+      if (c.thread === caller) mine = c;
+    }
+    if (mine === undefined) return all;
+    // `all` waits for the caller's connection too, which cannot end while
+    // its handler awaits: give it a promise that does not.
+    (this.#insiders ??= new Set()).add(mine);
+    this.#othersEnded ??= this.#othersDone
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+        this.#resolveOthersEnded = resolve;
+      });
+    this.#wakeIdleWaiters();
+    return Promise.race([all, this.#othersEnded]);
   }
 
   async #doShutdown(grace: number): Promise<void> {
@@ -337,8 +371,21 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     this.#removeCandidates?.();
     await this.#acceptor.close();
     await this.#grace.wait(this.#allEnded(), grace);
-    this.#grace.end();
     const reason = abortError("The server was shut down");
+    for (const c of this.#connections) {
+      if (!this.#insiders?.has(c)) c.thread.abort(reason);
+    }
+    await this.#allEnded();
+    // Handlers that await shutdown() resume now; their responses get one
+    // more grace period.
+    this.#othersDone = true;
+    this.#resolveOthersEnded?.();
+    const insiders = this.#insiders;
+    this.#insiders = undefined;
+    if (insiders !== undefined && this.#connections.size > 0) {
+      await this.#grace.wait(this.#allEnded(), grace);
+    }
+    this.#grace.end();
     for (const c of this.#connections) c.thread.abort(reason);
     await this.#allEnded();
     if (this.#ownLoop) await this.#loop.shutdown({ grace: 0 });
@@ -397,9 +444,23 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     };
   }
 
+  /**
+   * Resolves when every connection has ended, but for those whose handler
+   * awaits `shutdown()`.
+   */
   #allEnded(): Promise<void> {
-    if (this.#connections.size === 0) return Promise.resolve();
+    if (this.#connections.size <= (this.#insiders?.size ?? 0)) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #wakeIdleWaiters(): void {
+    if (this.#idleWaiters.length === 0) return;
+    if (this.#connections.size > (this.#insiders?.size ?? 0)) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   static {
@@ -429,11 +490,8 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
   /** Forgets a connection that has ended. */
   #untrack(connection: Connection): void {
     this.#connections.delete(connection);
-    if (this.#connections.size === 0 && this.#idleWaiters.length > 0) {
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
+    this.#insiders?.delete(connection);
+    this.#wakeIdleWaiters();
   }
 
   /** Makes the listener keep the process alive (the default). */

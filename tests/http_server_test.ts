@@ -1859,6 +1859,57 @@ Deno.test("serve() shuts down gracefully: idle connections at once, in-flight on
   await within(done, "shutdown");
 });
 
+Deno.test("HttpServer.shutdown() awaited inside a handler resolves once the other requests end, and its response is written", async () => {
+  const slowEntered = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  let slowDone = false;
+  const server = startServer({}, async (request) => {
+    if (new URL(request.url).pathname === "/slow") {
+      slowEntered.resolve();
+      await release.promise;
+      slowDone = true;
+      return new Response("slow done");
+    }
+    const stopping = server.shutdown({ grace: 10_000 });
+    release.resolve(); // the slow request may finish now
+    await stopping;
+    return new Response(`stopped after slow: ${slowDone}`);
+  });
+  const port = server.addr.port;
+  await using busy = await RawClient.connect(port);
+  await busy.write(head("GET /slow HTTP/1.1", H));
+  await within(slowEntered.promise, "the slow handler");
+  await using admin = await RawClient.connect(port);
+  await admin.write(head("POST /shutdown HTTP/1.1", H, "Content-Length: 0"));
+  assertEquals((await busy.readResponse()).text, "slow done");
+  const response = await admin.readResponse();
+  assertEquals(response.text, "stopped after slow: true");
+  assertEquals(response.headers.get("connection"), "close");
+  assertEquals((await admin.readToEnd()).rest, "");
+  await within(server.finished, "the server to finish");
+});
+
+Deno.test("HttpServer.shutdown() awaited inside a handler aborts the others after the grace", async () => {
+  const hangEntered = Promise.withResolvers<void>();
+  const server = startServer({}, async (request) => {
+    if (new URL(request.url).pathname === "/hang") {
+      hangEntered.resolve();
+      return await new Promise<Response>(() => {});
+    }
+    await server.shutdown({ grace: 50 });
+    return new Response("bye");
+  });
+  const port = server.addr.port;
+  await using hanging = await RawClient.connect(port);
+  await hanging.write(head("GET /hang HTTP/1.1", H));
+  await within(hangEntered.promise, "the hanging handler");
+  await using admin = await RawClient.connect(port);
+  await admin.write(head("GET /stop HTTP/1.1", H));
+  assertEquals((await admin.readResponse()).text, "bye");
+  assertEquals((await hanging.readToEnd()).rest, "");
+  await within(server.finished, "the server to finish");
+});
+
 Deno.test("serve() closes connections that sent nothing at once on shutdown", async () => {
   const server = startServer({}, echo);
   await using silent = await RawClient.connect(server.addr.port);
