@@ -1,5 +1,5 @@
 /**
- * What the load benchmarks (`echo.ts`, `http.ts`) share: option parsing,
+ * What the load benchmarks (`echo/echo.ts`, `http/http.ts`) share: option parsing,
  * server subprocesses (spawn, read the `listening <port>` line, stop with
  * SIGTERM then SIGKILL, clean up on SIGINT), the load client command, the
  * machine description, medians and ratios, and saving results.
@@ -13,9 +13,12 @@ const STOP_TIMEOUT_MS = 5_000;
 /** Aborted on SIGINT: kills the load client that is running. */
 export const interrupted: AbortController = new AbortController();
 
-/** The path of a file relative to this directory (`bench/`). */
+/** `bench/`, the directory above this one. */
+const BENCH_DIR = new URL("../", import.meta.url);
+
+/** The path of a file relative to `bench/` (`./echo/echo.ts`). */
 export function scriptPath(relative: string): string {
-  return decodeURIComponent(new URL(relative, import.meta.url).pathname);
+  return decodeURIComponent(new URL(relative, BENCH_DIR).pathname);
 }
 
 /** `deno run` arguments for a script in `bench/` that needs only the net. */

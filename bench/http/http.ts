@@ -3,17 +3,17 @@
  * same hello-world app (every request gets 200 `Hello, World!`, text/plain)
  * runs on four servers, each in its own process:
  *
- * 1. `_http_evthread_server.ts`: `serve()` from `@corothread/evthread/http`,
+ * 1. `_evthread_server.ts`: `serve()` from `@corothread/evthread/http`,
  *    a task per connection (straight-line code on EvLoop / EvSocket);
- * 2. `_http_reactor_server.ts`: the same parser, lazy request and response
+ * 2. `_reactor_server.ts`: the same parser, lazy request and response
  *    serialization driven by `node:net` `data` callbacks and an explicit
  *    per-connection state machine (the reactor paradigm), so that 1 vs 2
  *    isolates the paradigm;
- * 3. `_http_node_server.ts`: `node:http` `createServer`, as Deno runs it;
- * 4. `_http_native_server.ts`: `Deno.serve` (hyper, in Rust).
+ * 3. `_node_server.ts`: `node:http` `createServer`, as Deno runs it;
+ * 4. `_native_server.ts`: `Deno.serve` (hyper, in Rust).
  *
  * Load: `wrk -t1 -c100 -d{seconds}s --latency` and `-c1` when `wrk` is on
- * PATH, otherwise `_http_load.ts` (a Deno keep-alive client over raw
+ * PATH, otherwise `_load.ts` (a Deno keep-alive client over raw
  * sockets, in its own process; `--load deno` forces it). Each server is
  * warmed up once (`--warmup` seconds at 100 connections, not counted). Then
  * rounds are interleaved: every round measures every server at every
@@ -42,19 +42,19 @@
  * Usage:
  * ```sh
  * deno run --allow-net --allow-run --allow-read --allow-env \
- *   --allow-write=bench/results,bench/http.svg bench/http.ts \
+ *   --allow-write=bench/results,bench/http/http.svg bench/http/http.ts \
  *   [--rounds 5] [--seconds 3] [--warmup 1] [--load auto|wrk|deno] \
  *   [--pin auto|off] [--servers evthread,reactor,node,native]
  * ```
  * Writes `bench/results/http.json` and `bench/results/http.svg` (needs
- * `--allow-write=bench/results`) and copies the chart to `bench/http.svg`,
- * which the README shows (needs `--allow-write=bench/http.svg`; without it
+ * `--allow-write=bench/results`) and copies the chart to `bench/http/http.svg`,
+ * which the README shows (needs `--allow-write=bench/http/http.svg`; without it
  * a note says so). Defaults take about 2.5 minutes.
  *
  * @module
  */
 
-import type { HttpLoadResult } from "./_http_load.ts";
+import type { HttpLoadResult } from "./_load.ts";
 import {
   type BenchOptions,
   canWrite,
@@ -77,7 +77,7 @@ import {
   type ServerProcess,
   toJson,
   withServers,
-} from "./_harness.ts";
+} from "../_common/harness.ts";
 
 type ServerName = "evthread" | "reactor" | "node" | "native";
 type Tool = "wrk" | "deno";
@@ -90,10 +90,10 @@ const SERVERS: readonly ServerName[] = [
 ];
 const CONNECTIONS: readonly number[] = [100, 1];
 const SERVER_FILES: Record<ServerName, string> = {
-  evthread: "./_http_evthread_server.ts",
-  reactor: "./_http_reactor_server.ts",
-  node: "./_http_node_server.ts",
-  native: "./_http_native_server.ts",
+  evthread: "./http/_evthread_server.ts",
+  reactor: "./http/_reactor_server.ts",
+  node: "./http/_node_server.ts",
+  native: "./http/_native_server.ts",
 };
 const SERVER_LABELS: Record<ServerName, string> = {
   evthread: "evthread serve() (task per connection)",
@@ -272,7 +272,7 @@ export function wrkDuration(text: string): number | null {
 
 /**
  * The load generator's command: `wrk` for `-c connections` over `seconds`,
- * or the Deno client `_http_load.ts` (which also warms up for `warmup`).
+ * or the Deno client `_load.ts` (which also warms up for `warmup`).
  */
 export function loadProgram(
   tool: string,
@@ -293,7 +293,7 @@ export function loadProgram(
   return [
     Deno.execPath(),
     denoRun(
-      "./_http_load.ts",
+      "./http/_load.ts",
       "--port",
       String(port),
       "--connections",
@@ -308,7 +308,7 @@ export function loadProgram(
 
 /**
  * The load generator's figures from its output: wrk's text, or the JSON line
- * `_http_load.ts` ends with.
+ * `_load.ts` ends with.
  */
 export function parseLoadOutput(
   tool: string,
@@ -592,7 +592,7 @@ async function main(): Promise<void> {
   else tool = wrk === null ? "deno" : "wrk";
   if (tool === "deno" && load === "auto") {
     console.error(
-      "wrk not found: using bench/_http_load.ts as the load client",
+      "wrk not found: using bench/http/_load.ts as the load client",
     );
   }
   const machine = await machineInfo({
@@ -681,7 +681,7 @@ async function main(): Promise<void> {
   const loadavgAtEnd = await loadavg();
   const loadText = tool === "wrk"
     ? `wrk -t1 -c{100,1} -d${seconds}s`
-    : `bench/_http_load.ts (Deno, raw sockets), ${seconds} s`;
+    : `bench/http/_load.ts (Deno, raw sockets), ${seconds} s`;
   const caption =
     `${machine.cpuModel}, ${machine.cores} cores, Deno ${machine.deno}; ${loadText}${
       pin === null ? "" : ", server and load on separate cores"
@@ -747,7 +747,7 @@ async function main(): Promise<void> {
     table: cells,
     samples,
   };
-  const svgCopy = scriptPath("./http.svg");
+  const svgCopy = scriptPath("./http/http.svg");
   const svg = renderSvg(cells, caption);
   await saveResults({ "http.json": toJson(report), "http.svg": svg });
   if (await canWrite(svgCopy)) {
@@ -755,7 +755,7 @@ async function main(): Promise<void> {
     console.error(`chart copied to ${svgCopy}`);
   } else {
     console.error(
-      `chart not copied: add --allow-write=bench/http.svg to update ${svgCopy}`,
+      `chart not copied: add --allow-write=bench/http/http.svg to update ${svgCopy}`,
     );
   }
   if (failures.length > 0) Deno.exitCode = 1;

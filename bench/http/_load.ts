@@ -1,10 +1,10 @@
 /**
- * HTTP load client for `bench/http.ts` when `wrk` is not installed: drives one
+ * HTTP load client for `bench/http/http.ts` when `wrk` is not installed: drives one
  * server on 127.0.0.1 for a fixed time and prints one JSON line with the
  * result.
  *
  * Usage:
- * `deno run --allow-net bench/_http_load.ts --port P [--connections N] [--seconds S] [--warmup W] [--path /]`
+ * `deno run --allow-net bench/http/_load.ts --port P [--connections N] [--seconds S] [--warmup W] [--path /]`
  *
  * Each of `--connections` keep-alive connections (raw `Deno.connect`
  * sockets, no `fetch`) does request/response ping-pong: it writes
@@ -27,7 +27,7 @@ import {
   numberOption,
   parseArgs,
   printWithHardStop,
-} from "./_load_common.ts";
+} from "../_load_common.ts";
 
 /** The JSON line printed on stdout. */
 export interface HttpLoadResult {

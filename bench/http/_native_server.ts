@@ -1,8 +1,8 @@
 /**
- * Hello-world HTTP server for `bench/http.ts` on `Deno.serve` (hyper, in Rust):
+ * Hello-world HTTP server for `bench/http/http.ts` on `Deno.serve` (hyper, in Rust):
  * the native baseline.
  *
- * Usage: `deno run --allow-net bench/_http_native_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/http/_native_server.ts [port]` (0 = ephemeral).
  * Prints `listening <port>` as its first stdout line. On SIGTERM it shuts
  * down and lets the process end by itself, so `--cpu-prof` writes a profile.
  *

@@ -1,10 +1,10 @@
 /**
- * The load of `bench/soak.ts`, in its own process: well-behaved clients and
- * hostile ones against one server of `_soak_server.ts`, for a fixed time.
+ * The load of `bench/soak/soak.ts`, in its own process: well-behaved clients and
+ * hostile ones against one server of `_server.ts`, for a fixed time.
  *
  * Usage (the orchestrator runs it; by hand for a reproduction):
  * ```sh
- * deno run --allow-net bench/_soak_clients.ts --target echo|http --port P \
+ * deno run --allow-net bench/soak/_clients.ts --target echo|http --port P \
  *   --seconds N [--seed S]
  * ```
  *
@@ -69,7 +69,7 @@
  * @module
  */
 
-import { ECHO_LIMITS, patternSlice, type SoakTarget } from "./_soak_server.ts";
+import { ECHO_LIMITS, patternSlice, type SoakTarget } from "./_server.ts";
 
 /** Well-behaved clients, each one connection at a time. */
 export const WELL_BEHAVED = 32;

@@ -1,9 +1,9 @@
 /**
- * Echo server for `bench/c10k.ts`, controlled over stdin/stdout lines.
+ * Echo server for `bench/c10k/c10k.ts`, controlled over stdin/stdout lines.
  *
  * Usage:
  * ```sh
- * deno run --allow-net --v8-flags=--expose-gc bench/_c10k_server.ts \
+ * deno run --allow-net --v8-flags=--expose-gc bench/c10k/_server.ts \
  *   --kind evthread|raw [--buffer 4096] [--capacity 10100] [--timeout 30000]
  * ```
  *
@@ -37,8 +37,8 @@
  */
 
 import { getHeapSpaceStatistics, writeHeapSnapshot } from "node:v8";
-import { EvLoop } from "../mod.ts";
-import { deadlines } from "../src/_deadline_queue.ts";
+import { EvLoop } from "../../mod.ts";
+import { deadlines } from "../../src/_deadline_queue.ts";
 
 /** What `stats` prints, after the `stats ` prefix. */
 export interface ServerStats {

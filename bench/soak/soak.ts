@@ -4,12 +4,12 @@
  * then checks that nothing failed and nothing leaked.
  *
  * ```sh
- * deno run -A bench/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]
+ * deno run -A bench/soak/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]
  * ```
  *
  * Each target runs in turn for `--seconds` (so `both` takes twice as long,
  * plus a few seconds each), with three processes: the server
- * (`_soak_server.ts`), the load (`_soak_clients.ts`) and this orchestrator,
+ * (`_server.ts`), the load (`_clients.ts`) and this orchestrator,
  * which talks to the server over its stdin/stdout (JSON lines) and counts the
  * server's open fds by listing `/proc/<pid>/fd` with `ls`.
  *
@@ -48,7 +48,7 @@
  * not the same interleaving.
  *
  * **Why 0 failures are expected** (under these settings; see
- * `_soak_server.ts` and `_soak_clients.ts` for the exact limits):
+ * `_server.ts` and `_clients.ts` for the exact limits):
  * - Nothing is dropped. With policy `"wait"`, a connection that finds the
  *   pool full waits in the listen backlog (511, or `net.core.somaxconn` if
  *   lower: 4096 by default since Linux 5.4; recorded in the JSON) and is
@@ -91,7 +91,7 @@ import {
   saveResults,
   scriptPath,
   toJson,
-} from "./_harness.ts";
+} from "../_common/harness.ts";
 import {
   BURST_SIZE,
   CLIENT_TIMEOUT_MS,
@@ -102,14 +102,14 @@ import {
   HOSTILE_MAX,
   type HostileKind,
   WELL_BEHAVED,
-} from "./_soak_clients.ts";
+} from "./_clients.ts";
 import {
   ECHO_LIMITS,
   HTTP_LIMITS,
   POOL,
   type SoakTarget,
   type StatsReply,
-} from "./_soak_server.ts";
+} from "./_server.ts";
 
 const STARTUP_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 5_000;
@@ -122,7 +122,7 @@ const STDERR_KEPT = 40;
 const LOAD_BACKSTOP_S = CLIENT_TIMEOUT_MS / 1000 + 30;
 
 const USAGE =
-  "usage: deno run -A bench/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]";
+  "usage: deno run -A bench/soak/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]";
 
 interface Options {
   seconds: number;
@@ -479,7 +479,7 @@ async function runTarget(
 ): Promise<TargetReport> {
   const server = new JsonChild(
     `${target} server`,
-    denoArgs("./_soak_server.ts", ["--expose-gc"], "--target", target),
+    denoArgs("./soak/_server.ts", ["--expose-gc"], "--target", target),
     true,
   );
   let clients: JsonChild | undefined;
@@ -527,7 +527,7 @@ async function runTarget(
     clients = new JsonChild(
       `${target} clients`,
       denoArgs(
-        "./_soak_clients.ts",
+        "./soak/_clients.ts",
         [],
         "--target",
         target,

@@ -1,9 +1,9 @@
 /**
- * Comparison echo server for `bench/echo.ts`: `node:net` `createServer` with a
+ * Comparison echo server for `bench/echo/echo.ts`: `node:net` `createServer` with a
  * `data` callback that writes the chunk back (pausing the socket while the
  * write buffer drains, as `pipe()` would).
  *
- * Usage: `deno run --allow-net bench/_node_echo_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/echo/_node_server.ts [port]` (0 = ephemeral).
  * Prints `listening <port>` as its first stdout line. Exits on SIGTERM.
  *
  * @module

@@ -1,9 +1,9 @@
 /**
- * Load client for `bench/echo.ts`: drives one echo server on 127.0.0.1 for a
+ * Load client for `bench/echo/echo.ts`: drives one echo server on 127.0.0.1 for a
  * fixed time and prints one JSON line with the result.
  *
  * Usage:
- * `deno run --allow-net bench/_echo_load.ts --port P --scenario S --seconds N [--warmup W]`
+ * `deno run --allow-net bench/echo/_load.ts --port P --scenario S --seconds N [--warmup W]`
  *
  * Scenarios:
  * - `pingpong-1`: one connection; write 64 B, read until 64 B are back, repeat.
@@ -23,7 +23,7 @@ import {
   numberOption,
   parseArgs,
   printWithHardStop,
-} from "./_load_common.ts";
+} from "../_load_common.ts";
 
 const PING_SIZE = 64;
 const PING_CONNS = 100;

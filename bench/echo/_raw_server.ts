@@ -1,8 +1,8 @@
 /**
- * Baseline echo server for `bench/echo.ts`: a hand-rolled `Deno.listen` accept
+ * Baseline echo server for `bench/echo/echo.ts`: a hand-rolled `Deno.listen` accept
  * loop with raw `conn.read()` / `conn.write()` per connection.
  *
- * Usage: `deno run --allow-net bench/_raw_echo_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/echo/_raw_server.ts [port]` (0 = ephemeral).
  * Prints `listening <port>` as its first stdout line. Exits on SIGTERM.
  *
  * @module

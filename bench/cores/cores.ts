@@ -1,16 +1,16 @@
 /**
- * One loop per core: the hello-world HTTP app of `http.ts` (`serve()`, every
+ * One loop per core: the hello-world HTTP app of `../http/http.ts` (`serve()`, every
  * request gets 200 `Hello, World!`) on an `EvCluster` of 1 worker and of 2
  * workers, each worker running `examples/_http_cluster_worker.ts` (its own
  * `EvLoop`, listening with `reusePort: true`). Both servers go through
  * `EvCluster` and `reusePort`, so the worker count is the only difference.
- * Each server is its own process (`bench/cores.ts --serve N`, run with
+ * Each server is its own process (`bench/cores/cores.ts --serve N`, run with
  * `--unstable-net --allow-net --allow-read`), started once and kept for the
- * whole run. `--servers plain,1,2` adds `_http_evthread_server.ts`, the same
+ * whole run. `--servers plain,1,2` adds `../http/_evthread_server.ts`, the same
  * app on `serve()` in the main thread, without workers, as a reference.
  *
- * Load: `wrk -t1 -c{connections} -d{seconds}s --latency` (or `_http_load.ts`
- * when `wrk` is not on PATH, as in `http.ts`). Every server is warmed up
+ * Load: `wrk -t1 -c{connections} -d{seconds}s --latency` (or `../http/_load.ts`
+ * when `wrk` is not on PATH, as in `../http/http.ts`). Every server is warmed up
  * once (`--warmup` seconds, not counted), then rounds are interleaved, the
  * order rotating each round; the table gives medians over rounds of
  * requests/s, p50 and p99, the ratio against 1 worker, and how many cores
@@ -22,7 +22,7 @@
  * machine is quiet.
  *
  * No pinning. wrk shares the cores with the server either way, and every
- * layout favours one side: pinning the server to one core (as `http.ts`
+ * layout favours one side: pinning the server to one core (as `../http/http.ts`
  * does) would cap 2 workers at the 1 worker's core; pinning wrk to core 0
  * and leaving the server free puts one of 2 workers beside wrk and the
  * other alone, so the kernel's even split of connections meets an uneven
@@ -36,7 +36,7 @@
  *
  * Usage:
  * ```sh
- * deno run -A bench/cores.ts [--rounds 5] [--seconds 5] [--warmup 1] \
+ * deno run -A bench/cores/cores.ts [--rounds 5] [--seconds 5] [--warmup 1] \
  *   [--connections 100] [--servers 1,2] [--load auto|wrk|deno]
  * ```
  * or with exact permissions: `--allow-net --allow-run --allow-read
@@ -67,9 +67,9 @@ import {
   scriptPath,
   ServerProcess,
   toJson,
-} from "./_harness.ts";
-import { loadProgram, parseLoadOutput } from "./http.ts";
-import { EvCluster } from "../mod.ts";
+} from "../_common/harness.ts";
+import { loadProgram, parseLoadOutput } from "../http/http.ts";
+import { EvCluster } from "../../mod.ts";
 
 type ServerName = "plain" | "1" | "2";
 type Tool = "wrk" | "deno";
@@ -82,7 +82,7 @@ const LABELS: Record<ServerName, string> = {
 };
 const STARTUP_TIMEOUT_MS = 20_000;
 /** The worker module of the cluster servers. */
-const WORKER_MODULE = "../examples/_http_cluster_worker.ts";
+const WORKER_MODULE = "../../examples/_http_cluster_worker.ts";
 
 interface Options extends BenchOptions<ServerName> {
   connections: number;
@@ -156,7 +156,7 @@ function parseOptions(args: string[]): Options {
 }
 
 // ---------------------------------------------------------------------------
-// The server process: `bench/cores.ts --serve N`.
+// The server process: `bench/cores/cores.ts --serve N`.
 
 /**
  * Runs an EvCluster of `workers` on a free port of 127.0.0.1, prints
@@ -185,14 +185,14 @@ async function serveCluster(workers: number): Promise<void> {
 
 /** `deno run` arguments of a server. */
 function serverArgs(name: ServerName): string[] {
-  if (name === "plain") return denoRun("./_http_evthread_server.ts", "0");
+  if (name === "plain") return denoRun("./http/_evthread_server.ts", "0");
   return [
     "run",
     "--no-prompt",
     "--unstable-net",
     "--allow-net",
     "--allow-read",
-    scriptPath("./cores.ts"),
+    scriptPath("./cores/cores.ts"),
     "--serve",
     name,
   ];
@@ -451,7 +451,7 @@ async function main(): Promise<void> {
   else tool = wrk === null ? "deno" : "wrk";
   if (tool === "deno" && opts.load === "auto") {
     console.error(
-      "wrk not found: using bench/_http_load.ts as the load client",
+      "wrk not found: using bench/http/_load.ts as the load client",
     );
   }
   const machine = await machineInfo({
@@ -537,7 +537,7 @@ async function main(): Promise<void> {
   const loadavgAtEnd = await loadavg();
   const loadText = tool === "wrk"
     ? `wrk -t1 -c${connections} -d${seconds}s`
-    : `bench/_http_load.ts (Deno, raw sockets), ${connections} connections, ${seconds} s`;
+    : `bench/http/_load.ts (Deno, raw sockets), ${connections} connections, ${seconds} s`;
   const lines = [
     `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.osRelease}, ` +
     `Deno ${machine.deno} (V8 ${machine.v8})` +

@@ -2,8 +2,8 @@
  * C10k: memory per idle connection, and per-call latency with 10,000 idle
  * connections, of this library's echo server against a raw `Deno.Conn` one.
  *
- * Each server (`_c10k_server.ts --kind evthread|raw`) and the client
- * (`_c10k_client.ts`) run in their own process, on 127.0.0.1 only. Per run:
+ * Each server (`_server.ts --kind evthread|raw`) and the client
+ * (`_client.ts`) run in their own process, on 127.0.0.1 only. Per run:
  *
  * 1. start the server; a warm-up (200 connections opened, one round trip
  *    each, closed; then one latency run as in 2, not counted) so that the
@@ -41,10 +41,10 @@
  * Writes `bench/results/c10k_breakdown.json`.
  *
  * Usage (10,000 connections need a soft fd limit above 10,000 in both
- * processes: `bash bench/c10k.sh [options]` raises it first):
+ * processes: `bash bench/c10k/c10k.sh [options]` raises it first):
  * ```sh
  * deno run --allow-net --allow-run --allow-read --allow-env \
- *   --allow-write=bench/results bench/c10k.ts [--connections 10000] \
+ *   --allow-write=bench/results bench/c10k/c10k.ts [--connections 10000] \
  *   [--rounds 3] [--buffer 4096] [--batch 200] [--latency-count 2000] \
  *   [--latency-warmup 200] [--kinds evthread,raw] [--pin none|S,C] \
  *   [--io-timeout 30000] [--cap 900] [--breakdown N]
@@ -55,12 +55,8 @@
  * @module
  */
 
-import type {
-  LatencyResult,
-  OpenResult,
-  VerifyResult,
-} from "./_c10k_client.ts";
-import type { ServerStats } from "./_c10k_server.ts";
+import type { LatencyResult, OpenResult, VerifyResult } from "./_client.ts";
+import type { ServerStats } from "./_server.ts";
 import {
   commandOutput,
   formatRatio,
@@ -71,7 +67,7 @@ import {
   saveResults,
   scriptPath,
   toJson,
-} from "./_harness.ts";
+} from "../_common/harness.ts";
 
 type Kind = "evthread" | "raw";
 const KINDS: readonly Kind[] = ["evthread", "raw"];
@@ -320,7 +316,7 @@ class ServerChild extends Controlled {
       "--allow-net",
       ...(allowWrite === undefined ? [] : [`--allow-write=${allowWrite}`]),
       "--v8-flags=--expose-gc",
-      scriptPath("./_c10k_server.ts"),
+      scriptPath("./c10k/_server.ts"),
       "--kind",
       kind,
       "--buffer",
@@ -387,7 +383,7 @@ class ClientChild extends Controlled {
       "run",
       "--no-prompt",
       "--allow-net",
-      scriptPath("./_c10k_client.ts"),
+      scriptPath("./c10k/_client.ts"),
       "--port",
       String(port),
     ]);
@@ -578,7 +574,7 @@ async function runOnce(kind: Kind, round: number, opts: Options): Promise<Run> {
 // -------------------------------------------------------------- checks
 
 // Deno 2.9.6 reads /proc files only under --allow-all: ask `cat` (as
-// `_harness.ts` does), which also reads the limits of a child of this
+// `../_common/harness.ts` does), which also reads the limits of a child of this
 // process, the same as the server's and the client's.
 
 /** The soft and hard limits on open files, from /proc (Linux). */
@@ -899,7 +895,7 @@ async function main(): Promise<void> {
       `the soft limit on open files is ${limits.soft}; ${n} connections ` +
         `need ${need}: ` +
         (limits.hard >= need
-          ? `run 'bash bench/c10k.sh' (or 'ulimit -n ${
+          ? `run 'bash bench/c10k/c10k.sh' (or 'ulimit -n ${
             Math.min(20_000, limits.hard)
           }' first)`
           : `the hard limit is ${limits.hard}: use --connections ${

@@ -1,8 +1,8 @@
 /**
- * Hello-world HTTP server for `bench/http.ts` on `node:http` `createServer`,
+ * Hello-world HTTP server for `bench/http/http.ts` on `node:http` `createServer`,
  * as Deno runs it (Deno's Node compatibility layer).
  *
- * Usage: `deno run --allow-net bench/_http_node_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/http/_node_server.ts [port]` (0 = ephemeral).
  * Prints `listening <port>` as its first stdout line. On SIGTERM it closes
  * its connections and lets the process end by itself, so `--cpu-prof`
  * writes a profile.

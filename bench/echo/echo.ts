@@ -1,11 +1,11 @@
 /**
  * Load benchmark of three echo servers, each in its own process:
  *
- * 1. `_evthread_echo_server.ts`: this library (`EvLoop.listen`, `recv` / `send`),
- * 2. `_raw_echo_server.ts`: a hand-rolled `Deno.listen` + `conn.read` / `conn.write` loop,
- * 3. `_node_echo_server.ts`: `node:net` `createServer` with `data` callbacks.
+ * 1. `_evthread_server.ts`: this library (`EvLoop.listen`, `recv` / `send`),
+ * 2. `_raw_server.ts`: a hand-rolled `Deno.listen` + `conn.read` / `conn.write` loop,
+ * 3. `_node_server.ts`: `node:net` `createServer` with `data` callbacks.
  *
- * Each measurement runs `_echo_load.ts` as a fresh subprocess against one server.
+ * Each measurement runs `_load.ts` as a fresh subprocess against one server.
  * Rounds are interleaved (every round runs every scenario on every server, the
  * server order rotating each round) so that drift in machine load spreads over
  * all servers; the table reports medians over rounds.
@@ -13,7 +13,7 @@
  * Usage:
  * ```sh
  * deno run --allow-net --allow-run --allow-read --allow-env --allow-write=bench/results \
- *   bench/echo.ts [--rounds 5] [--seconds 3] [--warmup 0.25] [--servers evthread,raw,node]
+ *   bench/echo/echo.ts [--rounds 5] [--seconds 3] [--warmup 0.25] [--servers evthread,raw,node]
  * ```
  * Without `--allow-write` the JSON results are not saved (a warning says so);
  * everything else is printed.
@@ -21,7 +21,7 @@
  * @module
  */
 
-import type { LoadResult } from "./_echo_load.ts";
+import type { LoadResult } from "./_load.ts";
 import {
   type BenchOptions,
   denoRun,
@@ -38,7 +38,7 @@ import {
   type ServerProcess,
   toJson,
   withServers,
-} from "./_harness.ts";
+} from "../_common/harness.ts";
 
 type ServerName = "evthread" | "raw" | "node";
 type ScenarioName = "pingpong-1" | "pingpong-100" | "stream";
@@ -50,9 +50,9 @@ const SCENARIOS: readonly ScenarioName[] = [
   "stream",
 ];
 const SERVER_FILES: Record<ServerName, string> = {
-  evthread: "./_evthread_echo_server.ts",
-  raw: "./_raw_echo_server.ts",
-  node: "./_node_echo_server.ts",
+  evthread: "./echo/_evthread_server.ts",
+  raw: "./echo/_raw_server.ts",
+  node: "./echo/_node_server.ts",
 };
 const SCENARIO_LABELS: Record<ScenarioName, string> = {
   "pingpong-1": "ping-pong 64 B, 1 conn (round trips/s)",
@@ -106,7 +106,7 @@ async function measure(
   const { code, stdout, stderr } = await loadCommand(
     Deno.execPath(),
     denoRun(
-      "./_echo_load.ts",
+      "./echo/_load.ts",
       "--port",
       String(server.port),
       "--scenario",

@@ -1,11 +1,11 @@
 /**
- * The server under test for `bench/soak.ts`, in its own process: this
+ * The server under test for `bench/soak/soak.ts`, in its own process: this
  * library's line echo server or its HTTP server, with a pool of
  * {@linkcode POOL} tasks and policy `"wait"`, and the limits below.
  *
  * Usage (the orchestrator runs it; by hand for a reproduction):
  * ```sh
- * deno run --allow-net bench/_soak_server.ts --target echo|http [--port 0]
+ * deno run --allow-net bench/soak/_server.ts --target echo|http [--port 0]
  * ```
  *
  * Control channel, JSON lines:
@@ -45,8 +45,8 @@ import {
   type EvLoopStats,
   EvThread,
   LimitExceededError,
-} from "../mod.ts";
-import { serve } from "../http.ts";
+} from "../../mod.ts";
+import { serve } from "../../http.ts";
 
 /** The pool size of both servers (their loop's capacity). */
 export const POOL = 256;
@@ -270,7 +270,7 @@ function parseArgs(args: string[]): { target: SoakTarget; port: number } {
       port = Number(value);
     } else {
       throw new TypeError(
-        "usage: _soak_server.ts --target echo|http [--port N]: " +
+        "usage: soak/_server.ts --target echo|http [--port N]: " +
           `received '${arg} ${value ?? ""}'`,
       );
     }

@@ -1,9 +1,9 @@
 /**
- * Load client for `bench/c10k.ts`, controlled over stdin/stdout lines. It
+ * Load client for `bench/c10k/c10k.ts`, controlled over stdin/stdout lines. It
  * holds many idle connections to one echo server on 127.0.0.1 and measures
  * the latency of one more.
  *
- * Usage: `deno run --allow-net bench/_c10k_client.ts --port P`
+ * Usage: `deno run --allow-net bench/c10k/_client.ts --port P`
  *
  * Commands (one per stdin line; each answers one stdout line, `@c10k ok
  * <json>` or `@c10k error <message>`):

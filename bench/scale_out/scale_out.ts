@@ -1,10 +1,10 @@
 /**
- * Scaling out: the hello-world app of `http.ts` behind HAProxy, with one back
+ * Scaling out: the hello-world app of `../http/http.ts` behind HAProxy, with one back
  * end and with two. Three back-end processes on 127.0.0.1:
  *
- * - `b1` and `b2`: `_http_proxied_server.ts`, `serve()` with `proxyProtocol:
+ * - `b1` and `b2`: `_proxied_server.ts`, `serve()` with `proxyProtocol:
  *   { trusted: ["127.0.0.1"] }` (the header is required);
- * - `direct`: `_http_evthread_server.ts`, the same app without
+ * - `direct`: `../http/_evthread_server.ts`, the same app without
  *   `proxyProtocol`, for the baseline without HAProxy.
  *
  * And two HAProxy instances (mode tcp, `balance roundrobin`, `send-proxy-v2`,
@@ -15,7 +15,7 @@
  * load's connections spread over the back ends and stay there.
  *
  * Each measurement is `wrk -t1 -c{connections} -d{seconds}s --latency`
- * (or `_http_load.ts` when `wrk` is not on PATH, as in `http.ts`) against
+ * (or `../http/_load.ts` when `wrk` is not on PATH, as in `../http/http.ts`) against
  * one of three scenarios: `direct` (wrk straight at `direct`), `one` and
  * `two` (wrk at the HAProxy instance). Every scenario is warmed up once
  * (`--warmup` seconds, not counted), then the rounds are interleaved, the
@@ -30,8 +30,8 @@
  * HAProxy and the load elsewhere it would approach 2). Pinning (`--pin auto`,
  * the default, when `taskset` runs and there are at least 2 cores): wrk and
  * HAProxy on core 0 (the "proxy tier"), the back ends on the last core (the
- * "app tier"), as `http.ts` puts wrk on core 0 and the server on the other;
- * the direct baseline then measures exactly the `http.ts` layout. In this
+ * "app tier"), as `../http/http.ts` puts wrk on core 0 and the server on the other;
+ * the direct baseline then measures exactly the `../http/http.ts` layout. In this
  * layout core 0 (wrk plus HAProxy, about 0.6 of a core for HAProxy alone)
  * is the bottleneck, so two back ends cannot beat one. Unpinned (`--pin
  * off`, HAProxy still on one thread) gave the same medians within the noise
@@ -40,11 +40,11 @@
  * Usage:
  * ```sh
  * deno run --allow-net --allow-run --allow-read --allow-env \
- *   --allow-write=bench/results bench/scale_out.ts \
+ *   --allow-write=bench/results bench/scale_out/scale_out.ts \
  *   [--rounds 5] [--seconds 5] [--warmup 1] [--connections 100] \
  *   [--pin auto|off] [--servers direct,one,two]
  * ```
- * (`deno run -A bench/scale_out.ts` works too.) HAProxy is looked up on PATH
+ * (`deno run -A bench/scale_out/scale_out.ts` works too.) HAProxy is looked up on PATH
  * and in /usr/sbin, /usr/local/sbin and /sbin; without it the script says so
  * and exits with 0. Writes `bench/results/scale_out.json` (needs
  * `--allow-write=bench/results`). Defaults take about 1.5 minutes.
@@ -72,8 +72,8 @@ import {
   type ServerProcess,
   toJson,
   withServers,
-} from "./_harness.ts";
-import { loadProgram, parseLoadOutput } from "./http.ts";
+} from "../_common/harness.ts";
+import { loadProgram, parseLoadOutput } from "../http/http.ts";
 
 type Scenario = "direct" | "one" | "two";
 type Backend = "b1" | "b2" | "direct";
@@ -82,9 +82,9 @@ type Tool = "wrk" | "deno";
 const SCENARIOS: readonly Scenario[] = ["direct", "one", "two"];
 const BACKENDS: readonly Backend[] = ["b1", "b2", "direct"];
 const BACKEND_FILES: Record<Backend, string> = {
-  b1: "./_http_proxied_server.ts",
-  b2: "./_http_proxied_server.ts",
-  direct: "./_http_evthread_server.ts",
+  b1: "./scale_out/_proxied_server.ts",
+  b2: "./scale_out/_proxied_server.ts",
+  direct: "./http/_evthread_server.ts",
 };
 const LABELS: Record<Scenario, string> = {
   direct: "direct: no HAProxy, no header (baseline)",
@@ -565,7 +565,7 @@ async function main(): Promise<void> {
   const tool: Tool = wrk === null ? "deno" : "wrk";
   if (tool === "deno") {
     console.error(
-      "wrk not found: using bench/_http_load.ts as the load client",
+      "wrk not found: using bench/http/_load.ts as the load client",
     );
   }
   const machine = await machineInfo({
@@ -695,7 +695,7 @@ async function main(): Promise<void> {
   const loadavgAtEnd = await loadavg();
   const loadText = tool === "wrk"
     ? `wrk -t1 -c${connections} -d${seconds}s`
-    : `bench/_http_load.ts (Deno), ${connections} connections, ${seconds} s`;
+    : `bench/http/_load.ts (Deno), ${connections} connections, ${seconds} s`;
   const lines = [
     `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.osRelease}, ` +
     `Deno ${machine.deno} (V8 ${machine.v8}), ${haproxy.version}` +
