@@ -1,32 +1,19 @@
 /**
- * What the load clients (`_echo_load.ts`, `_http_load.ts`) share: their
- * `--name value` options and the hard stop that ends a stuck client.
+ * Only for `bench/http_fuzz.ts`, which moves to tests/fuzz/ in another
+ * branch: its `--name value` options as a map, through the tokenizer of the
+ * benchmarks' one parser (`_common/args.ts`). Delete this file when the
+ * fuzzer no longer imports it.
  *
  * @module
  */
 
+import { number, splitArgs } from "./_common/args.ts";
+
 /** Parses `--name value` and `--name=value` options into a map by name. */
 export function parseArgs(args: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (!arg.startsWith("--")) {
-      throw new TypeError(
-        `Expected an option starting with '--': received '${arg}'`,
-      );
-    }
-    const eq = arg.indexOf("=");
-    if (eq >= 0) {
-      out.set(arg.slice(2, eq), arg.slice(eq + 1));
-    } else {
-      const value = args[++i];
-      if (value === undefined) {
-        throw new TypeError(`Option '${arg}' needs a value`);
-      }
-      out.set(arg.slice(2), value);
-    }
-  }
-  return out;
+  return new Map(
+    splitArgs(args).map(([flag, value]) => [flag.slice(2), value]),
+  );
 }
 
 /**
@@ -45,39 +32,5 @@ export function numberOption(
     }
     return fallback;
   }
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(
-      `'--${name}' must be a non-negative number: received ${raw}`,
-    );
-  }
-  return value;
-}
-
-/** Throws unless `--seconds` is positive. */
-export function checkSeconds(seconds: number): void {
-  if (seconds <= 0) {
-    throw new RangeError(`'--seconds' must be positive: received ${seconds}`);
-  }
-}
-
-/**
- * Runs `run` and prints its result as one JSON line on stdout. Whatever
- * happens, the process exits with 3 after `limitSeconds`, saying `message`
- * on stderr.
- */
-export async function printWithHardStop(
-  limitSeconds: number,
-  message: string,
-  run: () => Promise<unknown>,
-): Promise<void> {
-  const hardStop = setTimeout(() => {
-    console.error(message);
-    Deno.exit(3);
-  }, limitSeconds * 1000);
-  try {
-    console.log(JSON.stringify(await run()));
-  } finally {
-    clearTimeout(hardStop);
-  }
+  return number(0).parse(raw, `--${name}`);
 }

@@ -24,6 +24,8 @@
  * @module
  */
 
+import { integer, parseArgs } from "../_common/args.ts";
+
 /** Answer of `open`. */
 export interface OpenResult {
   /** Connections opened and proved alive by this command. */
@@ -61,16 +63,9 @@ const PING_SIZE = 64;
 const CONNECT_TIMEOUT_MS = 10_000;
 const ROUND_TRIP_TIMEOUT_MS = 10_000;
 
-let port = 0;
-for (let i = 0; i < Deno.args.length; i++) {
-  if (Deno.args[i] === "--port") port = Number(Deno.args[++i]);
-  else if (Deno.args[i]!.startsWith("--port=")) {
-    port = Number(Deno.args[i]!.slice("--port=".length));
-  }
-}
-if (!Number.isInteger(port) || port < 1 || port > 65535) {
-  throw new RangeError("'--port' must be a port number");
-}
+const { port } = parseArgs(Deno.args, { port: integer(1, 65535) }, {
+  port: 0,
+}, { required: ["port"] });
 
 const open: Deno.TcpConn[] = [];
 

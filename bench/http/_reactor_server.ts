@@ -23,7 +23,7 @@
  * closed after 5 s. Chunked request bodies get 501 and a close (not needed
  * for the benchmark).
  *
- * Usage: `deno run --allow-net bench/http/_reactor_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/http/_reactor_server.ts [--port N]` (0: any free port).
  * Prints `listening <port>` as its first stdout line. On SIGTERM it closes
  * its connections and lets the process end by itself, so `--cpu-prof`
  * writes a profile.
@@ -31,6 +31,7 @@
  * @module
  */
 
+import { parseArgs, PORT } from "../_common/args.ts";
 import { createServer, type Socket } from "node:net";
 import {
   HttpError,
@@ -329,7 +330,7 @@ class Connection {
 
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
-const port = Number(Deno.args[0] ?? 0);
+const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
 const server = createServer(
   { noDelay: true, allowHalfOpen: true },
   (socket) => {

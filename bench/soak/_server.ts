@@ -47,6 +47,7 @@ import {
   LimitExceededError,
 } from "../../mod.ts";
 import { serve } from "../../http.ts";
+import { choice, parseArgs, PORT } from "../_common/args.ts";
 
 /** The pool size of both servers (their loop's capacity). */
 export const POOL = 256;
@@ -258,33 +259,20 @@ function startHttp(port: number, errorSamples: string[]): Running {
   };
 }
 
-function parseArgs(args: string[]): { target: SoakTarget; port: number } {
-  let target: SoakTarget | undefined;
-  let port = 0;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const value = args[++i];
-    if (arg === "--target" && (value === "echo" || value === "http")) {
-      target = value;
-    } else if (arg === "--port" && value !== undefined && /^\d+$/.test(value)) {
-      port = Number(value);
-    } else {
-      throw new TypeError(
-        "usage: soak/_server.ts --target echo|http [--port N]: " +
-          `received '${arg} ${value ?? ""}'`,
-      );
-    }
-  }
-  if (target === undefined) throw new TypeError("'--target' is required");
-  return { target, port };
-}
-
 function print(message: unknown): void {
   console.log(JSON.stringify(message));
 }
 
 async function main(): Promise<void> {
-  const { target, port } = parseArgs(Deno.args);
+  const { target, port } = parseArgs(
+    Deno.args,
+    {
+      target: choice(["echo", "http"] as const),
+      port: PORT,
+    },
+    { target: "echo", port: 0 },
+    { required: ["target"] },
+  );
   const endings: Record<string, number> = {};
   const errorSamples: string[] = [];
   pattern(); // made before the baseline, not during the load
