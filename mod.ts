@@ -47,6 +47,7 @@
 
 export * from "./src/errors.ts";
 export * from "./src/ev_cluster.ts";
+export * from "./src/ev_cluster_worker.ts";
 export * from "./src/ev_loop.ts";
 export * from "./src/ev_socket.ts";
 export * from "./src/ev_tcp_acceptor.ts";

@@ -89,7 +89,7 @@ const FRAMING = new Set([
 export interface WriteContext {
   socket: EvSocket;
   /** HEAD: send the fields of the response, not its body. */
-  head: boolean;
+  isHead: boolean;
   /** Whether to keep the connection open; `connection: close` when not. */
   keepAlive: boolean;
   /** HTTP/1.0 client: no chunked coding; an unknown length closes. */
@@ -200,7 +200,7 @@ export async function writeResponse(
   }
   if (body === null) {
     head += `content-length: ${
-      ctx.head && userLength !== null ? userLength : "0"
+      ctx.isHead && userLength !== null ? userLength : "0"
     }\r\n`;
     await send(ctx, head, keepAlive, undefined);
     return keepAlive;
@@ -219,7 +219,7 @@ export async function writeResponse(
     closed = true;
   }, () => {});
   try {
-    if (ctx.head) {
+    if (ctx.isHead) {
       // HEAD: the fields of the response, never a wait on its body. A body
       // made from a string or bytes hands out its chunk within a few
       // microtasks (then content-length); any other goes as a stream.

@@ -4,9 +4,11 @@
 // stays private and nothing here is exported from mod.ts.
 
 import type { TaskPool } from "./_pool.ts";
+import type { SlotReclaimer } from "./_reclaim.ts";
 import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
+import type { UnsentDataError } from "./errors.ts";
 import type {
   EvConnectionFactory,
   EvListenOptions,
@@ -23,21 +25,43 @@ export interface SocketHost {
   countTimeout(): void;
   /** Forgets a socket that was closed. */
   release(socket: EvSocket): void;
+  /** Whether sends record the stack of their call site (for `unsent`). */
+  readonly debug: boolean;
+  /**
+   * Reports sends cut short with bytes unwritten when the socket was
+   * aborted or closed (once per socket).
+   */
+  unsent(error: UnsentDataError): void;
 }
 
 /** What a task needs from its loop. */
 export interface LoopHost {
   /** Raised when the loop starts to shut down. */
   readonly draining: AbortSignal;
+  /**
+   * How long, in ms, a task whose procedure returned or threw waits for
+   * its sockets' queued sends to be written before it closes them.
+   */
+  readonly linger: number;
+  /** Whether sends record the stack of their call site. */
+  readonly debug: boolean;
+  /** Counts and reports sends that a task's end or abort cut short. */
+  unsent(error: UnsentDataError, thread: EvThread<unknown>): void;
   /** Counts a call that rejected with a TimeoutError. */
   countTimeout(): void;
   /** Counts a child task started. */
   spawned(): void;
   /**
    * Called once when a task has ended and released all it owned;
-   * `failed` with `error` when its procedure threw.
+   * `failed` with `error` when its procedure threw; `observed` when its
+   * `result` was read before it ended (whoever read it handles the error).
    */
-  ended(thread: EvThread<unknown>, failed: boolean, error: unknown): void;
+  ended(
+    thread: EvThread<unknown>,
+    failed: boolean,
+    error: unknown,
+    observed: boolean,
+  ): void;
 }
 
 /** What an acceptor needs from its loop. */
@@ -46,14 +70,10 @@ export interface AcceptorHost {
   accepted(): void;
   refused(): void;
   /**
-   * The pool is full and the acceptor holds a connection until a slot
-   * frees: counts it and asks the loop's reclaimers to free a slot.
+   * Where the acceptor reports connections it holds, or refuses, for want
+   * of a slot: the loop's servers then give one back.
    */
-  hold(): void;
-  /** The held connection got a slot, or was closed. */
-  unhold(): void;
-  /** A connection was refused for want of a slot: reclaim one for the next. */
-  wanted(): void;
+  readonly slots: SlotReclaimer;
   report(error: unknown, source: EvTcpAcceptor<Deno.Addr>): void;
   /** Starts a top-level task in a slot the acceptor holds. */
   start(proc: EvThreadProc<unknown>): void;
@@ -72,6 +92,16 @@ export const socketInternals: {
   abort: (socket: EvSocket, reason: unknown) => void;
   /** Resolves once the socket's in-flight reads and writes have settled. */
   settled: (socket: EvSocket) => Promise<void>;
+  /**
+   * Whether queued sends (or a half-close) still have bytes to write,
+   * including sends whose callers stopped waiting.
+   */
+  pendingWrites: (socket: EvSocket) => boolean;
+  /**
+   * Resolves when the write queue is empty, or the socket can no longer
+   * write (an error or close); never rejects.
+   */
+  drained: (socket: EvSocket) => Promise<void>;
   /**
    * `send` of bytes the caller hands over (it never touches them again),
    * so that even a send that can be abandoned need not copy them.
@@ -115,6 +145,8 @@ export const socketInternals: {
   attach: unreachable,
   abort: unreachable,
   settled: unreachable,
+  pendingWrites: unreachable,
+  drained: unreachable,
   sendOwned: unreachable,
 };
 
@@ -127,42 +159,11 @@ export const threadInternals: {
   ) => EvThread<T>;
 } = { start: unreachable };
 
-/** A task that can be ended without harm to free its pool slot. */
-export interface ReclaimCandidate {
-  /** Since when it has been idle (`performance.now()`): oldest goes first. */
-  since: number;
-  /** Ends it; returns its task. */
-  reclaim: () => EvThread<unknown>;
-}
-
-/**
- * Offers the task that a server would end first to free a pool slot for a
- * connection that waits for one (its idle keep-alive connection idle
- * longest), or `undefined` if it has none. The loop picks the oldest offer
- * across servers.
- */
-export type Reclaimer = () => ReclaimCandidate | undefined;
-
-/** Internal: how servers on a loop give slots back when it is full. */
+/** Internal: what servers need from their loop. */
 export const loopInternals: {
-  /** Registers a reclaimer; returns the function that removes it. */
-  addReclaimer: (loop: EvLoop, reclaimer: Reclaimer) => () => void;
-  /**
-   * Asks whether a connection waits for a slot that no ending task has
-   * promised yet; if so, `thread` promises its slot (it must then end), it
-   * counts as reclaimed, and the answer is true.
-   */
-  yieldSlot: (loop: EvLoop, thread: EvThread<unknown>) => boolean;
-  /**
-   * Frees slots for the connections that wait for one, if any do: for a
-   * server whose connection has just become idle.
-   */
-  reclaim: (loop: EvLoop) => void;
-} = {
-  addReclaimer: unreachable,
-  yieldSlot: unreachable,
-  reclaim: unreachable,
-};
+  /** The loop's slot reclaiming, which its servers offer candidates to. */
+  slots: (loop: EvLoop) => SlotReclaimer;
+} = { slots: unreachable };
 
 /** Internal: creates acceptors. */
 export const acceptorInternals: {

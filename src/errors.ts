@@ -94,3 +94,44 @@ export class ProxyProtocolError extends Error {
     this.name = "ProxyProtocolError";
   }
 }
+
+/**
+ * Reported to the loop's `onError` when a task's end or abort cut short
+ * sends that still had bytes to write.
+ */
+export class UnsentDataError extends Error {
+  /** The method whose bytes were cut short. */
+  readonly method: "send" | "closeWrite" | "writable";
+  /** Bytes that were never written. */
+  readonly bytesUnsent: number;
+  /** How many sends were cut short. */
+  readonly sends: number;
+  /** The socket's local address. */
+  readonly localAddr: Deno.Addr;
+  /** The socket's remote address. */
+  readonly remoteAddr: Deno.Addr;
+
+  /**
+   * Constructs a new instance.
+   *
+   * @param info What was cut short, where, and why.
+   */
+  constructor(info: {
+    method: "send" | "closeWrite" | "writable";
+    bytesUnsent: number;
+    sends: number;
+    localAddr: Deno.Addr;
+    remoteAddr: Deno.Addr;
+    cause: unknown;
+  }) {
+    super(`${info.method} cut short: ${info.bytesUnsent} bytes unsent`, {
+      cause: info.cause,
+    });
+    this.name = "UnsentDataError";
+    this.method = info.method;
+    this.bytesUnsent = info.bytesUnsent;
+    this.sends = info.sends;
+    this.localAddr = info.localAddr;
+    this.remoteAddr = info.remoteAddr;
+  }
+}

@@ -40,7 +40,15 @@
  * @module
  */
 
-import { EvLoop, type EvLoopState, type EvLoopStats } from "./ev_loop.ts";
+import {
+  fromWire,
+  type FromWorker,
+  NAME_PREFIX,
+  ours,
+  type Report,
+  TAG,
+  type ToWorker,
+} from "./_cluster_protocol.ts";
 import {
   checkFunction,
   checkGrace,
@@ -49,6 +57,7 @@ import {
   checkTimeout,
   timeoutError,
 } from "./_validate.ts";
+import type { EvLoopState, EvLoopStats } from "./ev_loop.ts";
 
 /** Default grace period of {@linkcode EvCluster.shutdown}, in milliseconds. */
 const DEFAULT_GRACE = 5000;
@@ -59,10 +68,6 @@ const DEFAULT_GRACE = 5000;
 const TERMINATE_MARGIN = 2000;
 /** Default of {@linkcode EvClusterOptions.startTimeout}, in milliseconds. */
 const DEFAULT_START_TIMEOUT = 30_000;
-/** The prefix of the name a cluster gives its workers. */
-const NAME_PREFIX = "evcluster ";
-/** Marks the cluster's own messages among any others on the channel. */
-const TAG = "@corothread/evthread:cluster";
 
 /** The state of one worker of a cluster. */
 export type EvClusterWorkerState =
@@ -133,146 +138,6 @@ export interface EvClusterOptions {
   startTimeout?: number;
 }
 
-/**
- * What a worker learns from the cluster, in its setup (see
- * {@linkcode evClusterWorker}).
- */
-export interface EvClusterWorkerContext {
-  /** The worker's index, from 0 to `count - 1`. */
-  index: number;
-  /** How many workers the cluster has. */
-  count: number;
-  /** A copy of {@linkcode EvClusterOptions.data}. */
-  data: unknown;
-}
-
-/**
- * A server that owns a loop, which a worker's setup may return instead of
- * the loop itself: the `HttpServer` that `serve()` returns is one. The
- * cluster shuts it down with `shutdown({ grace })`, waits for `finished`,
- * and reads the counters of `loop`.
- */
-export interface EvClusterServer {
-  /** The loop the server runs on. */
-  readonly loop: EvLoop;
-  /** Resolves when the server has shut down. */
-  readonly finished: Promise<void>;
-  /** Shuts the server down. */
-  shutdown(options?: { grace?: number }): Promise<void>;
-}
-
-/** A worker's setup: starts its loop and listeners, in the worker. */
-export type EvClusterWorkerSetup = (
-  context: EvClusterWorkerContext,
-) => EvLoop | EvClusterServer | Promise<EvLoop | EvClusterServer>;
-
-// ---------------------------------------------------------------------------
-// The private message protocol. Every message carries `tag: TAG`; the
-// worker starts the exchange, so no message is sent before its listener is.
-//
-//   worker -> main: hello
-//   main -> worker: init { index, count, data }
-//   worker -> main: ready { report } | failed { error }
-//   main -> worker: stats { id }         worker -> main: stats { id, report }
-//   main -> worker: shutdown { grace }
-//   worker -> main: ended { report }     (then the worker closes itself)
-
-/** A loop's counters and state, as a worker reports them. */
-interface Report {
-  stats: EvLoopStats;
-  state: EvLoopState;
-}
-
-/** An error as it crosses the channel. */
-interface WireError {
-  name: string;
-  message: string;
-  stack: string | undefined;
-  /** Whether it was a `DOMException` (its name is then its kind). */
-  dom: boolean;
-}
-
-type ToWorker =
-  | {
-    tag: typeof TAG;
-    type: "init";
-    index: number;
-    count: number;
-    data: unknown;
-  }
-  | { tag: typeof TAG; type: "stats"; id: number }
-  | { tag: typeof TAG; type: "shutdown"; grace: number };
-
-type FromWorker =
-  | { tag: typeof TAG; type: "hello" }
-  | { tag: typeof TAG; type: "ready"; report: Report }
-  | { tag: typeof TAG; type: "failed"; error: WireError }
-  | { tag: typeof TAG; type: "stats"; id: number; report: Report }
-  | { tag: typeof TAG; type: "ended"; report: Report };
-
-/** The message, if it is one of the cluster's. */
-function ours<T extends { tag: typeof TAG }>(data: unknown): T | undefined {
-  return typeof data === "object" && data !== null &&
-      (data as { tag?: unknown }).tag === TAG
-    ? data as T
-    : undefined;
-}
-
-function toWire(error: unknown): WireError {
-  if (error instanceof Error || error instanceof DOMException) {
-    return {
-      name: error.name,
-      message: error.message,
-      stack: typeof error.stack === "string" ? error.stack : undefined,
-      dom: error instanceof DOMException,
-    };
-  }
-  return {
-    name: "Error",
-    message: String(error),
-    stack: undefined,
-    dom: false,
-  };
-}
-
-const STANDARD_ERRORS: Record<string, ErrorConstructor> = {
-  Error,
-  EvalError,
-  RangeError,
-  ReferenceError,
-  SyntaxError,
-  TypeError,
-  URIError,
-};
-
-/**
- * Rebuilds an error from the worker: the same class for the standard
- * errors, `Deno.errors` and `DOMException`s; an `Error` of the same name
- * otherwise. The stack is the worker's.
- */
-function fromWire(wire: WireError): Error {
-  let error: Error;
-  if (wire.dom) {
-    error = new DOMException(wire.message, wire.name);
-  } else {
-    const ctor = STANDARD_ERRORS[wire.name] ??
-      (Deno.errors as unknown as Record<string, ErrorConstructor | undefined>)[
-        wire.name
-      ];
-    error = typeof ctor === "function"
-      ? new ctor(wire.message)
-      : Object.assign(new Error(wire.message), { name: wire.name });
-  }
-  if (wire.stack !== undefined) {
-    Object.defineProperty(error, "stack", {
-      value: wire.stack,
-      writable: true,
-      configurable: true,
-    });
-  }
-  return error;
-}
-
 /** Counters of a worker that has not reported yet. */
 function zeroStats(): EvLoopStats {
   return {
@@ -287,15 +152,14 @@ function zeroStats(): EvLoopStats {
     reclaimed: 0,
     timeouts: 0,
     errors: 0,
+    sendsCutShort: 0,
+    bytesUnsent: 0,
   };
 }
 
 function defaultOnError(error: unknown, worker: number): void {
   console.error(`evthread: cluster worker ${worker} failed:`, error);
 }
-
-// ---------------------------------------------------------------------------
-// Main side.
 
 /** One worker, as the main thread sees it. */
 class Slot {
@@ -839,170 +703,4 @@ export class EvCluster implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
-}
-
-// ---------------------------------------------------------------------------
-// Worker side.
-
-/** The part of a worker's global scope the cluster uses. */
-interface WorkerScope {
-  readonly name: string;
-  postMessage(message: FromWorker): void;
-  close(): void;
-  addEventListener(type: "message", listener: (e: MessageEvent) => void): void;
-  removeEventListener(
-    type: "message",
-    listener: (e: MessageEvent) => void,
-  ): void;
-}
-
-let joined = false;
-
-/**
- * Runs this worker's part of an {@linkcode EvCluster}: call it once, at the
- * top of the worker module. It waits for the cluster's context (index,
- * count, data), runs `setup` with it, which starts a loop and its listeners
- * and returns the loop (or a server that owns one, such as `serve()`'s
- * `HttpServer`), and tells the cluster the worker is ready. From then on
- * it answers the cluster's stats requests and runs the loop's shutdown
- * when asked; when the loop has finished, it reports the final counters
- * and closes the worker.
- *
- * If `setup` throws or rejects, {@linkcode EvCluster.start} rejects with the
- * error and this worker closes. With `serve()`, pass it the loop you
- * return (`serve({ loop, ... })`), or return the server itself: a server
- * that made its own loop drains only through its own `shutdown`.
- *
- * Do not call `self.close()` in the worker: the cluster would not know it
- * has ended. To end a worker early, shut its loop down.
- *
- * @example A worker module that serves HTTP on the cluster's port
- * ```ts ignore
- * // worker.ts; run the main with --unstable-net for reusePort
- * import { EvLoop, evClusterWorker } from "@corothread/evthread";
- * import { serve } from "@corothread/evthread/http";
- *
- * evClusterWorker(({ index, data }) => {
- *   const { port } = data as { port: number };
- *   const loop = new EvLoop();
- *   serve(
- *     { loop, hostname: "127.0.0.1", port, reusePort: true, onListen() {} },
- *     () => new Response(`Hello from worker ${index}`),
- *   );
- *   return loop;
- * });
- * ```
- *
- * @example Outside a worker started by EvCluster, it throws
- * ```ts
- * import { EvLoop, evClusterWorker } from "@corothread/evthread";
- * import { assertThrows } from "@std/assert";
- *
- * assertThrows(() => evClusterWorker(() => new EvLoop()), TypeError);
- * ```
- *
- * @param setup Starts the worker's loop and listeners, given the worker's
- * index, the worker count and the cluster's data.
- * @throws {TypeError} if not called in a worker started by
- * {@linkcode EvCluster.start}, or `setup` is not a function.
- * @throws {Error} if called a second time in the worker.
- */
-export function evClusterWorker(setup: EvClusterWorkerSetup): void {
-  checkFunction(setup, "setup");
-  const scopeClass =
-    (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope;
-  if (typeof scopeClass !== "function" || !(globalThis instanceof scopeClass)) {
-    throw new TypeError(
-      "evClusterWorker() must be called in a worker started by EvCluster.start(): this is not a worker",
-    );
-  }
-  const scope = globalThis as unknown as WorkerScope;
-  if (!scope.name.startsWith(NAME_PREFIX)) {
-    throw new TypeError(
-      `evClusterWorker() must be called in a worker started by EvCluster.start(): this worker's name is ${
-        JSON.stringify(scope.name)
-      }`,
-    );
-  }
-  if (joined) {
-    throw new Error("evClusterWorker() was called already in this worker");
-  }
-  joined = true;
-
-  let target: EvLoop | EvClusterServer | undefined;
-  let loop: EvLoop | undefined;
-  let initialized = false;
-  let shutdownGrace: number | undefined;
-  const report = (): Report => ({ stats: loop!.stats, state: loop!.state });
-  const shutdown = (grace: number): void => {
-    target!.shutdown({ grace }).catch((error: unknown) => {
-      console.error("evthread: cluster worker shutdown failed:", error);
-    });
-  };
-  const onMessage = (event: MessageEvent): void => {
-    const message = ours<ToWorker>(event.data);
-    if (message === undefined) return;
-    switch (message.type) {
-      case "init":
-        if (initialized) return;
-        initialized = true;
-        run({
-          index: message.index,
-          count: message.count,
-          data: message.data,
-        }).catch((error: unknown) => {
-          console.error("evthread: cluster worker failed:", error);
-        });
-        break;
-      case "stats":
-        if (loop !== undefined) {
-          scope.postMessage({
-            tag: TAG,
-            type: "stats",
-            id: message.id,
-            report: report(),
-          });
-        }
-        break;
-      case "shutdown":
-        if (target !== undefined) shutdown(message.grace);
-        else shutdownGrace = Math.min(shutdownGrace ?? Infinity, message.grace);
-        break;
-    }
-  };
-  const run = async (context: EvClusterWorkerContext): Promise<void> => {
-    try {
-      const result = await setup(context);
-      if (result instanceof EvLoop) {
-        loop = result;
-      } else if (
-        typeof result === "object" && result !== null &&
-        result.loop instanceof EvLoop &&
-        typeof result.shutdown === "function" &&
-        result.finished instanceof Promise
-      ) {
-        loop = result.loop;
-      } else {
-        throw new TypeError(
-          `'setup' must return an EvLoop, or a server with 'loop', 'shutdown' and 'finished': received ${
-            result === null ? "null" : typeof result
-          }`,
-        );
-      }
-      target = result;
-    } catch (error) {
-      scope.postMessage({ tag: TAG, type: "failed", error: toWire(error) });
-      scope.removeEventListener("message", onMessage);
-      scope.close();
-      return;
-    }
-    scope.postMessage({ tag: TAG, type: "ready", report: report() });
-    if (shutdownGrace !== undefined) shutdown(shutdownGrace);
-    await target.finished;
-    scope.postMessage({ tag: TAG, type: "ended", report: report() });
-    scope.removeEventListener("message", onMessage);
-    scope.close();
-  };
-  scope.addEventListener("message", onMessage);
-  scope.postMessage({ tag: TAG, type: "hello" });
 }

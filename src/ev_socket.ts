@@ -377,6 +377,15 @@ export class EvSocket implements AsyncDisposable {
     };
     socketInternals.abort = (socket, reason) => socket.#rejectAll(reason);
     socketInternals.settled = (socket) => socket.#settled();
+    socketInternals.pendingWrites = (socket) =>
+      socket.#writers.length > 0 && !socket.#closed &&
+      socket.#writeError === undefined;
+    socketInternals.drained = async (socket) => {
+      while (socketInternals.pendingWrites(socket)) {
+        if (socket.#writing === undefined) return;
+        await socket.#writing;
+      }
+    };
     socketInternals.sendOwned = (socket, bytes, options) =>
       socket.#write(bytes, options, true);
     socketInternals.watchEnd = (socket, signal) => socket.#watchEnd(signal);

@@ -7,12 +7,9 @@ import {
   acceptorInternals,
   socketInternals,
 } from "./_internal.ts";
-import {
-  createTrustMatcher,
-  type ProxySettings,
-  readProxyHeader,
-} from "./_proxy_protocol.ts";
+import { type ProxySettings, readProxyHeader } from "./_read_proxy_header.ts";
 import { handshake } from "./_tls.ts";
+import { createTrustMatcher } from "./_trusted_addresses.ts";
 import { checkFunction, checkInteger, checkTimeout } from "./_validate.ts";
 import type { EvProxyInfo, EvProxyProtocolOptions } from "./proxy_protocol.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -517,7 +514,7 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
       if (!pool.tryAcquire()) {
         if (this.#policy === "refuse") {
           this.#refuse(conn, true);
-          this.#host.wanted();
+          this.#host.slots.wanted();
           continue;
         }
         // "wait": hold this one connection until a slot frees, and accept
@@ -526,14 +523,14 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
         // cannot see it, tells the loop that a client waits: servers on
         // the loop then give back slots that idle connections hold.
         this.#held++;
-        this.#host.hold();
+        this.#host.slots.hold();
         try {
           await pool.acquire(stop);
         } catch {
           this.#refuse(conn, false);
           break;
         } finally {
-          this.#host.unhold();
+          this.#host.slots.unhold();
         }
       }
       this.#host.start(this.#connectionTask(conn));

@@ -23,6 +23,8 @@ import {
   type EvTlsClientOptions,
 } from "./ev_socket.ts";
 import { checkTlsClientOptions } from "./_tls.ts";
+import { taskContext } from "./_task_context.ts";
+import type { UnsentDataError } from "./errors.ts";
 
 /**
  * The procedure a task runs. It receives its own {@linkcode EvThread}; what
@@ -62,6 +64,47 @@ let constructing = false;
 function noop(): void {}
 
 /**
+ * Marks a promise the library returns as handled: a caller that does not
+ * await it cannot turn its rejection into an unhandled one. A caller that
+ * awaits it still sees the rejection.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(noop);
+  return promise;
+}
+
+function formatHostPort(hostname: string, port: number): string {
+  return hostname.includes(":")
+    ? `[${hostname}]:${port}`
+    : `${hostname}:${port}`;
+}
+
+/**
+ * The same kind of error as `error` (so `instanceof` checks still hold),
+ * its message prefixed with where it happened:
+ * `connect 127.0.0.1:9: Connection refused`. The original is its `cause`.
+ */
+function withAddress(error: unknown, where: string): unknown {
+  if (!(error instanceof Error)) return error;
+  const detail = error.message.replace(/ \(os error \d+\)$/, "");
+  const Kind = error.constructor as new (
+    message: string,
+    options?: ErrorOptions,
+  ) => Error;
+  let wrapped: Error;
+  try {
+    wrapped = new Kind(`${where}: ${detail}`, { cause: error });
+  } catch {
+    return error;
+  }
+  if (wrapped.name !== error.name) wrapped.name = error.name;
+  if ("code" in error && !("code" in wrapped)) {
+    Object.defineProperty(wrapped, "code", { value: error.code });
+  }
+  return wrapped;
+}
+
+/**
  * The sockets a task owns, and what they report to. Most tasks own one
  * socket, the connection they serve: it takes a field, and a `Set` is made
  * only for more.
@@ -69,18 +112,43 @@ function noop(): void {}
 class OwnedSockets implements SocketHost {
   readonly signal: AbortSignal;
   readonly #host: LoopHost;
+  readonly #thread: EvThread<unknown>;
   /** The socket owned longest; a socket goes here only when none is owned. */
   #first: EvSocket | undefined;
   /** The others, in the order they were adopted. */
   #more: Set<EvSocket> | undefined;
 
-  constructor(signal: AbortSignal, host: LoopHost) {
+  constructor(signal: AbortSignal, host: LoopHost, thread: EvThread<unknown>) {
     this.signal = signal;
     this.#host = host;
+    this.#thread = thread;
+  }
+
+  get debug(): boolean {
+    return this.#host.debug;
   }
 
   countTimeout(): void {
     this.#host.countTimeout();
+  }
+
+  unsent(error: UnsentDataError): void {
+    this.#host.unsent(error, this.#thread);
+  }
+
+  /** Whether any owned socket still has queued bytes to write. */
+  pendingWrites(): boolean {
+    if (
+      this.#first !== undefined && socketInternals.pendingWrites(this.#first)
+    ) {
+      return true;
+    }
+    if (this.#more !== undefined) {
+      for (const socket of this.#more) {
+        if (socketInternals.pendingWrites(socket)) return true;
+      }
+    }
+    return false;
   }
 
   add(socket: EvSocket): void {
@@ -152,6 +220,8 @@ export class EvThread<T = unknown> {
   #deadline: number | undefined;
   #deadlineEntry: DeadlineEntry | undefined;
   #done = false;
+  /** Whether `result` was read: its reader then handles a failure. */
+  #observed = false;
   #result!: Promise<T>;
 
   static {
@@ -224,6 +294,7 @@ export class EvThread<T = unknown> {
    * awaiting it is safe: the rejection is never unhandled.
    */
   get result(): Promise<T> {
+    if (!this.#done) this.#observed = true;
     return this.#result;
   }
 
@@ -234,7 +305,7 @@ export class EvThread<T = unknown> {
   #run(proc: EvThreadProc<T>): Promise<T> {
     let running: T | PromiseLike<T>;
     try {
-      running = proc(this);
+      running = taskContext.run(this as EvThread<unknown>, proc, this);
     } catch (error) {
       return this.#end(true, undefined, error);
     }
@@ -250,9 +321,14 @@ export class EvThread<T = unknown> {
     value: T | undefined,
     error: unknown,
   ): Promise<T> {
+    // A procedure that returns (or throws) leaves its queued sends to be
+    // written, for up to `linger` ms; an aborted task writes nothing more.
+    if (this.#sockets?.pendingWrites() && !this.signal.aborted) {
+      await this.#linger();
+    }
     await this.#release();
     this.#done = true;
-    this.#host.ended(this as EvThread<unknown>, failed, error);
+    this.#host.ended(this as EvThread<unknown>, failed, error, this.#observed);
     if (failed) {
       // Whoever awaits `result` sees the error; nobody need await it. (Only
       // now: a handler made at the start would last as long as the task.)
@@ -260,6 +336,30 @@ export class EvThread<T = unknown> {
       throw error;
     }
     return value as T;
+  }
+
+  /**
+   * Waits until every owned socket has written its queued sends, the
+   * loop's `linger` time has passed, or the task is aborted.
+   */
+  async #linger(): Promise<void> {
+    const ms = this.#host.linger;
+    if (ms <= 0) return;
+    const signal = this.signal;
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => stop = resolve);
+    const entry = deadlines.schedule(ms, stop);
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      const drained = this.#sockets!.list().map((socket) =>
+        socketInternals.drained(socket)
+      );
+      await Promise.race([Promise.all(drained), stopped]);
+    } finally {
+      deadlines.cancel(entry);
+      deadlines.settle();
+      signal.removeEventListener("abort", stop);
+    }
   }
 
   /** Aborts the signal, ends the children, closes the sockets. */
@@ -411,6 +511,13 @@ export class EvThread<T = unknown> {
     ms: number,
     options?: { signal?: AbortSignal; deadline?: number | Date },
   ): Promise<void> {
+    return handled(this.#delay(ms, options));
+  }
+
+  #delay(
+    ms: number,
+    options: { signal?: AbortSignal; deadline?: number | Date } | undefined,
+  ): Promise<void> {
     let signal: AbortSignal;
     let deadline: number | undefined;
     try {
@@ -473,9 +580,16 @@ export class EvThread<T = unknown> {
    * @throws {DOMException} named `"TimeoutError"` when the timeout or the
    * deadline passes.
    */
-  async connect(
+  connect(
     address: EvConnectAddress | EvUnixConnectAddress,
     options?: EvCallOptions,
+  ): Promise<EvSocket> {
+    return handled(this.#connect(address, options));
+  }
+
+  async #connect(
+    address: EvConnectAddress | EvUnixConnectAddress,
+    options: EvCallOptions | undefined,
   ): Promise<EvSocket> {
     if (address === null || typeof address !== "object") {
       throw new TypeError("'address' must be an object with a port");
@@ -506,16 +620,17 @@ export class EvThread<T = unknown> {
     const mine = this.signal;
     if (mine.aborted) throw mine.reason;
     if (signal?.aborted) throw signal.reason;
-    let why = `Connect timed out after ${timeout} ms`;
+    const where = `connect ${formatHostPort(hostname, port)}`;
+    let why = `${where}: timed out after ${timeout} ms`;
     if (deadline !== undefined) {
       const left = deadline - Date.now();
       if (left <= 0) {
         this.#host.countTimeout();
-        throw timeoutError("Connect deadline has passed");
+        throw timeoutError(`${where}: deadline has passed`);
       }
       if (timeout === undefined || left < timeout) {
         timeout = left;
-        why = "Connect deadline has passed";
+        why = `${where}: deadline has passed`;
       }
     }
 
@@ -544,7 +659,7 @@ export class EvThread<T = unknown> {
       if (reason instanceof DOMException && reason.name === "TimeoutError") {
         this.#host.countTimeout();
       }
-      throw reason;
+      throw controller.signal.aborted ? reason : withAddress(error, where);
     } finally {
       if (entry !== undefined) {
         deadlines.cancel(entry);
@@ -600,7 +715,12 @@ export class EvThread<T = unknown> {
     if (signal?.aborted) throw signal.reason;
     // A Unix connect does not wait on the network: it succeeds or fails
     // at once, so it needs no timer.
-    const conn = await Deno.connect({ transport: "unix", path });
+    let conn: Deno.UnixConn;
+    try {
+      conn = await Deno.connect({ transport: "unix", path });
+    } catch (error) {
+      throw withAddress(error, `connect ${path}`);
+    }
     if (this.signal.aborted || signal?.aborted) {
       conn.close();
       throw this.signal.aborted ? this.signal.reason : signal!.reason;
@@ -637,7 +757,11 @@ export class EvThread<T = unknown> {
       socket.close();
       throw new Deno.errors.BadResource("The task has ended");
     }
-    this.#sockets ??= new OwnedSockets(this.#controller.signal, this.#host);
+    this.#sockets ??= new OwnedSockets(
+      this.#controller.signal,
+      this.#host,
+      this as EvThread<unknown>,
+    );
     socketInternals.attach(socket, this.#sockets);
     this.#sockets.add(socket);
     return socket;
@@ -675,11 +799,14 @@ export class EvThread<T = unknown> {
     const child = threadInternals.start<U>(
       {
         draining: host.draining,
+        linger: host.linger,
+        debug: host.debug,
         countTimeout: () => host.countTimeout(),
         spawned: () => host.spawned(),
-        ended: (thread, failed, error) => {
+        unsent: (error, thread) => host.unsent(error, thread),
+        ended: (thread, failed, error, observed) => {
           this.#children?.delete(thread);
-          host.ended(thread, failed, error);
+          host.ended(thread, failed, error, observed);
         },
       },
       this as EvThread<unknown>,

@@ -1,7 +1,9 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 // Tests of absolute deadlines: the `deadline` option of every blocking call,
 // EvSocket.setDeadline / setReadDeadline / setWriteDeadline, and
-// EvThread.deadline. Deadlines of 20-150 ms are the thing under test; the
+// EvThread.deadline; and of EvSocket.setIdleTimeout(), a deadline in the same
+// queue that bytes moving push back. Deadlines of 20-150 ms are the thing
+// under test (the idle timeout's test takes 1.3 s of real time); the
 // order in which two deadlines fire (one shared queue) is used as a clock;
 // `SAFETY` timeouts are only safety nets.
 
@@ -23,6 +25,7 @@ import {
   HOST,
   payload,
   within,
+  withTimeout,
 } from "./_helpers.ts";
 
 const SAFETY = 15_000;
@@ -290,6 +293,20 @@ Deno.test("EvSocket.setReadDeadline() in the past rejects pending reads at once;
   assertEquals(buf[0], 42);
 });
 
+Deno.test("EvSocket.recv() cut by setReadDeadline() never writes into the caller's buffer; the bytes go to the next read", async () => {
+  await using p = await pair();
+  const mine = new Uint8Array(16);
+  const pending = p.b.recv(mine);
+  p.b.setReadDeadline(Date.now() - 1);
+  await assertRejects(() => pending);
+  p.b.setReadDeadline(undefined);
+  await p.a.send(new Uint8Array([1, 2, 3]));
+  const next = new Uint8Array(16);
+  assertEquals(await p.b.recv(next, { timeout: SAFETY }), 3);
+  assertEquals(next.subarray(0, 3), new Uint8Array([1, 2, 3]));
+  assertEquals(mine, new Uint8Array(16));
+});
+
 Deno.test("EvSocket.setWriteDeadline() expires a send already waiting on a peer that does not read; nothing is lost", async () => {
   await using p = await pair();
   const data = payload(3, 32 << 20);
@@ -327,6 +344,28 @@ Deno.test("EvSocket.setWriteDeadline() expires a send already waiting on a peer 
   assertEquals(decoder.decode(all.subarray(data.byteLength)), "tail");
 });
 
+Deno.test("EvSocket.send() cut by a write deadline never reads the caller's buffer afterwards: the peer gets the original bytes", async () => {
+  await using p = await pair();
+  const size = 8 << 20;
+  const original = payload(7, size);
+  const mine = original.slice();
+  p.a.setWriteDeadline(Date.now() + 30);
+  const error = await assertRejects(() => p.a.send(mine));
+  assertTimeout(error);
+  const written = (error as { bytesWritten: number }).bytesWritten;
+  assertLess(written, size);
+  mine.fill(0xee); // the caller reuses its buffer
+  p.a.setWriteDeadline(undefined);
+  const flushed = p.a.closeWrite();
+  const got = await withTimeout(
+    p.b.readFull(new Uint8Array(size), { timeout: SAFETY }),
+    SAFETY * 2,
+    "reading the whole send",
+  );
+  await flushed;
+  assertBytes(got!, original, "received");
+});
+
 Deno.test("EvSocket.setDeadline() sets both directions; the write side alone does not touch reads", async () => {
   await using p = await pair();
   p.b.setWriteDeadline(Date.now() - 1);
@@ -349,6 +388,25 @@ Deno.test("EvSocket.setReadDeadline() errors a readable stream that is waiting",
   p.b.setReadDeadline(Date.now() + 20);
   assertTimeout(await assertRejects(() => pending));
   reader.releaseLock();
+});
+
+Deno.test("EvSocket.readable is usable again once a passed read deadline is moved (as the socket is)", async () => {
+  await using p = await pair();
+  const reader = p.b.readable.getReader();
+  const pending = reader.read();
+  p.b.setReadDeadline(Date.now() - 1);
+  assertTimeout(await assertRejects(() => pending));
+  reader.releaseLock();
+  p.b.setReadDeadline(undefined);
+  // recv works again...
+  await p.a.send(encoder.encode("x"));
+  assertEquals(await p.b.recv(new Uint8Array(1), { timeout: SAFETY }), 1);
+  // ...and so must the stream.
+  await p.a.send(encoder.encode("y"));
+  const again = p.b.readable.getReader();
+  const chunk = await withTimeout(again.read(), SAFETY, "stream read");
+  assertEquals(decoder.decode(chunk.value), "y");
+  again.releaseLock();
 });
 
 Deno.test("EvSocket deadlines hold no timer once the socket is closed", async () => {
@@ -376,6 +434,29 @@ Deno.test("EvSocket deadlines count as timeouts in the loop's stats", async () =
   using _peer = await accepted;
   await task.result;
   assertEquals(loop.stats.timeouts, 3);
+});
+
+// ------------------------------------------------------------ idle timeout
+// A socket-wide deadline that bytes moving push back.
+
+Deno.test("EvSocket.setIdleTimeout() starts over from the bytes a pending recv() receives", async () => {
+  await using p = await pair();
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const buf = new Uint8Array(8);
+  const pending = p.b.recv(buf); // no per-call timeout
+  p.b.setIdleTimeout(1000);
+  // Time passing is what is tested here: 800 ms of silence, then bytes.
+  await pause(800);
+  await p.a.send(encoder.encode("ping"));
+  assertEquals(await pending, 4);
+  // Those bytes were activity: the idle timer restarts from them, so a
+  // call made now survives past the original 1000 ms mark.
+  const next = p.b.recv(buf);
+  await pause(500);
+  await p.a.send(encoder.encode("pong"));
+  assertEquals(await next, 4);
+  assertEquals(decoder.decode(buf.subarray(0, 4)), "pong");
+  p.b.setIdleTimeout(undefined);
 });
 
 // ------------------------------------------------------ EvThread deadlines
@@ -475,6 +556,51 @@ Deno.test("EvThread.delay() rejects with a TimeoutError when its deadline comes 
     return "ok";
   });
   assertEquals(await task.result, "ok");
+});
+
+Deno.test("EvThread.delay(Infinity, { deadline }) does not reject before a deadline more than 2^31-1 ms away", async () => {
+  // setTimeout takes at most 2^31-1 ms (about 24.8 days). Time is not faked:
+  // a wrapper records what the delay asks of setTimeout and fires a
+  // clamped timer at once, standing in for 24.8 days passing.
+  const original = globalThis.setTimeout;
+  const asked: number[] = [];
+  // deno-lint-ignore no-explicit-any
+  (globalThis as any).setTimeout = (fn: () => void, ms?: number) => {
+    if (ms !== undefined && ms >= 2 ** 31 - 1) {
+      asked.push(ms);
+      return original(fn, 0);
+    }
+    return original(fn, ms);
+  };
+  await using loop = new EvLoop({ onError: () => {} });
+  const deadline = Date.now() + 30 * 86_400_000; // 30 days away
+  const task = loop.spawn(async (thread) => {
+    try {
+      await thread.delay(Infinity, { deadline });
+      return "resolved";
+    } catch (error) {
+      return `${(error as Error).name} at ${
+        Date.now() < deadline ? "before" : "after"
+      } the deadline`;
+    } finally {
+      globalThis.setTimeout = original;
+    }
+  });
+  // The task must still be waiting once the clamped (24.8-day) timer has
+  // fired: the deadline is 5 days later.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    task.result,
+    new Promise<string>((resolve) => {
+      timer = original(() => resolve("waiting"), 50);
+    }),
+  ]);
+  clearTimeout(timer);
+  globalThis.setTimeout = original;
+  task.abort();
+  await task.result;
+  assertEquals(asked.length > 0, true);
+  assertEquals(outcome, "waiting");
 });
 
 Deno.test("EvThread.connect() takes a deadline; a passed one rejects before connecting", async () => {

@@ -4,6 +4,7 @@ import {
   assert,
   assertEquals,
   assertInstanceOf,
+  assertLess,
   assertRejects,
   assertStrictEquals,
   assertStringIncludes,
@@ -274,6 +275,18 @@ Deno.test("EvLoop.shutdown() returns the same promise when called twice", async 
   assertStrictEquals(second, first);
   await first;
   assertStrictEquals(loop.shutdown(), first);
+});
+
+Deno.test("EvLoop.shutdown() with a shorter grace cuts one in progress short", async () => {
+  const loop = new EvLoop({ onError: () => {} });
+  loop.spawn((thread) => thread.delay(60_000));
+  const started = performance.now();
+  const first = loop.shutdown({ grace: 30_000 });
+  const second = loop.shutdown({ grace: 0 });
+  assertStrictEquals(first, second);
+  await first;
+  assertLess(performance.now() - started, 10_000);
+  assertEquals(loop.state, "closed");
 });
 
 Deno.test("EvLoop.finished resolves once shutdown has finished", async () => {

@@ -525,8 +525,9 @@ Deno.test("EvSocket.send() still writes all of a timed-out send, ahead of a late
   assertBytes(received.subarray(first.byteLength), second, "later send");
 });
 
-// Exposes a bug: the rest of a timed-out send is copied, but the write that
-// is in flight at the timeout still points into the caller's buffer.
+// The rest of a timed-out send is copied, and the write in flight at the
+// timeout writes from a copy too: once the call has settled, nothing reads
+// the caller's buffer.
 Deno.test("EvSocket.send() writes the original bytes of a timed-out send even if the caller reuses its buffer", async () => {
   await using pair = await rawPair();
   const data = randomBytes(64 * MiB);
@@ -938,10 +939,9 @@ Deno.test("EvSocket.setIdleTimeout() loses no bytes", async () => {
   assertBytes(await recvToEnd(pair.b), data);
 });
 
-// A recv made with no timeout once read straight into the caller's buffer,
-// so an idle timeout set afterwards could not bound it. Reads now always go
-// through the socket's buffer: the later idle timeout rejects the pending
-// recv, leaves the caller's buffer alone, and keeps the bytes for the next.
+// Reads go through the socket's buffer, so an idle timeout set after a recv
+// with no timeout began still bounds it: it rejects the pending recv, leaves
+// the caller's buffer alone, and keeps the bytes for the next.
 Deno.test("EvSocket.setIdleTimeout() bounds a recv that was already waiting", async () => {
   await using pair = await socketPair();
   const buf = new Uint8Array(16);
@@ -1003,8 +1003,8 @@ Deno.test("EvSocket.readable cancelled leaves the socket open for recv", async (
   assertEquals(await pair.b.readLine({ timeout: SAFETY }), "after");
 });
 
-// Exposes a bug: the pull that the released read had started stays queued
-// in the socket and takes the next bytes into the stream's queue.
+// The pull that the released read had started does not stay queued in the
+// socket: it takes none of the next bytes into the stream's queue.
 Deno.test("EvSocket.recv() gets the next bytes after the readable's reader is released with a read pending", async () => {
   await using pair = await socketPair();
   const reader = pair.b.readable.getReader();

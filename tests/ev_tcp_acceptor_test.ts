@@ -17,7 +17,7 @@ import {
   type EvConnectionFactory,
   type EvConnectionInfo,
   type EvListenOptions,
-  type EvLoop,
+  EvLoop,
   EvThread,
 } from "../mod.ts";
 import {
@@ -222,6 +222,27 @@ Deno.test('EvLoop.listen() with policy "refuse" lets onRefuse write a message th
   await release();
 });
 
+Deno.test("EvTcpAcceptor counts a held connection it closes as refused", async () => {
+  const loop = new EvLoop({ capacity: 1, onError: () => {} });
+  const acceptor = loop.listen({ hostname: HOST, port: 0 }, () => () => {});
+  // The acceptor now waits in accept (a slot is free); take the slot.
+  const release = Promise.withResolvers<void>();
+  const holder = loop.spawn(() => release.promise);
+  const conn = await Deno.connect({ hostname: HOST, port: acceptor.port });
+  // The acceptor accepted and holds the connection, waiting for the slot.
+  for (let i = 0; i < 200 && loop.stats.accepted === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assertEquals(loop.stats.accepted, 1);
+  await acceptor.close();
+  assertEquals(await conn.read(new Uint8Array(1)), null);
+  assertEquals(loop.stats.refused, 1);
+  conn.close();
+  release.resolve();
+  await holder.result;
+  await loop.shutdown({ grace: 0 });
+});
+
 // --------------------------------------------------------------- factory
 
 Deno.test("EvLoop.listen() closes the connection when the factory returns null", async () => {
@@ -291,6 +312,30 @@ Deno.test("EvLoop.listen() accepts an async factory", async () => {
   assertBytes(await roundTrip(acceptor.port, sent), sent);
   await loop.shutdown({ grace: 5000 });
   assertEquals(reports, []);
+});
+
+Deno.test("EvTcpAcceptor does not run the procedure when the task was aborted during an async factory", async () => {
+  const loop = new EvLoop({ onError: () => {} });
+  let procRan = false;
+  let factorySignal: AbortSignal | undefined;
+  const entered = Promise.withResolvers<void>();
+  const acceptor = loop.listen({ hostname: HOST, port: 0 }, async (info) => {
+    factorySignal = info.signal;
+    entered.resolve();
+    await new Promise<void>((resolve) =>
+      info.signal.addEventListener("abort", () => resolve(), { once: true })
+    );
+    return () => {
+      procRan = true;
+    };
+  });
+  const conn = await Deno.connect({ hostname: HOST, port: acceptor.port });
+  await entered.promise;
+  await loop.shutdown({ grace: 0 });
+  assert(factorySignal?.aborted);
+  assertEquals(procRan, false);
+  assertEquals(await conn.read(new Uint8Array(1)), null);
+  conn.close();
 });
 
 Deno.test("EvLoop.listen() passes the connection's addresses and the acceptor to the factory", async () => {

@@ -218,6 +218,31 @@ Deno.test("EvThread.abort() aborts its children with the same reason and settles
   await loop.shutdown({ grace: 0 });
 });
 
+Deno.test("EvThread awaits a child spawned while it winds down", async () => {
+  const loop = new EvLoop({ onError: () => {} });
+  let lateDone = false;
+  const parent = loop.spawn(async (thread) => {
+    thread.spawn(async (child) => {
+      try {
+        await child.delay(Infinity);
+      } catch {
+        // Winding down, the child starts one more task.
+        child.spawn(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          lateDone = true;
+        });
+      }
+    });
+    await thread.delay(Infinity);
+  });
+  parent.abort(new Error("stop"));
+  await assertRejects(() => parent.result);
+  assert(lateDone, "the parent settled before its grandchild ended");
+  await loop.shutdown({ grace: 0 });
+  const { spawned, ended } = loop.stats;
+  assertEquals(spawned, ended);
+});
+
 Deno.test("EvThread.signal aborts when the task ends", async () => {
   const { loop } = quietLoop();
   let abortedWhileRunning: boolean | undefined;
@@ -301,6 +326,45 @@ Deno.test("EvThread.abort() makes pending socket calls reject with the reason", 
   await loop.shutdown({ grace: 0 });
 });
 
+Deno.test("EvThread.abort() leaves the buffer of a rejected recv untouched", async () => {
+  const loop = new EvLoop({ onError: () => {} });
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  const buf = new Uint8Array(4);
+  const started = Promise.withResolvers<void>();
+  const rejected = Promise.withResolvers<unknown>();
+  const finish = Promise.withResolvers<void>();
+  const task = loop.spawn(async (thread) => {
+    const socket: EvSocket = await thread.connect({
+      hostname: HOST,
+      port: listener.addr.port,
+    });
+    const pending = socket.recv(buf); // no per-call options
+    started.resolve();
+    try {
+      await pending;
+    } catch (error) {
+      rejected.resolve(error);
+    }
+    await finish.promise; // the task lives on after the rejection
+  });
+  const peer = await listener.accept();
+  await started.promise;
+  const reason = new Error("stop");
+  task.abort(reason);
+  assertStrictEquals(await rejected.promise, reason);
+  // The peer writes after the rejection; the caller's buffer must not
+  // change (the socket closed with the abort). Absence takes a wait.
+  await peer.write(new Uint8Array([9, 9, 9, 9])).catch(() => 0);
+  for (let i = 0; i < 20 && buf[0] === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assertEquals(buf, new Uint8Array(4));
+  finish.resolve();
+  await task.result;
+  peer.close();
+  await loop.shutdown({ grace: 0 });
+});
+
 Deno.test("EvThread.spawn() shares the parent's slot and never throws PoolFullError", async () => {
   const { loop } = quietLoop(1);
   const task = loop.spawn(async (thread) => {
@@ -349,7 +413,7 @@ Deno.test("EvThread.spawn() lets a parent await its child with capacity 1", asyn
   await loop.shutdown({ grace: 0 });
 });
 
-Deno.test("EvThread.spawn() reports a failing child to onError", async () => {
+Deno.test("EvThread.spawn() reports a failing child to onError when nobody reads its result", async () => {
   const { loop, reports } = quietLoop();
   const boom = new Error("child failed");
   let child: EvThread<never> | undefined;
@@ -357,12 +421,29 @@ Deno.test("EvThread.spawn() reports a failing child to onError", async () => {
     child = thread.spawn(() => {
       throw boom;
     });
-    return await child.result.catch((error) => error);
+    await thread.delay(1);
+    return child.done;
   });
-  assertStrictEquals(await parent.result, boom);
+  assertEquals(await parent.result, true);
   assertEquals(reports.length, 1);
   assertStrictEquals(reports[0]!.error, boom);
   assertStrictEquals(reports[0]!.source, child);
+  await loop.shutdown({ grace: 0 });
+});
+
+Deno.test("EvThread.spawn() leaves a failing child's error to the parent that reads its result", async () => {
+  const { loop, reports } = quietLoop();
+  const boom = new Error("child failed");
+  const parent = loop.spawn(async (thread) => {
+    const child = thread.spawn(async () => {
+      await thread.delay(1);
+      throw boom;
+    });
+    return await child.result.catch((error) => error);
+  });
+  assertStrictEquals(await parent.result, boom);
+  assertEquals(reports.length, 0);
+  assertEquals(loop.stats.errors, 0);
   await loop.shutdown({ grace: 0 });
 });
 
@@ -375,25 +456,35 @@ const failing: EvThreadProc<never> = async () => {
   throw new Error("task failed");
 };
 
-Deno.test("EvLoop onError is called exactly once with the error and the thread of a failing task", async () => {
+Deno.test("EvLoop onError is called exactly once with the error and the thread of a failing task nobody awaits", async () => {
   const { loop, reports } = quietLoop();
   const task = loop.spawn(failing);
-  const error = await assertRejects(() => task.result, Error, "task failed");
+  await loop.shutdown({ grace: 5000 });
   assertEquals(reports.length, 1);
-  assertStrictEquals(reports[0]!.error, error);
+  assertEquals((reports[0]!.error as Error).message, "task failed");
   assertStrictEquals(reports[0]!.source, task);
   assertInstanceOf(reports[0]!.source, EvThread);
-  await loop.shutdown({ grace: 0 });
+  const error = await assertRejects(() => task.result, Error, "task failed");
+  assertStrictEquals(reports[0]!.error, error);
   assertEquals(reports.length, 1);
 });
 
-Deno.test("EvLoop.stats.errors counts a failing task", async () => {
+Deno.test("EvLoop onError is not called for a task whose result was read before it ended", async () => {
+  const { loop, reports } = quietLoop();
+  const task = loop.spawn(failing);
+  await assertRejects(() => task.result, Error, "task failed");
+  await loop.shutdown({ grace: 0 });
+  assertEquals(reports.length, 0);
+  assertEquals(loop.stats.errors, 0);
+});
+
+Deno.test("EvLoop.stats.errors counts failing tasks that nobody awaits", async () => {
   const { loop } = quietLoop();
   assertEquals(loop.stats.errors, 0);
-  await loop.spawn(failing).result.catch(() => {});
-  await loop.spawn(failing).result.catch(() => {});
+  loop.spawn(failing);
+  loop.spawn(failing);
+  await loop.shutdown({ grace: 5000 });
   assertEquals(loop.stats.errors, 2);
-  await loop.shutdown({ grace: 0 });
 });
 
 Deno.test("EvThread.result rejects with the very error the procedure threw", async () => {

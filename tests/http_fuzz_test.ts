@@ -1,8 +1,9 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 // A seeded fuzz of the HTTP request parser and chunked decoder, small enough
-// for every `deno test` (bench/http_fuzz.ts runs a large one with the same
-// engine, tests/_http_fuzz.ts). FUZZ_SEED and FUZZ_CASES override the seed
-// and the number of socket cases; the seed is always printed.
+// for every `deno test` (`deno task fuzz:http`, tests/fuzz/run.ts, runs a
+// large one with the same engine, tests/fuzz/). FUZZ_SEED and FUZZ_CASES
+// override the seed and the number of socket cases; the seed is always
+// printed.
 
 import { assert, fail } from "@std/assert";
 import {
@@ -22,7 +23,7 @@ import {
   parseSeed,
   type PureReport,
   runCases,
-} from "./_http_fuzz.ts";
+} from "./fuzz/mod.ts";
 
 const SEED = parseSeed(envVar("FUZZ_SEED")) ?? 0x5eed_2026;
 const CASES = Math.max(

@@ -415,14 +415,70 @@ Deno.test("parseChunkSize() reads hex sizes", () => {
   }
 });
 
-Deno.test("parseChunkSize() ignores chunk extensions", () => {
-  assertEquals(parseChunkSize("5;name=value"), 5);
-  assertEquals(parseChunkSize("5;a;b=c"), 5);
-  assertEquals(parseChunkSize('5;x="quoted; string"'), 5);
-  assertEquals(parseChunkSize("5 ;x"), 5);
-  assertEquals(parseChunkSize("5\t;x"), 5);
-  assertEquals(parseChunkSize("0;last"), 0);
-  assertEquals(parseChunkSize("5;caf\xe9"), 5);
+Deno.test("parseChunkSize() accepts chunk extensions of RFC 9112 7.1.1 and ignores them", () => {
+  const cases: [string, number][] = [
+    ["5;a=b", 5],
+    ["5;name=value", 5],
+    ["5 ; a = b", 5],
+    ["5\t;\ta\t=\tb", 5],
+    ["5 \t ;a", 5],
+    ['5;a="x y \\" z"', 5],
+    ['5;x="quoted; string"', 5],
+    ['5;a=""', 5],
+    ['5;a="\\\t"', 5],
+    ['5;a="caf\xe9"', 5],
+    ['5;a="\\\xe9"', 5],
+    ["5;a;b=c", 5],
+    ["5;a;b;c", 5],
+    ["5;a=b;c=d ; e", 5],
+    ["5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz", 5],
+    ["0;last", 0],
+    ["ff;a=b", 255],
+  ];
+  for (const [line, size] of cases) {
+    assertEquals(parseChunkSize(line), size, JSON.stringify(line));
+  }
+});
+
+Deno.test("parseChunkSize() rejects malformed chunk extensions with 400", () => {
+  const cases: [string, string][] = [
+    ["5;", "no name"],
+    ["5 ;", "no name after BWS"],
+    ["5;;a", "an empty extension"],
+    ["5;a;", "a trailing semicolon"],
+    ["5;=b", "a value without a name"],
+    ["5;a=", "a name and = without a value"],
+    ["5;a= ", "BWS but no value"],
+    ["5;a==b", "two equals signs"],
+    ['5;a="unterminated', "an unterminated quoted-string"],
+    ['5;a="x\\"', "an escaped closing quote"],
+    ['5;a=x"y"', "a quote inside a token"],
+    ['5;a="x"y', "a token after a quoted-string"],
+    ["5;a=b c", "two tokens in a value"],
+    ["5;a b", "two tokens in a name"],
+    ["5;a ", "trailing BWS after a name"],
+    ["5;a=b ", "trailing BWS after a value"],
+    ["5;a@=b", "a separator in a name"],
+    ["5;a=b@c", "a separator in a token value"],
+    ["5;a=(b)", "parentheses in a token value"],
+    ["5;caf\xe9", "obs-text in a name"],
+    ["5;a=caf\xe9", "obs-text in a token value"],
+    ["5;a\x00", "NUL in a name"],
+    ["5;a=\x01", "a control character in a token value"],
+    ['5;a="\x00"', "NUL in a quoted-string"],
+    ['5;a="\x7f"', "DEL in a quoted-string"],
+    ['5;a="\\\x01"', "a control character after a backslash"],
+    ["5;a\r", "CR in a name"],
+    ["5;a\nb", "LF in a name"],
+    ["5;a=b\x7f", "DEL after a value"],
+    ["5;a=\tb\x0b", "a vertical tab after a value"],
+  ];
+  for (const [line, what] of cases) {
+    const error = assertThrows(() => parseChunkSize(line), HttpError);
+    assertInstanceOf(error, HttpError);
+    assertEquals(error.status, 400, `${what}: ${JSON.stringify(line)}`);
+    assertEquals(error.message, "Malformed chunk extension", what);
+  }
 });
 
 Deno.test("parseChunkSize() rejects malformed sizes with 400", () => {
@@ -440,6 +496,9 @@ Deno.test("parseChunkSize() rejects malformed sizes with 400", () => {
       "5 5",
       "5 x",
       "1000000000000",
+      "5 ",
+      "5\t",
+      "5 ;",
       "5;\x00",
       "5;a\nb",
       "5;a\x7f",

@@ -4,6 +4,7 @@ import {
   assert,
   assertEquals,
   assertGreaterOrEqual,
+  assertLess,
   assertLessOrEqual,
   assertMatch,
   assertRejects,
@@ -364,9 +365,9 @@ const CASES: Case[] = [
     status: 400,
   },
   {
-    // BUG? (see report): a head whose lines all end in a bare LF has no
-    // CRLFCRLF, so the server waits for more and answers 408 at the header
-    // timeout instead of 400 (or accepting bare LF, as RFC 9112 2.2 allows).
+    // A head whose lines all end in a bare LF has no CRLFCRLF: the server
+    // still finds its end and answers 400 at once, not 408 at the header
+    // timeout (RFC 9112 2.2 would also allow accepting bare LF).
     name: "a head with bare LF line ends only",
     request: "GET / HTTP/1.1\nHost: example.com\n\n",
     status: 400,
@@ -648,6 +649,41 @@ for (const c of CASES) {
   });
 }
 
+Deno.test("serve() answers 400 to a Host or target that is not a valid URL", async () => {
+  let calls = 0;
+  await using server = startServer({}, (request) => {
+    calls++;
+    return new Response(new URL(request.url).pathname);
+  });
+  for (
+    const [line, host] of <[string, string][]> [
+      ["GET / HTTP/1.1", "Host: a:99999"],
+      ["GET / HTTP/1.1", "Host: %zz"],
+      ["GET / HTTP/1.1", "Host: [1:2]"],
+      ["GET http://%zz/ HTTP/1.1", "Host: x"],
+    ]
+  ) {
+    await using client = await RawClient.connect(server.addr.port);
+    await client.write(head(line, host));
+    const response = await client.readResponse();
+    assertEquals(response.status, 400, `${line} / ${host}`);
+  }
+  assertEquals(calls, 0);
+});
+
+Deno.test("serve() answers 400 at once to a chunk line ended by a bare LF", async () => {
+  await using server = startServer(
+    { bodyTimeout: 30_000 },
+    async (request) => new Response(await request.text()),
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head("POST / HTTP/1.1", H, "Transfer-Encoding: chunked") + "5\nhello\n",
+  );
+  const response = await client.readResponse({ timeout: 10_000 });
+  assertEquals(response.status, 400);
+});
+
 // ---------------------------------------------------------------------------
 // Connection management.
 
@@ -788,6 +824,36 @@ Deno.test("serve() streams a request body to the handler as it arrives", async (
   assertEquals((await client.readResponse()).text, "first=hello rest=world");
 });
 
+Deno.test("serve() hands out body pieces sized to what arrived", async () => {
+  const sizes: [number, number][] = [];
+  const got = Promise.withResolvers<void>();
+  let next = Promise.withResolvers<void>();
+  await using server = startServer({}, async (request) => {
+    const reader = request.body!.getReader();
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      sizes.push([value.byteLength, value.buffer.byteLength]);
+      next.resolve();
+    }
+    got.resolve();
+    return new Response("ok");
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("POST / HTTP/1.1", H, "Content-Length: 30"));
+  for (let i = 0; i < 10; i++) {
+    next = Promise.withResolvers<void>();
+    await client.write("abc");
+    await within(next.promise, "the handler to read a piece");
+  }
+  await within(got.promise, "the body to end");
+  assertEquals((await client.readResponse()).status, 200);
+  for (const [length, backing] of sizes) {
+    // A trickled byte must not hold a 64 KiB buffer.
+    assert(backing <= Math.max(2 * length, 4096), `${length} in ${backing}`);
+  }
+});
+
 Deno.test("serve() streams a chunked request body piece by piece", async () => {
   const pieces: string[] = [];
   const gotFirst = Promise.withResolvers<void>();
@@ -852,6 +918,23 @@ Deno.test("serve() closes when an unread body stalls after the response", async 
   assertEquals((await client.readToEnd()).rest, "");
 });
 
+Deno.test("serve() fails a body read made after the response was sent", async () => {
+  const late = Promise.withResolvers<unknown>();
+  await using server = startServer({}, (request) => {
+    setTimeout(() => {
+      request.text().then(late.resolve, late.resolve);
+    }, 50);
+    return new Response("early");
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head("POST / HTTP/1.1", H, "Content-Length: 10") + "0123456789",
+  );
+  assertEquals((await client.readResponse()).text, "early");
+  const outcome = await within(late.promise, "the late read");
+  assert(outcome instanceof TypeError, String(outcome));
+});
+
 // ---------------------------------------------------------------------------
 // Expect: 100-continue.
 
@@ -903,6 +986,45 @@ Deno.test("serve() sends no 100 Continue when the handler ignores the body", asy
   // The body was never asked for: the server must not wait for it.
   assertEquals(response.headers.get("connection"), "close");
   assertEquals((await client.readToEnd()).rest, "");
+});
+
+Deno.test("serve() sends no 100 Continue once the response has begun", async () => {
+  await using server = startServer({}, (request) => {
+    const encoder = new TextEncoder();
+    let sentHello = false;
+    const reader = request.body!.getReader();
+    // highWaterMark 0: the body is read only after the head has gone out.
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (!sentHello) {
+            sentHello = true;
+            controller.enqueue(encoder.encode("hello "));
+            return;
+          }
+          const { value, done } = await reader.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        },
+      }, { highWaterMark: 0 }),
+    );
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head(
+      "POST / HTTP/1.1",
+      H,
+      "Expect: 100-continue",
+      "Content-Length: 5",
+      "Connection: close",
+    ) + "world",
+  );
+  const { rest } = await client.readToEnd();
+  const final = rest.indexOf("HTTP/1.1 200");
+  assert(final >= 0, rest);
+  // A 100 may come before the final response, never inside it.
+  assert(!rest.slice(final).includes("100 Continue"), rest);
+  assertStringIncludes(rest.slice(final), "6\r\nhello \r\n5\r\nworld\r\n0\r\n");
 });
 
 // ---------------------------------------------------------------------------
@@ -1043,6 +1165,17 @@ Deno.test("serve() answers HEAD with the fields and no body", async () => {
   assertEquals(response.status, 200);
   assertEquals(response.headers.get("content-length"), "5");
   assertEquals(await response.text(), "");
+});
+
+Deno.test("serve() answers HEAD on a stream that has produced nothing", async () => {
+  await using server = startServer(
+    {},
+    () => new Response(new ReadableStream<Uint8Array>({ pull() {} })),
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("HEAD / HTTP/1.1", H));
+  const response = await client.readResponse({ head: true, timeout: 5000 });
+  assertEquals(response.status, 200);
 });
 
 Deno.test("serve() sends 204 and 304 without a body", async () => {
@@ -1196,9 +1329,9 @@ Deno.test("serve() gives handlers Requests that behave like native ones", async 
 });
 
 Deno.test("serve() closes after a response whose handler set Connection: close", async () => {
-  // BUG (see report): writeResponse() in src/_http_response.ts drops the
-  // handler's `connection` field (FRAMING) without honouring `close`, so the
-  // connection stays open; Deno.serve (hyper), node:http and Go close it.
+  // The server writes the `connection` field itself but honours a handler's
+  // `close`: the connection ends after the response, as with Deno.serve
+  // (hyper), node:http and Go.
   await using server = startServer(
     {},
     () => new Response("bye", { headers: { connection: "close" } }),
@@ -1212,9 +1345,8 @@ Deno.test("serve() closes after a response whose handler set Connection: close",
 });
 
 Deno.test("serve() answers 500 to Response.error()", async () => {
-  // BUG (see report): Response.error() has status 0; writeResponse() sends
-  // the invalid status line "HTTP/1.1 0 " with no framing and keeps the
-  // connection alive, instead of treating it as a handler failure.
+  // Response.error() has status 0, which no status line can carry: the
+  // server treats it as a handler failure, not as a response to send.
   using _log = quietErrors();
   await using server = startServer({}, () => Response.error());
   await using client = await RawClient.connect(server.addr.port);
@@ -1225,7 +1357,7 @@ Deno.test("serve() answers 500 to Response.error()", async () => {
 
 Deno.test("serve() closes without a response when the returned body was used", async () => {
   // Nothing was sent yet, so a 500 would be possible; the server closes the
-  // connection instead (and logs nothing): see the report.
+  // connection instead (and logs nothing).
   await using server = startServer({}, async () => {
     const response = new Response("x");
     await response.text();
@@ -1284,6 +1416,34 @@ Deno.test("serve() aborts request.signal when a client with an unread body disco
   assert(reason instanceof DOMException, `not aborted: ${reason}`);
   assertEquals(reason.name, "AbortError");
 });
+
+for (const size of [20_000, 60_000]) {
+  Deno.test(`serve() aborts request.signal when a client leaves ${size} unread body bytes behind`, async () => {
+    const entered = Promise.withResolvers<void>();
+    const aborted = Promise.withResolvers<string>();
+    await using server = startServer({}, async (request) => {
+      request.signal.addEventListener(
+        "abort",
+        () => aborted.resolve(String(request.signal.reason)),
+        { once: true },
+      );
+      entered.resolve();
+      await aborted.promise;
+      return new Response("late");
+    });
+    const client = await RawClient.connect(server.addr.port);
+    await client.write(
+      head("POST / HTTP/1.1", H, `Content-Length: ${size + 1000}`) +
+        "x".repeat(size),
+    );
+    await within(entered.promise, "the handler");
+    await client.close();
+    assertStringIncludes(
+      await within(aborted.promise, "request.signal to abort"),
+      "disconnected",
+    );
+  });
+}
 
 Deno.test("serve() aborts request.signal when the client leaves mid-body", async () => {
   const aborted = Promise.withResolvers<unknown>();
@@ -1410,6 +1570,30 @@ Deno.test("upgrade() throws for a request that did not ask to upgrade", async ()
     () => upgrade(new Request("http://x/"), () => {}),
     TypeError,
   );
+});
+
+Deno.test("serve() does not upgrade HTTP/1.0 requests nor requests with a body", async () => {
+  using _log = quietErrors();
+  await using server = startServer(
+    {},
+    (request) => upgrade(request, () => {}),
+  );
+  for (
+    const request of [
+      head("GET / HTTP/1.0", "Connection: upgrade", "Upgrade: x"),
+      head(
+        "POST / HTTP/1.1",
+        H,
+        "Connection: upgrade",
+        "Upgrade: x",
+        "Content-Length: 5",
+      ) + "hello",
+    ]
+  ) {
+    await using client = await RawClient.connect(server.addr.port);
+    await client.write(request);
+    assertEquals((await client.readResponse()).status, 500, request);
+  }
 });
 
 // ---------------------------------------------------------------------------
@@ -1564,6 +1748,49 @@ Deno.test("serve() answers 500 when the handler returns something else", async (
   assertEquals(log.calls.length, results.length);
 });
 
+Deno.test("serve() answers 400, not 500, when a streamed-through request body is malformed", async () => {
+  let onErrorCalls = 0;
+  await using server = startServer({
+    onError() {
+      onErrorCalls++;
+      return new Response("handler failed", { status: 500 });
+    },
+  }, (request) => new Response(request.body));
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(
+    head("POST / HTTP/1.1", H, "Transfer-Encoding: chunked") + "zz\r\n",
+  );
+  const response = await client.readResponse();
+  assertEquals(response.status, 400);
+  assertEquals(onErrorCalls, 0);
+});
+
+Deno.test("serve() answers 500 when onError returns Response.error()", async () => {
+  using _log = quietErrors();
+  await using server = startServer(
+    { onError: () => Response.error() },
+    () => {
+      throw new Error("boom");
+    },
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("GET / HTTP/1.1", H));
+  const response = await client.readResponse();
+  assertEquals(response.status, 500);
+  assertEquals(response.headers.get("content-length"), "21");
+});
+
+Deno.test("serve() answers 500 to a handler's 1xx status outside upgrade()", async () => {
+  using _log = quietErrors();
+  await using server = startServer(
+    {},
+    () => new Response(null, { status: 101 }),
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("GET / HTTP/1.1", H));
+  assertEquals((await client.readResponse()).status, 500);
+});
+
 // ---------------------------------------------------------------------------
 // Shutdown.
 
@@ -1653,6 +1880,40 @@ Deno.test("serve() shuts down when options.signal aborts", async () => {
   controller.abort();
   await within(server.finished, "finished");
   await server.shutdown();
+});
+
+Deno.test("serve() shutdown ends a connection whose onError never settles", async () => {
+  const entered = Promise.withResolvers<void>();
+  const server = startServer({
+    onError: () => {
+      entered.resolve();
+      return new Promise<Response>(() => {});
+    },
+  }, () => {
+    throw new Error("boom");
+  });
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("GET / HTTP/1.1", H));
+  await within(entered.promise, "onError to be called");
+  await within(server.shutdown({ grace: 50 }), "shutdown to finish");
+  const { end } = await client.readToEnd();
+  assert(end === "eof" || end === "reset");
+});
+
+// serve() without `loop` makes its own. Shutting that loop down directly (as
+// EvCluster's workers do) closes idle keep-alive connections at once, not
+// after the grace, and resolves `server.finished`.
+Deno.test("serve(): shutting down the server's own loop directly drains it and resolves finished", async () => {
+  const server = startServer({ idleTimeout: 60_000 }, () => new Response("ok"));
+  await using client = await RawClient.connect(server.addr.port);
+  await client.write(head("GET / HTTP/1.1", "Host: x"));
+  assertEquals((await client.readResponse()).text, "ok");
+  const start = performance.now();
+  await server.loop.shutdown({ grace: 30_000 });
+  await within(server.finished, "server.finished", 10_000);
+  // The idle connection was closed at once, not after the grace.
+  assertLess(performance.now() - start, 10_000);
+  assertEquals((await client.readToEnd()).rest, "");
 });
 
 // ---------------------------------------------------------------------------

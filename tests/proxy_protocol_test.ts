@@ -1,12 +1,12 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
 import {
-  createTrustMatcher,
   parseProxyHeader,
   type ProxyHeader,
   type ProxyParseResult,
   type ProxyTlv,
 } from "../src/_proxy_protocol.ts";
+import { createTrustMatcher } from "../src/_trusted_addresses.ts";
 import { ProxyProtocolError } from "../src/errors.ts";
 import {
   assert,

@@ -1,13 +1,13 @@
 /**
  * The large seeded fuzz of the HTTP request parser and chunked decoder
  * (tests/http_fuzz_test.ts runs a small one with the same engine,
- * tests/_http_fuzz.ts).
+ * tests/fuzz/mod.ts).
  *
  * Usage:
  * ```sh
- * deno run -A bench/http_fuzz.ts [--cases 20000] [--seed N] [--pure N]
+ * deno task fuzz:http [--cases 20000] [--seed N] [--pure N]
  *   [--concurrency 8] [--hold-open 0.01]
- * deno run -A bench/http_fuzz.ts --seed N --only INDEX [--spec SPEC]
+ * deno task fuzz:http --seed N --only INDEX [--spec SPEC]
  * ```
  *
  * `--cases` socket cases go to one `serve()` on loopback, `--concurrency`
@@ -28,7 +28,7 @@
  * @module
  */
 
-import { numberOption, parseArgs } from "./_load_common.ts";
+import { parseArgs } from "node:util";
 import {
   type CaseSpec,
   causesOf,
@@ -49,10 +49,47 @@ import {
   runCase,
   runCases,
   specName,
-} from "../tests/_http_fuzz.ts";
+} from "./mod.ts";
 
-const opts = parseArgs(Deno.args);
-const seedText = opts.get("seed") ?? envVar("FUZZ_SEED");
+const option = { type: "string" } as const;
+const { values: opts } = parseArgs({
+  args: Deno.args,
+  options: {
+    cases: option,
+    seed: option,
+    pure: option,
+    concurrency: option,
+    "hold-open": option,
+    only: option,
+    spec: option,
+  },
+});
+
+/**
+ * The non-negative number given as `--name`, or `fallback` when it is not
+ * given (required when there is no fallback).
+ */
+function numberOption(
+  name: keyof typeof opts,
+  fallback?: number,
+): number {
+  const raw = opts[name];
+  if (raw === undefined) {
+    if (fallback === undefined) {
+      throw new TypeError(`Option '--${name}' is required`);
+    }
+    return fallback;
+  }
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(
+      `'--${name}' must be a non-negative number: received ${raw}`,
+    );
+  }
+  return value;
+}
+
+const seedText = opts.seed ?? envVar("FUZZ_SEED");
 const seed = seedText === undefined
   ? (Date.now() ^ (performance.now() * 1000)) >>> 0
   : parseSeed(seedText);
@@ -62,20 +99,20 @@ if (seed === undefined) {
   );
 }
 const cases = Math.floor(
-  numberOption(opts, "cases", Number(envVar("FUZZ_CASES") || 20_000)),
+  numberOption("cases", Number(envVar("FUZZ_CASES") || 20_000)),
 );
-const pure = Math.floor(numberOption(opts, "pure", cases * 5));
+const pure = Math.floor(numberOption("pure", cases * 5));
 const concurrency = Math.max(
   1,
-  Math.floor(numberOption(opts, "concurrency", 8)),
+  Math.floor(numberOption("concurrency", 8)),
 );
-const holdOpen = numberOption(opts, "hold-open", 0.01);
+const holdOpen = numberOption("hold-open", 0.01);
 
 const specOf = (i: number): CaseSpec => mixedSpec(seed, i, holdOpen);
 
-if (opts.has("only")) {
-  const index = Math.floor(numberOption(opts, "only"));
-  const spec = opts.has("spec") ? parseSpec(opts.get("spec")!) : specOf(index);
+if (opts.only !== undefined) {
+  const index = Math.floor(numberOption("only"));
+  const spec = opts.spec !== undefined ? parseSpec(opts.spec) : specOf(index);
   const c = makeCase(seed, index, spec);
   console.log(
     `seed ${hexSeed(seed)}, case ${index} (${specName(spec)}${
@@ -113,9 +150,7 @@ console.log(
   }% held open), ${pure} pure cases`,
 );
 console.log(
-  `again: deno run -A bench/http_fuzz.ts --seed ${
-    hexSeed(seed)
-  } --cases ${cases}`,
+  `again: deno task fuzz:http --seed ${hexSeed(seed)} --cases ${cases}`,
 );
 const started = performance.now();
 const seconds = () => ((performance.now() - started) / 1000).toFixed(1);

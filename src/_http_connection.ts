@@ -1,0 +1,627 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// A connection of the HTTP server, as Go's `conn.serve`: its requests in
+// order, each read, answered and finished, on the connection's task.
+
+import { BodyReader } from "./_http_body.ts";
+import {
+  HttpError,
+  latin1,
+  parseHead,
+  type RequestHead,
+} from "./_http_parse.ts";
+import { HttpRequest, validRequestUrl } from "./_http_request.ts";
+import {
+  sendContinue,
+  sendError,
+  sendSwitching,
+  type WriteContext,
+  writeResponse,
+} from "./_http_response.ts";
+import { socketInternals } from "./_internal.ts";
+import type { SlotReclaimer } from "./_reclaim.ts";
+import { abortError } from "./_validate.ts";
+import { LimitExceededError } from "./errors.ts";
+import type { EvSocket } from "./ev_socket.ts";
+import type { EvThread } from "./ev_thread.ts";
+import type { ServeHandler, ServeHandlerInfo } from "./http_server.ts";
+import type { EvProxyInfo } from "./proxy_protocol.ts";
+
+/** The limits and timeouts of a server, from its options. */
+export interface Limits {
+  maxHeaderBytes: number;
+  maxHeaderFields: number;
+  maxUrlBytes: number;
+  maxBodyBytes: number;
+  headerTimeout: number;
+  idleTimeout: number;
+  bodyTimeout: number;
+  sendTimeout: number;
+}
+
+/** What a connection needs from its server. */
+export interface Site {
+  handler: ServeHandler<Deno.Addr>;
+  onError: (error: unknown) => Response | Promise<Response>;
+  limits: Limits;
+  /** The loop's slot reclaiming. */
+  slots: SlotReclaimer;
+  /** Raised when the server stops taking requests (shutdown). */
+  draining: AbortSignal;
+  /** Tells the server of a new connection (for shutdown and reclaiming). */
+  track: (connection: Connection) => void;
+  /** Tells the server of a connection that has ended. */
+  untrack: (connection: Connection) => void;
+}
+
+/**
+ * A connection: what its exchanges share, and its state as the server's
+ * shutdown and reclaiming see it.
+ */
+export interface Connection {
+  site: Site;
+  thread: EvThread<unknown>;
+  socket: EvSocket;
+  remoteAddr: Deno.Addr;
+  /** Waiting for the next request (nothing in flight). */
+  idle: boolean;
+  /**
+   * When it last finished a response and began to wait for the next
+   * request (`performance.now()`); 0 before its first response.
+   */
+  idleSince: number;
+  /**
+   * What stops the wait in progress (the handler, a body stream read):
+   * called with the reason when the connection's task is aborted.
+   */
+  onAbort: ((reason: unknown) => void) | undefined;
+  /** The response writer's reusable buffer. */
+  scratch: Uint8Array | undefined;
+}
+
+/** A switch of protocols that `upgrade()` asked for. */
+export interface Upgrade {
+  request: Request;
+  proc: (socket: EvSocket, thread: EvThread<unknown>) => unknown;
+  headers: Headers;
+}
+
+/** Responses returned by `upgrade()`, and what they stand for. */
+export const upgrades = new WeakMap<Response, Upgrade>();
+/** The upgrade protocol a request asked for. */
+export const upgradable = new WeakMap<Request, string>();
+
+const CRLFCRLF = new Uint8Array([0x0d, 0x0a, 0x0d, 0x0a]);
+// A head ended by bare LFs is found (and rejected) at once, rather than
+// waited on until the header timeout.
+const LFLF = new Uint8Array([0x0a, 0x0a]);
+
+/** Most bytes of an unread request body dropped to keep the connection. */
+const DRAIN_LIMIT = 262_144;
+
+/** The default `onError`: logs the error, answers a bare 500. */
+export function defaultOnError(error: unknown): Response {
+  console.error("evthread/http: the handler failed:", error);
+  return new Response("Internal Server Error", { status: 500 });
+}
+
+/** Serves one connection: requests in order until it closes. */
+export async function serveConnection(
+  site: Site,
+  socket: EvSocket,
+  thread: EvThread<unknown>,
+  remoteAddr: Deno.Addr,
+): Promise<void> {
+  const conn: Connection = {
+    site,
+    thread,
+    socket,
+    remoteAddr,
+    idle: true,
+    idleSince: 0,
+    onAbort: undefined,
+    scratch: undefined,
+  };
+  // One abort listener for the connection's life: it stops whatever the
+  // exchange is waiting on (the handler, a body stream read).
+  thread.signal.addEventListener(
+    "abort",
+    () => conn.onAbort?.(thread.signal.reason),
+    { once: true },
+  );
+  site.track(conn);
+  try {
+    // Only plain TCP connections have the option (not TLS, nor Unix).
+    if (socket.localAddr.transport === "tcp" && socket.tls === undefined) {
+      socket.setNoDelay(true);
+    }
+    let timeout = site.limits.headerTimeout;
+    while (true) {
+      conn.idle = true;
+      if (site.draining.aborted) return;
+      const next = exchange(conn, timeout);
+      // Its read of the next head now waits: if a client waits for a slot
+      // of the full pool (it came while this one was busy), the idle
+      // connection that has waited longest, maybe this one, gives it one.
+      if (conn.idleSince > 0) site.slots.reclaim();
+      if (!await next) return;
+      conn.idleSince = performance.now();
+      timeout = site.limits.idleTimeout;
+    }
+  } catch (error) {
+    if (thread.signal.aborted && error === thread.signal.reason) return;
+    if (isDisconnect(error) || isTimeout(error)) return;
+    throw error;
+  } finally {
+    site.untrack(conn);
+  }
+}
+
+/**
+ * One request and its response, as the body of Go's `conn.serve` loop:
+ * read the request, respond, finish. Returns whether to read another.
+ */
+async function exchange(conn: Connection, timeout: number): Promise<boolean> {
+  // Read the request.
+  const bytes = await readHead(conn.socket, conn.site.limits, timeout);
+  if (bytes === null) return false;
+  conn.idle = false;
+  let head: RequestHead | undefined;
+  try {
+    head = requestHead(conn, bytes);
+  } catch (error) {
+    if (!(error instanceof HttpError)) throw error;
+    await sendError(conn.socket, error.status, conn.site.limits.sendTimeout);
+    return false;
+  }
+  if (head === undefined) return true; // empty lines between requests
+  const x = new Exchange(conn, head);
+
+  try {
+    // Respond: the handler's response (or onError's), written out.
+    let response: Response | false;
+    try {
+      let result: unknown = conn.site.handler(x.request, x.info);
+      if (!(result instanceof Response)) {
+        result = await untilAborted(result, conn);
+      }
+      response = checkedResponse(result);
+    } catch (error) {
+      response = await handlerFailed(x, error);
+    }
+    if (response === false) return false;
+    if (x.body?.failed) return await bodyFailed(x);
+    const up = upgrades.get(response);
+    if (up !== undefined) return await switchProtocols(x, up);
+    x.keepAlive = mayKeepAlive(x);
+    let keepAlive: boolean;
+    try {
+      keepAlive = await writeResponse(response, x);
+      x.info.sent();
+    } catch (error) {
+      return await writeFailed(x, error);
+    }
+
+    // Finish: what is left of the request body.
+    const body = x.body;
+    if (body === undefined || body.done) return keepAlive;
+    return keepAlive && !body.failed && await body.drain(DRAIN_LIMIT);
+  } finally {
+    x.end();
+  }
+}
+
+/** Reads a request head; `null` when the connection should just close. */
+async function readHead(
+  socket: EvSocket,
+  limits: Limits,
+  timeout: number,
+): Promise<Uint8Array | null> {
+  const options = { maxLength: limits.maxHeaderBytes, timeout };
+  const sendTimeout = limits.sendTimeout;
+  try {
+    try {
+      return await socketInternals.readUntilEither(
+        socket,
+        CRLFCRLF,
+        LFLF,
+        options,
+      );
+    } catch (error) {
+      // Idle keep-alive timeout: close quietly if nothing came; if a head
+      // had begun, it gets the header timeout to finish.
+      if (!isTimeout(error) || socket.buffered === 0) throw error;
+      if (timeout === limits.headerTimeout) throw error;
+      options.timeout = limits.headerTimeout;
+      return await socketInternals.readUntilEither(
+        socket,
+        CRLFCRLF,
+        LFLF,
+        options,
+      );
+    }
+  } catch (error) {
+    if (error instanceof LimitExceededError) {
+      // 414 when the request line alone is over the limit, else 431.
+      const seen = await socket.peek(socket.buffered);
+      const eol = seen === null ? -1 : seen.indexOf(0x0a);
+      const status = eol < 0 || eol > limits.maxUrlBytes + 64 ? 414 : 431;
+      await sendError(socket, status, sendTimeout);
+      return null;
+    }
+    if (isTimeout(error)) {
+      if (socket.buffered > 0) await sendError(socket, 408, sendTimeout);
+      return null;
+    }
+    throw error;
+  }
+}
+
+/**
+ * The request head in `bytes` (up to its blank line), parsed and checked;
+ * `undefined` when they are only empty lines between requests.
+ *
+ * @throws {HttpError} with the status to refuse the request with.
+ */
+function requestHead(
+  conn: Connection,
+  bytes: Uint8Array,
+): RequestHead | undefined {
+  const n = bytes.byteLength;
+  if (bytes[n - 3] !== 0x0a || bytes[n - 4] !== 0x0d) {
+    throw new HttpError(400, "Request head ended by bare LFs");
+  }
+  const text = latin1(bytes.subarray(0, n - 4));
+  if (/^(\r\n)*$/.test(text)) return undefined;
+  const limits = conn.site.limits;
+  const head = parseHead(text, limits);
+  const socket = conn.socket;
+  if (
+    !validRequestUrl(
+      head.target,
+      requestHost(head, socket),
+      head.host ?? "",
+      socket.tls !== undefined,
+    )
+  ) {
+    throw new HttpError(400, "Invalid request URL");
+  }
+  if (head.contentLength > limits.maxBodyBytes) {
+    throw new HttpError(413, "Request body too large");
+  }
+  return head;
+}
+
+/** The host of a request's URL: its Host field, or the server's address. */
+function requestHost(head: RequestHead, socket: EvSocket): string {
+  return head.host || hostOf(socket.localAddr);
+}
+
+/**
+ * One request and its response: what the steps of `exchange` share. It is
+ * the response writer's context too, so that one object serves both.
+ */
+class Exchange implements WriteContext {
+  readonly conn: Connection;
+  readonly head: RequestHead;
+  /** The body, read as the handler pulls it. */
+  readonly body: BodyReader | undefined;
+  readonly request: Request;
+  readonly info: Info;
+  /** Stops watching for a disconnect (once `request.signal` is made). */
+  watch: AbortController | undefined = undefined;
+  // How the response goes out; `started` is shared with the body reader.
+  readonly socket: EvSocket;
+  readonly isHead: boolean;
+  keepAlive = false;
+  readonly http10: boolean;
+  readonly timeout: number;
+  readonly signal: AbortSignal;
+  readonly state: Connection;
+  started = false;
+
+  constructor(conn: Connection, head: RequestHead) {
+    const { socket, site } = conn;
+    this.conn = conn;
+    this.head = head;
+    this.socket = socket;
+    this.isHead = head.method === "HEAD";
+    this.http10 = head.minor === 0;
+    this.timeout = site.limits.sendTimeout;
+    this.signal = conn.thread.signal;
+    this.state = conn;
+    this.body = head.chunked || head.contentLength > 0
+      ? new BodyReader(socket, {
+        contentLength: head.chunked ? -1 : head.contentLength,
+        maxBytes: site.limits.maxBodyBytes,
+        maxTrailerBytes: site.limits.maxHeaderBytes,
+        timeout: site.limits.bodyTimeout,
+        // No 100 once the response has begun: it would land inside it.
+        onFirstRead: head.expectContinue
+          ? () =>
+            this.started
+              ? Promise.resolve()
+              : sendContinue(socket, this.timeout)
+          : undefined,
+      })
+      : undefined;
+    this.request = new HttpRequest({
+      method: head.method,
+      target: head.target,
+      host: requestHost(head, socket),
+      secure: socket.tls !== undefined,
+      fields: head.fields,
+      body: this.body === undefined ? null : this.body.stream(),
+      signal: () => this.#requestSignal(),
+    }) as unknown as Request;
+    if (head.upgrade !== undefined) upgradable.set(this.request, head.upgrade);
+    this.info = new Info(conn.remoteAddr, socket.proxy);
+  }
+
+  /**
+   * Makes `request.signal` (on first use): it aborts when the client
+   * disconnects (or the connection is aborted) before the response is sent.
+   */
+  #requestSignal(): AbortSignal {
+    const controller = new AbortController();
+    const connSignal = this.signal;
+    this.watch = new AbortController();
+    const stop = this.watch.signal;
+    const onAbort = () => controller.abort(connSignal.reason);
+    if (connSignal.aborted) onAbort();
+    else {
+      connSignal.addEventListener("abort", onAbort, {
+        once: true,
+        signal: stop,
+      });
+    }
+    watchDisconnect(this.socket, controller, stop);
+    return controller.signal;
+  }
+
+  /**
+   * Ends the exchange: stops the disconnect watch, and fails `completed`
+   * if no response was sent.
+   */
+  end(): void {
+    this.watch?.abort();
+    if (this.info.pending) {
+      this.info.failed(
+        this.signal.reason ?? abortError("No response was sent"),
+      );
+    }
+  }
+}
+
+/**
+ * A handler's result, once settled, if it can be sent.
+ *
+ * @throws {TypeError} if it cannot.
+ */
+function checkedResponse(result: unknown): Response {
+  if (!usable(result)) {
+    throw new TypeError(
+      "The handler must return a Response (not Response.error(), nor a 1xx status outside upgrade()) or a promise of one",
+    );
+  }
+  return result;
+}
+
+/**
+ * The handler threw (or its result cannot be sent): the response of
+ * `onError`; or `false` when it failed reading the body, which is then
+ * answered here.
+ */
+async function handlerFailed(
+  x: Exchange,
+  error: unknown,
+): Promise<Response | false> {
+  if (x.signal.aborted && error === x.signal.reason) throw error;
+  if (x.body?.failed) return await bodyFailed(x);
+  return await errorResponse(x.conn, error);
+}
+
+/**
+ * Whether the connection may stay open after this response (the response
+ * itself may still close it).
+ */
+function mayKeepAlive(x: Exchange): boolean {
+  const { conn, head, body } = x;
+  const keepAlive = head.keepAlive &&
+    !conn.site.draining.aborted &&
+    // A client waits for a slot that no idle connection could give (they
+    // were offered when it came): this one gives its slot after this
+    // response, which says so (`connection: close`).
+    // Not with a pipelined request received: that one is answered first.
+    !(conn.socket.buffered === 0 && conn.site.slots.yieldSlot(conn.thread));
+  // The client has not sent the body (it waits for a 100): do not wait.
+  return keepAlive &&
+    !(body !== undefined && !body.done && head.expectContinue &&
+      !body.started);
+}
+
+/**
+ * Writing the response failed. If nothing went out yet, answers for the
+ * cause: the request body's failure (the response's stream read it), or
+ * else as for a handler that threw (a used body, a chunk that is not
+ * bytes). Once bytes went out, cuts the connection: the client must see a
+ * truncated response. Returns false: the connection closes.
+ */
+async function writeFailed(x: Exchange, error: unknown): Promise<false> {
+  if (!x.started && !x.signal.aborted) {
+    if (x.body?.failed) return await bodyFailed(x);
+    x.keepAlive = false;
+    try {
+      await writeResponse(await errorResponse(x.conn, error), x);
+      x.info.sent();
+      return false;
+    } catch (fallbackError) {
+      error = fallbackError;
+    }
+  }
+  x.info.failed(error);
+  if (x.signal.aborted && error === x.signal.reason) throw error;
+  x.socket.close();
+  return false;
+}
+
+/** Answers a request whose body could not be read, then closes. */
+async function bodyFailed(x: Exchange): Promise<false> {
+  const error = x.body!.error;
+  x.info.failed(error);
+  if (error instanceof HttpError) {
+    await sendError(x.socket, error.status, x.timeout);
+  } else if (isTimeout(error)) await sendError(x.socket, 408, x.timeout);
+  return false;
+}
+
+/**
+ * Answers `101 Switching Protocols` for `upgrade()` and runs the
+ * new protocol on the connection, which is then done with HTTP.
+ */
+async function switchProtocols(x: Exchange, up: Upgrade): Promise<false> {
+  if (up.request !== x.request) {
+    throw new TypeError("upgrade() was given another request");
+  }
+  await sendSwitching(x.socket, x.head.upgrade!, up.headers, x.timeout);
+  x.info.sent();
+  x.watch?.abort();
+  await up.proc(x.socket, x.conn.thread);
+  return false;
+}
+
+/**
+ * Aborts `controller` when the client ends its side of the connection, as
+ * seen by whichever read comes first: the body's, or the socket reading
+ * ahead while nothing else reads.
+ */
+function watchDisconnect(
+  socket: EvSocket,
+  controller: AbortController,
+  stop: AbortSignal,
+): void {
+  socketInternals.watchEnd(socket, stop).then(() =>
+    controller.abort(new DOMException("The client disconnected", "AbortError"))
+  );
+}
+
+/** An address as the host of a URL: `host:port`, `[v6]:port`, `localhost`. */
+export function hostOf(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return "localhost";
+  const name = addr.hostname.includes(":")
+    ? `[${addr.hostname}]`
+    : addr.hostname;
+  return `${name}:${addr.port}`;
+}
+
+/** The `info` argument of a handler; `completed` is made on first use. */
+class Info implements ServeHandlerInfo<Deno.Addr> {
+  readonly remoteAddr: Deno.Addr;
+  readonly proxy: EvProxyInfo | undefined;
+  #completed: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
+  #reject: ((error: unknown) => void) | undefined;
+  #state = 0; // 0 pending, 1 sent, 2 failed
+  #error: unknown;
+
+  constructor(remoteAddr: Deno.Addr, proxy: EvProxyInfo | undefined) {
+    this.remoteAddr = remoteAddr;
+    this.proxy = proxy;
+  }
+
+  get completed(): Promise<void> {
+    if (this.#completed === undefined) {
+      if (this.#state === 1) this.#completed = Promise.resolve();
+      else if (this.#state === 2) this.#completed = Promise.reject(this.#error);
+      else {
+        this.#completed = new Promise((resolve, reject) => {
+          this.#resolve = resolve;
+          this.#reject = reject;
+        });
+      }
+      // Nobody need await it: a failure is never an unhandled rejection.
+      this.#completed.catch(() => {});
+    }
+    return this.#completed;
+  }
+
+  /** Whether `completed` has not settled yet. */
+  get pending(): boolean {
+    return this.#state === 0;
+  }
+
+  /** The response was written in full. */
+  sent(): void {
+    if (this.#state !== 0) return;
+    this.#state = 1;
+    this.#resolve?.();
+  }
+
+  /** The response could not be written (a no-op once settled). */
+  failed(error: unknown): void {
+    if (this.#state !== 0) return;
+    this.#state = 2;
+    this.#error = error;
+    this.#reject?.(error);
+  }
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "TimeoutError";
+}
+
+/** Errors that mean the client went away (or the socket was closed). */
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.NotConnected;
+}
+
+/**
+ * Whether a handler's result can be sent: a Response, not
+ * `Response.error()`, and no 1xx status except from `upgrade()` (a bare
+ * 101 would leave the client speaking another protocol).
+ */
+function usable(value: unknown): value is Response {
+  return value instanceof Response && value.type !== "error" &&
+    (value.status >= 200 || upgrades.has(value));
+}
+
+/**
+ * Waits for `value`, or rejects when the connection is aborted (shutdown):
+ * a handler or hook that never settles does not hold the connection.
+ */
+function untilAborted<T>(
+  value: T | Promise<T>,
+  conn: Connection,
+): Promise<T> {
+  const signal = conn.thread.signal;
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    conn.onAbort = reject;
+    Promise.resolve(value).then(resolve, reject);
+  }).finally(() => {
+    conn.onAbort = undefined;
+  });
+}
+
+/** The response of `onError` for `error` (the default's, if it fails). */
+async function errorResponse(
+  conn: Connection,
+  error: unknown,
+): Promise<Response> {
+  let response: unknown;
+  try {
+    response = await untilAborted(conn.site.onError(error), conn);
+  } catch (hookError) {
+    if (conn.thread.signal.aborted) throw hookError;
+    return defaultOnError(hookError);
+  }
+  if (usable(response)) return response;
+  return defaultOnError(
+    new TypeError("onError must return a Response (not Response.error())"),
+  );
+}
