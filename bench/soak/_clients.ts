@@ -1,10 +1,10 @@
 /**
- * The load of `bench/soak.ts`, in its own process: well-behaved clients and
- * hostile ones against one server of `_soak_server.ts`, for a fixed time.
+ * The load of `bench/soak/soak.ts`, in its own process: well-behaved clients and
+ * hostile ones against one server of `_server.ts`, for a fixed time.
  *
  * Usage (the orchestrator runs it; by hand for a reproduction):
  * ```sh
- * deno run --allow-net bench/_soak_clients.ts --target echo|http --port P \
+ * deno run --allow-net bench/soak/_clients.ts --target echo|http --port P \
  *   --seconds N [--seed S]
  * ```
  *
@@ -69,7 +69,8 @@
  * @module
  */
 
-import { ECHO_LIMITS, patternSlice, type SoakTarget } from "./_soak_server.ts";
+import { ECHO_LIMITS, patternSlice, type SoakTarget } from "./_server.ts";
+import { choice, integer, parseArgs, PORT, SECONDS } from "../_common/args.ts";
 
 /** Well-behaved clients, each one connection at a time. */
 export const WELL_BEHAVED = 32;
@@ -1118,45 +1119,20 @@ export async function runClients(
   };
 }
 
-function parseArgs(args: string[]): {
-  target: SoakTarget;
-  port: number;
-  seconds: number;
-  seed: number;
-} {
-  const opts = new Map<string, string>();
-  for (let i = 0; i < args.length; i += 2) {
-    const flag = args[i]!;
-    const value = args[i + 1];
-    if (!flag.startsWith("--") || value === undefined) {
-      throw new TypeError(`Expected '--flag value': received '${flag}'`);
-    }
-    opts.set(flag.slice(2), value);
-  }
-  const target = opts.get("target");
-  if (target !== "echo" && target !== "http") {
-    throw new TypeError(`'--target' must be echo or http: received ${target}`);
-  }
-  const number = (name: string, fallback?: number) => {
-    const raw = opts.get(name);
-    const value = raw === undefined ? fallback : Number(raw);
-    if (value === undefined || !Number.isFinite(value) || value < 0) {
-      throw new RangeError(`'--${name}' must be a non-negative number`);
-    }
-    return value;
-  };
-  const seconds = number("seconds");
-  if (seconds <= 0) throw new RangeError("'--seconds' must be positive");
-  return {
-    target,
-    port: number("port"),
-    seconds,
-    seed: number("seed", 1) >>> 0,
-  };
-}
-
 async function main(): Promise<void> {
-  const { target, port, seconds, seed } = parseArgs(Deno.args);
+  const { target, port, seconds, seed } = parseArgs(
+    Deno.args,
+    {
+      target: choice(["echo", "http"] as const),
+      port: PORT,
+      seconds: SECONDS,
+      seed: integer(0, 2 ** 32 - 1),
+    },
+    { target: "echo", port: 0, seconds: 0, seed: 1 },
+    {
+      required: ["target", "port", "seconds"],
+    },
+  );
   const limit = seconds + CLIENT_TIMEOUT_MS / 1000 + 20;
   const hardStop = setTimeout(() => {
     console.error(`_soak_clients: hard stop after ${limit} s`);

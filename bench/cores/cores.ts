@@ -1,16 +1,16 @@
 /**
- * One loop per core: the hello-world HTTP app of `http.ts` (`serve()`, every
+ * One loop per core: the hello-world HTTP app of `../http/http.ts` (`serve()`, every
  * request gets 200 `Hello, World!`) on an `EvCluster` of 1 worker and of 2
  * workers, each worker running `examples/_http_cluster_worker.ts` (its own
  * `EvLoop`, listening with `reusePort: true`). Both servers go through
  * `EvCluster` and `reusePort`, so the worker count is the only difference.
- * Each server is its own process (`bench/cores.ts --serve N`, run with
+ * Each server is its own process (`bench/cores/cores.ts --serve N`, run with
  * `--unstable-net --allow-net --allow-read`), started once and kept for the
- * whole run. `--servers plain,1,2` adds `_http_evthread_server.ts`, the same
+ * whole run. `--servers plain,1,2` adds `../http/_evthread_server.ts`, the same
  * app on `serve()` in the main thread, without workers, as a reference.
  *
- * Load: `wrk -t1 -c{connections} -d{seconds}s --latency` (or `_http_load.ts`
- * when `wrk` is not on PATH, as in `http.ts`). Every server is warmed up
+ * Load: `wrk -t1 -c{connections} -d{seconds}s --latency` (or `../http/_load.ts`
+ * when `wrk` is not on PATH, as in `../http/http.ts`). Every server is warmed up
  * once (`--warmup` seconds, not counted), then rounds are interleaved, the
  * order rotating each round; the table gives medians over rounds of
  * requests/s, p50 and p99, the ratio against 1 worker, and how many cores
@@ -22,7 +22,7 @@
  * machine is quiet.
  *
  * No pinning. wrk shares the cores with the server either way, and every
- * layout favours one side: pinning the server to one core (as `http.ts`
+ * layout favours one side: pinning the server to one core (as `../http/http.ts`
  * does) would cap 2 workers at the 1 worker's core; pinning wrk to core 0
  * and leaving the server free puts one of 2 workers beside wrk and the
  * other alone, so the kernel's even split of connections meets an uneven
@@ -36,7 +36,7 @@
  *
  * Usage:
  * ```sh
- * deno run -A bench/cores.ts [--rounds 5] [--seconds 5] [--warmup 1] \
+ * deno run -A bench/cores/cores.ts [--rounds 5] [--seconds 5] [--warmup 1] \
  *   [--connections 100] [--servers 1,2] [--load auto|wrk|deno]
  * ```
  * or with exact permissions: `--allow-net --allow-run --allow-read
@@ -48,31 +48,42 @@
  */
 
 import {
-  type BenchOptions,
-  commandOutput,
+  benchPath,
+  choice,
+  chooseHttpTool,
+  CONNECTIONS,
   denoRun,
+  formatCores,
   formatMs,
   formatRatio,
   formatRps,
+  type HttpFigures,
+  type HttpTool,
+  integer,
   interrupted,
+  list,
   loadavg,
-  loadCommand,
+  loadProgram,
   machineInfo,
   median,
   noteFailures,
-  parseBenchOptions,
+  parseArgs,
+  parseLoadOutput,
   ratio,
   rotated,
+  ROUNDS,
+  runLoad,
   saveResults,
-  scriptPath,
-  ServerProcess,
+  type ServerProcess,
   toJson,
-} from "./_harness.ts";
-import { loadProgram, parseLoadOutput } from "./http.ts";
-import { EvCluster } from "../mod.ts";
+  versionLines,
+  WARMUP,
+  WHOLE_SECONDS,
+  withServers,
+} from "../_common/mod.ts";
+import { EvCluster } from "../../mod.ts";
 
 type ServerName = "plain" | "1" | "2";
-type Tool = "wrk" | "deno";
 
 const SERVERS: readonly ServerName[] = ["plain", "1", "2"];
 const LABELS: Record<ServerName, string> = {
@@ -80,27 +91,27 @@ const LABELS: Record<ServerName, string> = {
   "1": "EvCluster, 1 worker, reusePort",
   "2": "EvCluster, 2 workers, reusePort",
 };
-const STARTUP_TIMEOUT_MS = 20_000;
 /** The worker module of the cluster servers. */
-const WORKER_MODULE = "../examples/_http_cluster_worker.ts";
+const WORKER_MODULE = "../../examples/_http_cluster_worker.ts";
 
-interface Options extends BenchOptions<ServerName> {
+interface Options {
+  rounds: number;
+  seconds: number;
+  warmup: number;
   connections: number;
-  load: "auto" | Tool;
+  servers: ServerName[];
+  load: "auto" | HttpTool;
+  /** Not the benchmark: serve with an EvCluster of this many workers. */
+  serve: number;
 }
 
 /** One measurement. */
-interface Sample {
+interface Sample extends HttpFigures {
   round: number;
   server: ServerName;
   /** Position of the server in the round's order (0-based). */
   position: number;
-  tool: Tool;
-  requestsPerSecond: number | null;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  errors: number;
-  non2xx: number;
+  tool: HttpTool;
   /** Cores the server process used (all its threads), on average. */
   serverCores?: number;
   /** Cores the load generator used. */
@@ -114,49 +125,32 @@ interface Sample {
   busyCores?: number;
   /** Cores the hypervisor took (steal). */
   stealCores?: number;
-  error?: string;
 }
 
 type Measurement = Omit<Sample, "round" | "server" | "position">;
 
 function parseOptions(args: string[]): Options {
-  const defaults: Options = {
+  return parseArgs(args, {
+    rounds: ROUNDS,
+    seconds: WHOLE_SECONDS,
+    warmup: WARMUP,
+    connections: CONNECTIONS,
+    servers: list(SERVERS),
+    load: choice(["auto", "wrk", "deno"] as const),
+    serve: integer(0),
+  }, {
     rounds: 5,
     seconds: 5,
     warmup: 1,
     connections: 100,
-    load: "auto",
     servers: ["1", "2"],
-  };
-  const opts = parseBenchOptions(args, defaults, SERVERS, {
-    "--connections": (raw, opts) => {
-      const value = Number(raw);
-      if (!Number.isInteger(value) || value < 1) {
-        throw new RangeError(
-          `'--connections' must be a positive integer: received ${raw}`,
-        );
-      }
-      opts.connections = value;
-    },
-    "--load": (raw, opts) => {
-      if (raw !== "auto" && raw !== "wrk" && raw !== "deno") {
-        throw new TypeError(
-          `'--load' must be auto, wrk or deno: received '${raw}'`,
-        );
-      }
-      opts.load = raw;
-    },
-  });
-  if (!Number.isInteger(opts.seconds) || opts.seconds < 1) {
-    throw new RangeError(
-      `'--seconds' must be a positive integer (wrk's -d): received ${opts.seconds}`,
-    );
-  }
-  return opts;
+    load: "auto",
+    serve: 0,
+  }, { usage: "deno task bench:cores [options]" });
 }
 
 // ---------------------------------------------------------------------------
-// The server process: `bench/cores.ts --serve N`.
+// The server process: `bench/cores/cores.ts --serve N`.
 
 /**
  * Runs an EvCluster of `workers` on a free port of 127.0.0.1, prints
@@ -185,120 +179,35 @@ async function serveCluster(workers: number): Promise<void> {
 
 /** `deno run` arguments of a server. */
 function serverArgs(name: ServerName): string[] {
-  if (name === "plain") return denoRun("./_http_evthread_server.ts", "0");
+  if (name === "plain") {
+    return denoRun(new URL("../http/_evthread_server.ts", import.meta.url), [
+      "--port",
+      "0",
+    ]);
+  }
   return [
     "run",
     "--no-prompt",
     "--unstable-net",
     "--allow-net",
     "--allow-read",
-    scriptPath("./cores.ts"),
+    benchPath("./cores/cores.ts"),
     "--serve",
     name,
   ];
-}
-
-/** Spawns a server and waits for its first line, `listening <port>`. */
-async function startServer(
-  name: ServerName,
-  register: (child: Deno.ChildProcess) => void,
-): Promise<ServerProcess<ServerName>> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: serverArgs(name),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  register(child);
-  const reader = child.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let text = "";
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new Error(
-            `server ${name} printed no port in ${STARTUP_TIMEOUT_MS} ms`,
-          ),
-        ),
-      STARTUP_TIMEOUT_MS,
-    );
-  });
-  try {
-    while (!text.includes("\n")) {
-      const chunk = await Promise.race([reader.read(), timeout]);
-      if (chunk.done) {
-        throw new Error(`server ${name} exited before printing its port`);
-      }
-      text += chunk.value;
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  const nl = text.indexOf("\n");
-  const line = text.slice(0, nl).trim();
-  const match = /^listening (\d+)$/.exec(line);
-  if (match === null) {
-    throw new Error(`server ${name}'s first line is not 'listening <port>'`);
-  }
-  const rest = text.slice(nl + 1);
-  const drained = (async () => {
-    if (rest.trim() !== "") console.error(`[${name}] ${rest.trimEnd()}`);
-    try {
-      while (true) {
-        const chunk = await reader.read();
-        if (chunk.done) break;
-        console.error(`[${name}] ${chunk.value.trimEnd()}`);
-      }
-    } catch {
-      // The pipe broke with the process.
-    }
-  })();
-  return new ServerProcess(name, Number(match[1]), child, drained);
-}
-
-/** CPU ticks of the machine and of one process, from /proc. */
-interface CpuSnapshot {
-  busy: number;
-  total: number;
-  steal: number;
-  process: number;
-}
-
-async function cpuSnapshot(pid: number): Promise<CpuSnapshot | null> {
-  const text = await commandOutput(
-    "cat",
-    ["/proc/stat", `/proc/${pid}/stat`],
-    "",
-  );
-  const line = /^cpu (.*)$/m.exec(text);
-  const proc = new RegExp(`^${pid} \\(.*\\) (.*)$`, "m").exec(text);
-  if (line === null || proc === null) return null;
-  const ticks = line[1]!.trim().split(/\s+/).map(Number);
-  // user nice system idle iowait irq softirq steal
-  const busy = ticks[0]! + ticks[1]! + ticks[2]! + ticks[5]! + ticks[6]!;
-  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
-  // After "(comm) ": utime is field 14 and stime 15.
-  const fields = proc[1]!.split(" ");
-  return {
-    busy,
-    total,
-    steal: ticks[7] ?? 0,
-    process: Number(fields[11]) + Number(fields[12]),
-  };
 }
 
 async function measure(
   server: ServerProcess<ServerName>,
   connections: number,
   seconds: number,
-  tool: Tool,
+  tool: HttpTool,
   warmup: number,
 ): Promise<Measurement> {
   const failed = (error: string): Measurement => ({
     tool,
     requestsPerSecond: null,
+    requests: null,
     p50Ms: null,
     p99Ms: null,
     errors: 0,
@@ -313,56 +222,37 @@ async function measure(
     seconds,
     warmup,
   );
-  // Through a shell that prints its own /proc stat on stderr once the load
-  // generator has exited: the children's CPU time in it is the load's.
-  const command = loadCommand(
-    "sh",
-    ["-c", `"$@"; c=$?; cat /proc/$$/stat >&2; exit $c`, "sh", cmd, ...args],
-    seconds + warmup + 20,
-  );
-  const before = await cpuSnapshot(server.pid);
-  let output: Deno.CommandOutput;
+  let run;
   try {
-    output = await command.output();
+    run = await runLoad(cmd, args, {
+      backstopSeconds: seconds + warmup + 20,
+      watch: [server.pid],
+    });
   } catch (error) {
     return failed(String(error));
   }
-  const after = await cpuSnapshot(server.pid);
-  let err = new TextDecoder().decode(output.stderr).trim();
-  const shellStat = /^\d+ \(sh\) (.*)$/m.exec(err);
-  err = err.replace(/^\d+ \(sh\) .*$/m, "").trim();
   const cpu: Pick<
     Sample,
     "serverCores" | "loadCores" | "otherCores" | "busyCores" | "stealCores"
   > = {};
-  if (before !== null && after !== null && after.total > before.total) {
-    const cores = navigator.hardwareConcurrency;
-    const share = (ticks: number) =>
-      ticks / (after.total - before.total) * cores;
-    const server = after.process - before.process;
-    cpu.serverCores = share(server);
-    cpu.busyCores = share(after.busy - before.busy);
-    cpu.stealCores = share(after.steal - before.steal);
-    if (shellStat !== null) {
-      // After "(comm) ": cutime is field 16 and cstime 17.
-      const fields = shellStat[1]!.split(" ");
-      const load = Number(fields[13]) + Number(fields[14]);
-      cpu.loadCores = share(load);
+  const usage = run.cpu;
+  const own = usage?.process(server.pid) ?? null;
+  if (usage !== null && own !== null && usage.wall > 0) {
+    cpu.serverCores = own / usage.wall;
+    cpu.busyCores = usage.busy / usage.wall;
+    cpu.stealCores = usage.steal / usage.wall;
+    if (run.loadCpu !== null) {
+      cpu.loadCores = run.loadCpu / usage.wall;
       cpu.otherCores = Math.max(
         0,
-        share(after.busy - before.busy - server - load),
+        (usage.busy - own - run.loadCpu) / usage.wall,
       );
     }
   }
-  const out = new TextDecoder().decode(output.stdout).trim();
-  if (output.code !== 0 || out === "") {
-    return failed(`${tool} exit ${output.code}: ${err || out}`);
+  if (run.code !== 0 || run.stdout === "") {
+    return failed(`${tool} exit ${run.code}: ${run.stderr || run.stdout}`);
   }
-  return { tool, ...parseLoadOutput(tool, out), ...cpu };
-}
-
-function formatCores(value: number | null | undefined): string {
-  return value === null || value === undefined ? "n/a" : value.toFixed(2);
+  return { tool, ...parseLoadOutput(tool, run.stdout), ...cpu };
 }
 
 function describe(result: Measurement): string {
@@ -421,44 +311,12 @@ function summarize(samples: Sample[], servers: ServerName[]): Cell[] {
   }));
 }
 
-async function wrkVersion(): Promise<string | null> {
-  try {
-    const { stdout } = await new Deno.Command("wrk", {
-      args: ["-v"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(5_000),
-    }).output();
-    const first = new TextDecoder().decode(stdout).split("\n")[0]!.trim();
-    return first.startsWith("wrk")
-      ? first.replace(/\s+Copyright.*$/, "")
-      : "wrk (unknown version)";
-  } catch {
-    return null;
-  }
-}
-
 async function main(): Promise<void> {
   const opts = parseOptions(Deno.args);
   const { rounds, seconds, warmup, connections, servers: names } = opts;
-  const wrk = await wrkVersion();
-  let tool: Tool;
-  if (opts.load === "wrk") {
-    if (wrk === null) throw new Error("'--load wrk': wrk is not on PATH");
-    tool = "wrk";
-  } else if (opts.load === "deno") tool = "deno";
-  else tool = wrk === null ? "deno" : "wrk";
-  if (tool === "deno" && opts.load === "auto") {
-    console.error(
-      "wrk not found: using bench/_http_load.ts as the load client",
-    );
-  }
-  const machine = await machineInfo({
-    cores: navigator.hardwareConcurrency,
-    wrk,
-  });
-  const startedAt = new Date().toISOString();
+  const { tool, wrk } = await chooseHttpTool(opts.load);
+  const machine = await machineInfo({ wrk });
+  const startedAt = machine.date;
   console.error(
     `cores bench (${tool}): ${rounds} rounds x ${names.length} servers x ` +
       `${seconds} s at ${connections} connections (+${warmup} s warm-up each), ` +
@@ -467,26 +325,8 @@ async function main(): Promise<void> {
       } s; not pinned; load average ${machine.loadavgAtStart}`,
   );
 
-  const children: Deno.ChildProcess[] = [];
-  const servers: ServerProcess<ServerName>[] = [];
-  const onInterrupt = () => {
-    interrupted.abort();
-    for (const child of children) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-    }
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
   const samples: Sample[] = [];
-  try {
-    for (const name of names) {
-      servers.push(await startServer(name, (c) => children.push(c)));
-    }
-    console.error(servers.map((s) => `${s.name} on port ${s.port}`).join(", "));
+  await withServers(names, serverArgs, undefined, async (servers) => {
     if (warmup > 0) {
       for (const server of servers) {
         const w = await measure(
@@ -500,6 +340,7 @@ async function main(): Promise<void> {
       }
     }
     for (let round = 0; round < rounds; round++) {
+      if (interrupted.signal.aborted) break;
       for (const [position, server] of rotated(servers, round).entries()) {
         const result = await measure(server, connections, seconds, tool, 0.25);
         samples.push({
@@ -515,34 +356,18 @@ async function main(): Promise<void> {
         );
       }
     }
-  } finally {
-    const statuses = await Promise.all(servers.map((s) => s.stop()));
-    for (const [i, status] of statuses.entries()) {
-      if (!status.success && status.signal !== "SIGTERM") {
-        console.error(`server ${servers[i]!.name} exited with ${status.code}`);
-      }
-    }
-    for (const child of children.slice(servers.length)) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-      await child.status;
-    }
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-  }
+  });
 
   const cells = summarize(samples, names);
   const loadavgAtEnd = await loadavg();
   const loadText = tool === "wrk"
     ? `wrk -t1 -c${connections} -d${seconds}s`
-    : `bench/_http_load.ts (Deno, raw sockets), ${connections} connections, ${seconds} s`;
+    : `bench/http/_load.ts (Deno, raw sockets), ${connections} connections, ${seconds} s`;
   const lines = [
-    `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.osRelease}, ` +
-    `Deno ${machine.deno} (V8 ${machine.v8})` +
-    (tool === "wrk" ? `, ${machine.wrk}` : "") +
-    `. Load: ${loadText} per measurement; median of ${rounds} interleaved rounds; ` +
+    ...versionLines(machine),
+    "",
+    (tool === "wrk" ? `${machine.wrk}. ` : "") +
+    `Load: ${loadText} per measurement; median of ${rounds} interleaved rounds; ` +
     `each server and the load generator in its own process on 127.0.0.1, not pinned ` +
     `(the load generator shares the cores with the workers); load average ` +
     `${machine.loadavgAtStart} at start, ${loadavgAtEnd} at end.`,
@@ -610,16 +435,7 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
-  if (Deno.args[0] === "--serve") {
-    const workers = Number(Deno.args[1]);
-    if (!Number.isInteger(workers) || workers < 1) {
-      console.error(
-        `'--serve' needs a worker count: received ${Deno.args[1]}`,
-      );
-      Deno.exit(2);
-    }
-    await serveCluster(workers);
-  } else {
-    await main();
-  }
+  const { serve } = parseOptions(Deno.args);
+  if (serve > 0) await serveCluster(serve);
+  else await main();
 }

@@ -1,11 +1,11 @@
 /**
- * The server under test for `bench/soak.ts`, in its own process: this
+ * The server under test for `bench/soak/soak.ts`, in its own process: this
  * library's line echo server or its HTTP server, with a pool of
  * {@linkcode POOL} tasks and policy `"wait"`, and the limits below.
  *
  * Usage (the orchestrator runs it; by hand for a reproduction):
  * ```sh
- * deno run --allow-net bench/_soak_server.ts --target echo|http [--port 0]
+ * deno run --allow-net bench/soak/_server.ts --target echo|http [--port 0]
  * ```
  *
  * Control channel, JSON lines:
@@ -45,8 +45,9 @@ import {
   type EvLoopStats,
   EvThread,
   LimitExceededError,
-} from "../mod.ts";
-import { serve } from "../http.ts";
+} from "../../mod.ts";
+import { serve } from "../../http.ts";
+import { choice, parseArgs, PORT } from "../_common/args.ts";
 
 /** The pool size of both servers (their loop's capacity). */
 export const POOL = 256;
@@ -258,33 +259,20 @@ function startHttp(port: number, errorSamples: string[]): Running {
   };
 }
 
-function parseArgs(args: string[]): { target: SoakTarget; port: number } {
-  let target: SoakTarget | undefined;
-  let port = 0;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const value = args[++i];
-    if (arg === "--target" && (value === "echo" || value === "http")) {
-      target = value;
-    } else if (arg === "--port" && value !== undefined && /^\d+$/.test(value)) {
-      port = Number(value);
-    } else {
-      throw new TypeError(
-        "usage: _soak_server.ts --target echo|http [--port N]: " +
-          `received '${arg} ${value ?? ""}'`,
-      );
-    }
-  }
-  if (target === undefined) throw new TypeError("'--target' is required");
-  return { target, port };
-}
-
 function print(message: unknown): void {
   console.log(JSON.stringify(message));
 }
 
 async function main(): Promise<void> {
-  const { target, port } = parseArgs(Deno.args);
+  const { target, port } = parseArgs(
+    Deno.args,
+    {
+      target: choice(["echo", "http"] as const),
+      port: PORT,
+    },
+    { target: "echo", port: 0 },
+    { required: ["target"] },
+  );
   const endings: Record<string, number> = {};
   const errorSamples: string[] = [];
   pattern(); // made before the baseline, not during the load

@@ -3,17 +3,17 @@
  * same hello-world app (every request gets 200 `Hello, World!`, text/plain)
  * runs on four servers, each in its own process:
  *
- * 1. `_http_evthread_server.ts`: `serve()` from `@corothread/evthread/http`,
+ * 1. `_evthread_server.ts`: `serve()` from `@corothread/evthread/http`,
  *    a task per connection (straight-line code on EvLoop / EvSocket);
- * 2. `_http_reactor_server.ts`: the same parser, lazy request and response
+ * 2. `_reactor_server.ts`: the same parser, lazy request and response
  *    serialization driven by `node:net` `data` callbacks and an explicit
  *    per-connection state machine (the reactor paradigm), so that 1 vs 2
  *    isolates the paradigm;
- * 3. `_http_node_server.ts`: `node:http` `createServer`, as Deno runs it;
- * 4. `_http_native_server.ts`: `Deno.serve` (hyper, in Rust).
+ * 3. `_node_server.ts`: `node:http` `createServer`, as Deno runs it;
+ * 4. `_native_server.ts`: `Deno.serve` (hyper, in Rust).
  *
  * Load: `wrk -t1 -c100 -d{seconds}s --latency` and `-c1` when `wrk` is on
- * PATH, otherwise `_http_load.ts` (a Deno keep-alive client over raw
+ * PATH, otherwise `_load.ts` (a Deno keep-alive client over raw
  * sockets, in its own process; `--load deno` forces it). Each server is
  * warmed up once (`--warmup` seconds at 100 connections, not counted). Then
  * rounds are interleaved: every round measures every server at every
@@ -28,11 +28,14 @@
  * VMs this matters most at 1 connection, where a round trip is mostly
  * wake-up latency: a server that happens to share the load generator's core
  * answers about 3 times faster than one on the other core, so unpinned
- * figures jump between the two from one run to the next. When pinned, the
- * script also reads `/proc/stat` around each measurement and records how
- * much of the server's core the server used (`serverCpu`) and how much
- * other processes took (`foreignCpu`), so that measurements disturbed by
- * other work on the machine can be seen.
+ * figures jump between the two from one run to the next. Around each
+ * measurement the script reads the server's CPU time (user + system ticks
+ * of `/proc/PID/stat`, as every benchmark here counts it: see
+ * `../_common/cpu.ts`) and records the server's CPU per request
+ * (`serverCpuPerRequestUs`, when no warm-up request went uncounted); when
+ * pinned, also how much of its core the server used (`serverCpu`) and how
+ * much other processes took (`foreignCpu`, from `/proc/stat`), so that
+ * measurements disturbed by other work on the machine can be seen.
  *
  * Deno has no thread per connection: every server here runs its JavaScript
  * on one thread, and on a machine with few cores `wrk` takes one of them.
@@ -42,45 +45,54 @@
  * Usage:
  * ```sh
  * deno run --allow-net --allow-run --allow-read --allow-env \
- *   --allow-write=bench/results,bench/http.svg bench/http.ts \
+ *   --allow-write=bench/results,bench/http/http.svg bench/http/http.ts \
  *   [--rounds 5] [--seconds 3] [--warmup 1] [--load auto|wrk|deno] \
  *   [--pin auto|off] [--servers evthread,reactor,node,native]
  * ```
  * Writes `bench/results/http.json` and `bench/results/http.svg` (needs
- * `--allow-write=bench/results`) and copies the chart to `bench/http.svg`,
- * which the README shows (needs `--allow-write=bench/http.svg`; without it
+ * `--allow-write=bench/results`) and copies the chart to `bench/http/http.svg`,
+ * which the README shows (needs `--allow-write=bench/http/http.svg`; without it
  * a note says so). Defaults take about 2.5 minutes.
  *
  * @module
  */
 
-import type { HttpLoadResult } from "./_http_load.ts";
 import {
-  type BenchOptions,
   canWrite,
-  commandOutput,
+  choice,
+  chooseHttpTool,
   denoRun,
   formatMs,
+  formatPercent,
   formatRatio,
   formatRps,
+  type HttpFigures,
+  type HttpTool,
+  list,
   loadavg,
-  loadCommand,
+  loadProgram,
   machineInfo,
   median,
   noteFailures,
-  parseBenchOptions,
-  pinned,
+  parseArgs,
+  parseLoadOutput,
+  PIN,
+  type Placement,
+  placement,
   ratio,
   rotated,
+  ROUNDS,
+  runLoad,
   saveResults,
-  scriptPath,
   type ServerProcess,
   toJson,
+  versionLines,
+  WARMUP,
+  WHOLE_SECONDS,
   withServers,
-} from "./_harness.ts";
+} from "../_common/mod.ts";
 
 type ServerName = "evthread" | "reactor" | "node" | "native";
-type Tool = "wrk" | "deno";
 
 const SERVERS: readonly ServerName[] = [
   "evthread",
@@ -89,12 +101,14 @@ const SERVERS: readonly ServerName[] = [
   "native",
 ];
 const CONNECTIONS: readonly number[] = [100, 1];
-const SERVER_FILES: Record<ServerName, string> = {
-  evthread: "./_http_evthread_server.ts",
-  reactor: "./_http_reactor_server.ts",
-  node: "./_http_node_server.ts",
-  native: "./_http_native_server.ts",
+const SERVER_FILES: Record<ServerName, URL> = {
+  evthread: new URL("./_evthread_server.ts", import.meta.url),
+  reactor: new URL("./_reactor_server.ts", import.meta.url),
+  node: new URL("./_node_server.ts", import.meta.url),
+  native: new URL("./_native_server.ts", import.meta.url),
 };
+/** The chart the README shows. */
+const SVG_COPY = new URL("./http.svg", import.meta.url);
 const SERVER_LABELS: Record<ServerName, string> = {
   evthread: "evthread serve() (task per connection)",
   reactor: "reactor: same parser on node:net callbacks",
@@ -114,32 +128,21 @@ const COLORS: Record<ServerName, string> = {
   native: "#8a8a8a",
 };
 /** One measurement. */
-interface Sample {
+interface Sample extends HttpFigures {
   round: number;
   connections: number;
   server: ServerName;
   /** Position of this server in the round's order (0-based). */
   position: number;
-  tool: Tool;
-  requestsPerSecond: number | null;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  /** Socket errors (wrk) or errors and reconnects (Deno client). */
-  errors: number;
-  non2xx: number;
-  /** Share of the server's core the server used (pinned runs only). */
+  tool: HttpTool;
+  /** Cores the server used (its CPU seconds over the wall time; pinned). */
   serverCpu?: number;
-  /** Share of the server's core other processes used (pinned runs only). */
+  /** Cores other processes took on the server's core (pinned runs only). */
   foreignCpu?: number;
   /** Share of the server's core the hypervisor took (steal; pinned runs). */
   stealCpu?: number;
-  error?: string;
-}
-
-/** Where the servers and the load generator run, when pinned. */
-interface Pinning {
-  serverCore: number;
-  loadCore: number;
+  /** Server CPU per request, in microseconds. */
+  serverCpuPerRequestUs?: number;
 }
 
 type Measurement = Omit<
@@ -147,222 +150,45 @@ type Measurement = Omit<
   "round" | "connections" | "server" | "position"
 >;
 
-interface Options extends BenchOptions<ServerName> {
-  load: "auto" | Tool;
+interface Options {
+  rounds: number;
+  seconds: number;
+  warmup: number;
+  load: "auto" | HttpTool;
   pin: "auto" | "off";
+  servers: ServerName[];
 }
 
 function parseOptions(args: string[]): Options {
-  const defaults: Options = {
+  return parseArgs(args, {
+    rounds: ROUNDS,
+    seconds: WHOLE_SECONDS,
+    warmup: WARMUP,
+    load: choice(["auto", "wrk", "deno"] as const),
+    pin: PIN,
+    servers: list(SERVERS),
+  }, {
     rounds: 5,
     seconds: 3,
     warmup: 1,
     load: "auto",
     pin: "auto",
     servers: [...SERVERS],
-  };
-  const opts = parseBenchOptions(args, defaults, SERVERS, {
-    "--load": (raw, opts) => {
-      if (raw !== "auto" && raw !== "wrk" && raw !== "deno") {
-        throw new TypeError(
-          `'--load' must be auto, wrk or deno: received '${raw}'`,
-        );
-      }
-      opts.load = raw;
-    },
-    "--pin": (raw, opts) => {
-      if (raw !== "auto" && raw !== "off") {
-        throw new TypeError(`'--pin' must be auto or off: received '${raw}'`);
-      }
-      opts.pin = raw;
-    },
-  });
-  if (!Number.isInteger(opts.seconds) || opts.seconds < 1) {
-    throw new RangeError(
-      `'--seconds' must be a positive integer (wrk's -d): received ${opts.seconds}`,
-    );
-  }
-  return opts;
-}
-
-/** `wrk`'s version line, or null when it cannot run. */
-async function wrkVersion(): Promise<string | null> {
-  try {
-    const { stdout } = await new Deno.Command("wrk", {
-      args: ["-v"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(5_000),
-    }).output();
-    const first = new TextDecoder().decode(stdout).split("\n")[0]!.trim();
-    return first.startsWith("wrk")
-      ? first.replace(/\s+Copyright.*$/, "")
-      : "wrk (unknown version)";
-  } catch {
-    return null;
-  }
-}
-
-/** Pins to the last core and core 0 when `taskset` runs and cores >= 2. */
-async function pinning(mode: "auto" | "off"): Promise<Pinning | null> {
-  const cores = navigator.hardwareConcurrency;
-  if (mode === "off" || cores < 2) return null;
-  try {
-    const { success } = await new Deno.Command("taskset", {
-      args: ["-c", "0", "true"],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-      signal: AbortSignal.timeout(5_000),
-    }).output();
-    return success ? { serverCore: cores - 1, loadCore: 0 } : null;
-  } catch {
-    return null;
-  }
-}
-
-/** CPU ticks of one core and of one process, from /proc. */
-interface CpuSnapshot {
-  /** user + nice + system ticks of the core. */
-  busy: number;
-  /** All ticks of the core. */
-  total: number;
-  /** Ticks the hypervisor took from the core (steal). */
-  steal: number;
-  /** utime + stime ticks of the process (all its threads). */
-  process: number;
-}
-
-/**
- * Reads `/proc/stat` and `/proc/PID/stat` through `cat` (Deno reads /proc
- * files only under `--allow-all`); null when that fails.
- */
-async function cpuSnapshot(
-  core: number,
-  pid: number,
-): Promise<CpuSnapshot | null> {
-  const text = await commandOutput(
-    "cat",
-    ["/proc/stat", `/proc/${pid}/stat`],
-    "",
-  );
-  const line = new RegExp(`^cpu${core} (.*)$`, "m").exec(text);
-  const proc = new RegExp(`^${pid} \\(.*\\) (.*)$`, "m").exec(text);
-  if (line === null || proc === null) return null;
-  const ticks = line[1]!.trim().split(/\s+/).map(Number);
-  // user nice system idle iowait irq softirq steal guest guest_nice
-  const busy = ticks[0]! + ticks[1]! + ticks[2]!;
-  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
-  // After "(comm) ": state is field 3, utime 14 and stime 15.
-  const fields = proc[1]!.split(" ");
-  const process = Number(fields[11]) + Number(fields[12]);
-  return { busy, total, process, steal: ticks[7] ?? 0 };
-}
-
-/** A wrk duration (`512.00us`, `1.20ms`, `2.00s`, `1.00m`) in milliseconds. */
-export function wrkDuration(text: string): number | null {
-  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text.trim());
-  if (m === null) return null;
-  const scale = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[
-    m[2] as "us" | "ms" | "s" | "m" | "h"
-  ];
-  return Number(m[1]) * scale;
-}
-
-/**
- * The load generator's command: `wrk` for `-c connections` over `seconds`,
- * or the Deno client `_http_load.ts` (which also warms up for `warmup`).
- */
-export function loadProgram(
-  tool: string,
-  port: number,
-  connections: number,
-  seconds: number,
-  warmup: number,
-): [string, string[]] {
-  if (tool === "wrk") {
-    return ["wrk", [
-      "-t1",
-      `-c${connections}`,
-      `-d${seconds}s`,
-      "--latency",
-      `http://127.0.0.1:${port}/`,
-    ]];
-  }
-  return [
-    Deno.execPath(),
-    denoRun(
-      "./_http_load.ts",
-      "--port",
-      String(port),
-      "--connections",
-      String(connections),
-      "--seconds",
-      String(seconds),
-      "--warmup",
-      String(warmup),
-    ),
-  ];
-}
-
-/**
- * The load generator's figures from its output: wrk's text, or the JSON line
- * `_http_load.ts` ends with.
- */
-export function parseLoadOutput(
-  tool: string,
-  out: string,
-): Omit<Measurement, "tool"> {
-  if (tool === "wrk") return parseWrk(out);
-  const result = JSON.parse(out.split("\n").at(-1)!) as HttpLoadResult;
-  return {
-    requestsPerSecond: result.requestsPerSecond,
-    p50Ms: result.p50Ms,
-    p99Ms: result.p99Ms,
-    errors: result.errors,
-    non2xx: result.non2xx,
-  };
-}
-
-/** Requests/s, p50, p99 and error counts from `wrk --latency` output. */
-export function parseWrk(output: string): Omit<Measurement, "tool"> {
-  const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(output);
-  const p50 = /^\s+50%\s+(\S+)/m.exec(output);
-  const p99 = /^\s+99%\s+(\S+)/m.exec(output);
-  const socket =
-    /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
-      .exec(output);
-  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(output);
-  const result = {
-    requestsPerSecond: rps === null ? null : Number(rps[1]),
-    p50Ms: p50 === null ? null : wrkDuration(p50[1]!),
-    p99Ms: p99 === null ? null : wrkDuration(p99[1]!),
-    errors: socket === null
-      ? 0
-      : socket.slice(1).reduce((sum, n) => sum + Number(n), 0),
-    non2xx: non2xx === null ? 0 : Number(non2xx[1]),
-  };
-  if (result.requestsPerSecond === null) {
-    return {
-      ...result,
-      error: `no Requests/sec in wrk output: ${output.slice(0, 200)}`,
-    };
-  }
-  return result;
+  }, { usage: "deno task bench:http [options]" });
 }
 
 async function measure(
   server: ServerProcess<ServerName>,
   connections: number,
   seconds: number,
-  tool: Tool,
+  tool: HttpTool,
   warmup: number,
-  pin: Pinning | null,
+  pin: Placement,
 ): Promise<Measurement> {
   const failed = (error: string): Measurement => ({
     tool,
     requestsPerSecond: null,
+    requests: null,
     p50Ms: null,
     p99Ms: null,
     errors: 0,
@@ -370,46 +196,51 @@ async function measure(
     error,
   });
   if (server.exited) return failed(`${server.name} server has exited`);
-  const [cmd, args] = pinned(
-    pin?.loadCore,
-    ...loadProgram(tool, server.port, connections, seconds, warmup),
+  const [cmd, args] = loadProgram(
+    tool,
+    server.port,
+    connections,
+    seconds,
+    warmup,
   );
-  // Both stop by themselves (the Deno client after seconds + warmup + 10
-  // at the latest); this is the backstop.
-  const command = loadCommand(cmd, args, seconds + warmup + 20);
-  const before = pin === null
-    ? null
-    : await cpuSnapshot(pin.serverCore, server.pid);
-  let output: Deno.CommandOutput;
+  let run;
   try {
-    output = await command.output();
+    // Both stop by themselves (the Deno client after seconds + warmup + 10
+    // at the latest); this is the backstop.
+    run = await runLoad(cmd, args, {
+      core: pin.load,
+      backstopSeconds: seconds + warmup + 20,
+      watch: [server.pid],
+    });
   } catch (error) {
     return failed(String(error));
   }
-  const after = pin === null || before === null
-    ? null
-    : await cpuSnapshot(pin.serverCore, server.pid);
-  const cpu: { serverCpu?: number; foreignCpu?: number; stealCpu?: number } =
-    {};
-  if (before !== null && after !== null && after.total > before.total) {
-    const total = after.total - before.total;
-    const own = after.process - before.process;
-    cpu.serverCpu = own / total;
-    cpu.foreignCpu = Math.max(0, after.busy - before.busy - own) / total;
-    cpu.stealCpu = (after.steal - before.steal) / total;
+  if (run.code !== 0 || run.stdout === "") {
+    return failed(`${tool} exit ${run.code}: ${run.stderr || run.stdout}`);
   }
-  const out = new TextDecoder().decode(output.stdout).trim();
-  const err = new TextDecoder().decode(output.stderr).trim();
-  if (output.code !== 0 || out === "") {
-    return failed(`${tool} exit ${output.code}: ${err || out}`);
+  const figures = parseLoadOutput(tool, run.stdout);
+  const cpu: Pick<
+    Sample,
+    "serverCpu" | "foreignCpu" | "stealCpu" | "serverCpuPerRequestUs"
+  > = {};
+  const own = run.cpu?.process(server.pid) ?? null;
+  if (run.cpu !== null && own !== null && run.cpu.wall > 0) {
+    // The Deno client counts no request of its warm-up: CPU per request
+    // only when there was none.
+    if (
+      (tool === "wrk" || warmup === 0) &&
+      figures.requests !== null && figures.requests > 0
+    ) {
+      cpu.serverCpuPerRequestUs = own / figures.requests * 1e6;
+    }
+    const core = pin.server === undefined ? null : run.cpu.core(pin.server);
+    if (core !== null) {
+      cpu.serverCpu = own / run.cpu.wall;
+      cpu.foreignCpu = Math.max(0, core.busy - own) / run.cpu.wall;
+      cpu.stealCpu = core.steal / run.cpu.wall;
+    }
   }
-  return { tool, ...parseLoadOutput(tool, out), ...cpu };
-}
-
-function formatPercent(value: number | null | undefined): string {
-  return value === null || value === undefined
-    ? "n/a"
-    : `${Math.round(value * 100)}%`;
+  return { tool, ...figures, ...cpu };
 }
 
 /** How the server's core was shared during a measurement (pinned runs). */
@@ -583,24 +414,10 @@ async function main(): Promise<void> {
     pin: pinMode,
     servers: serverNames,
   } = parseOptions(Deno.args);
-  const wrk = await wrkVersion();
-  let tool: Tool;
-  if (load === "wrk") {
-    if (wrk === null) throw new Error("'--load wrk': wrk is not on PATH");
-    tool = "wrk";
-  } else if (load === "deno") tool = "deno";
-  else tool = wrk === null ? "deno" : "wrk";
-  if (tool === "deno" && load === "auto") {
-    console.error(
-      "wrk not found: using bench/_http_load.ts as the load client",
-    );
-  }
-  const machine = await machineInfo({
-    cores: navigator.hardwareConcurrency,
-    wrk,
-  });
-  const pin = await pinning(pinMode);
-  const startedAt = new Date().toISOString();
+  const { tool, wrk } = await chooseHttpTool(load);
+  const machine = await machineInfo({ wrk });
+  const pin = await placement(pinMode);
+  const startedAt = machine.date;
   const estimate = serverNames.length *
     (warmup + rounds * CONNECTIONS.length *
         (seconds + (tool === "deno" ? 0.25 + 0.4 : 0.1)) +
@@ -608,17 +425,14 @@ async function main(): Promise<void> {
   console.error(
     `http bench (${tool}): ${rounds} rounds x ${CONNECTIONS.length} loads x ` +
       `${serverNames.length} servers x ${seconds} s (+${warmup} s warm-up each), ` +
-      `about ${Math.ceil(estimate)} s; ` +
-      (pin === null
-        ? "not pinned"
-        : `servers pinned to core ${pin.serverCore}, load to core ${pin.loadCore}`),
+      `about ${Math.ceil(estimate)} s; ${pin.note}`,
   );
 
   const samples: Sample[] = [];
   await withServers(
     serverNames,
-    SERVER_FILES,
-    pin?.serverCore,
+    (name) => denoRun(SERVER_FILES[name], ["--port", "0"]),
+    pin.server,
     async (servers) => {
       if (warmup > 0) {
         for (const server of servers) {
@@ -681,22 +495,19 @@ async function main(): Promise<void> {
   const loadavgAtEnd = await loadavg();
   const loadText = tool === "wrk"
     ? `wrk -t1 -c{100,1} -d${seconds}s`
-    : `bench/_http_load.ts (Deno, raw sockets), ${seconds} s`;
+    : `bench/http/_load.ts (Deno, raw sockets), ${seconds} s`;
   const caption =
     `${machine.cpuModel}, ${machine.cores} cores, Deno ${machine.deno}; ${loadText}${
-      pin === null ? "" : ", server and load on separate cores"
+      pin.server === undefined ? "" : ", server and load on separate cores"
     }; median of ${rounds} rounds`;
   const lines = [
-    `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.osRelease}, ` +
-    `Deno ${machine.deno} (V8 ${machine.v8})` +
-    (tool === "wrk" ? `, ${machine.wrk}` : "") +
-    `. Load: ${loadText} per measurement; median of ${rounds} interleaved rounds; ` +
-    `servers and load generator in separate processes on 127.0.0.1` +
-    (pin === null
-      ? " (not pinned)"
-      : `, servers pinned to core ${pin.serverCore} and the load generator to core ${pin.loadCore}`) +
-    `; load average ` +
-    `${machine.loadavgAtStart} at start, ${loadavgAtEnd} at end.`,
+    ...versionLines(machine),
+    "",
+    (tool === "wrk" ? `${machine.wrk}. ` : "") +
+    `Load: ${loadText} per measurement; median of ${rounds} interleaved rounds; ` +
+    `servers and load generator in separate processes on 127.0.0.1, ` +
+    `${pin.note}; load average ${machine.loadavgAtStart} at start, ` +
+    `${loadavgAtEnd} at end.`,
     "",
     "| server | conns | req/s (median) | p50 | p99 | vs Deno.serve | vs node:http |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -715,7 +526,7 @@ async function main(): Promise<void> {
   const failures = samples.filter((s) => s.requestsPerSecond === null);
   const dirty = cells.filter((c) => c.errors + c.non2xx > 0);
   noteFailures(failures.length, samples.length);
-  if (pin !== null) {
+  if (pin.server !== undefined) {
     const busiest = cells.filter((c) =>
       c.foreignCpu !== null
     ).sort((a, b) => b.foreignCpu! - a.foreignCpu!)[0];
@@ -741,13 +552,20 @@ async function main(): Promise<void> {
 
   const report = {
     machine: { ...machine, loadavgAtEnd },
-    config: { rounds, seconds, warmup, tool, pin, servers: serverNames },
+    config: {
+      rounds,
+      seconds,
+      warmup,
+      tool,
+      pin: pin.note,
+      servers: serverNames,
+    },
     startedAt,
     finishedAt: new Date().toISOString(),
     table: cells,
     samples,
   };
-  const svgCopy = scriptPath("./http.svg");
+  const svgCopy = decodeURIComponent(SVG_COPY.pathname);
   const svg = renderSvg(cells, caption);
   await saveResults({ "http.json": toJson(report), "http.svg": svg });
   if (await canWrite(svgCopy)) {
@@ -755,7 +573,7 @@ async function main(): Promise<void> {
     console.error(`chart copied to ${svgCopy}`);
   } else {
     console.error(
-      `chart not copied: add --allow-write=bench/http.svg to update ${svgCopy}`,
+      `chart not copied: add --allow-write=bench/http/http.svg to update ${svgCopy}`,
     );
   }
   if (failures.length > 0) Deno.exitCode = 1;

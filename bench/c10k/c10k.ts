@@ -2,8 +2,8 @@
  * C10k: memory per idle connection, and per-call latency with 10,000 idle
  * connections, of this library's echo server against a raw `Deno.Conn` one.
  *
- * Each server (`_c10k_server.ts --kind evthread|raw`) and the client
- * (`_c10k_client.ts`) run in their own process, on 127.0.0.1 only. Per run:
+ * Each server (`_server.ts --kind evthread|raw`) and the client
+ * (`_client.ts`) run in their own process, on 127.0.0.1 only. Per run:
  *
  * 1. start the server; a warm-up (200 connections opened, one round trip
  *    each, closed; then one latency run as in 2, not counted) so that the
@@ -41,10 +41,10 @@
  * Writes `bench/results/c10k_breakdown.json`.
  *
  * Usage (10,000 connections need a soft fd limit above 10,000 in both
- * processes: `bash bench/c10k.sh [options]` raises it first):
+ * processes: `bash bench/c10k/c10k.sh [options]` raises it first):
  * ```sh
  * deno run --allow-net --allow-run --allow-read --allow-env \
- *   --allow-write=bench/results bench/c10k.ts [--connections 10000] \
+ *   --allow-write=bench/results bench/c10k/c10k.ts [--connections 10000] \
  *   [--rounds 3] [--buffer 4096] [--batch 200] [--latency-count 2000] \
  *   [--latency-warmup 200] [--kinds evthread,raw] [--pin none|S,C] \
  *   [--io-timeout 30000] [--cap 900] [--breakdown N]
@@ -55,25 +55,29 @@
  * @module
  */
 
-import type {
-  LatencyResult,
-  OpenResult,
-  VerifyResult,
-} from "./_c10k_client.ts";
-import type { ServerStats } from "./_c10k_server.ts";
+import type { LatencyResult, OpenResult, VerifyResult } from "./_client.ts";
+import type { ServerStats } from "./_server.ts";
 import {
+  benchPath,
   commandOutput,
+  type Flag,
   formatRatio,
+  integer,
+  list,
   loadavg,
   machineInfo,
   median,
+  parseArgs,
   pinned,
+  ROUNDS,
   saveResults,
-  scriptPath,
+  tasksetWorks,
   toJson,
-} from "./_harness.ts";
+  versionLines,
+} from "../_common/mod.ts";
 
-type Kind = "evthread" | "raw";
+/** A server kind: this library's echo server, or a raw `Deno.Conn` one. */
+export type Kind = "evthread" | "raw";
 const KINDS: readonly Kind[] = ["evthread", "raw"];
 const TARGET_BYTES = 4096;
 const TARGET_RATIO = 1.2;
@@ -81,7 +85,8 @@ const WARMUP_CONNECTIONS = 200;
 const STARTUP_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 
-interface Options {
+/** The options of a C10K run (`--connections`, `--rounds`, ...). */
+export interface Options {
   connections: number;
   rounds: number;
   buffer: number;
@@ -105,82 +110,96 @@ interface Options {
   pin: [number, number] | null | undefined;
 }
 
-function parseOptions(args: string[]): Options {
-  const opts: Options = {
-    connections: 10_000,
-    rounds: 3,
-    buffer: 4096,
-    batch: 200,
-    latencyCount: 2000,
-    latencyWarmup: 200,
-    kinds: [...KINDS],
-    cap: 900,
-    ioTimeout: 30_000,
-    breakdown: 0,
-    pin: undefined,
-  };
-  const numeric: Record<string, keyof Options> = {
-    "--connections": "connections",
-    "--rounds": "rounds",
-    "--buffer": "buffer",
-    "--batch": "batch",
-    "--latency-count": "latencyCount",
-    "--latency-warmup": "latencyWarmup",
-    "--cap": "cap",
-    "--io-timeout": "ioTimeout",
-    "--breakdown": "breakdown",
-  };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const eq = arg.indexOf("=");
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const raw = eq >= 0 ? arg.slice(eq + 1) : args[++i];
-    if (raw === undefined) throw new TypeError(`'${flag}' needs a value`);
-    if (flag === "--pin") {
-      if (raw === "none") {
-        opts.pin = null;
-        continue;
-      }
-      const cores = raw.split(",").map(Number);
-      if (
-        cores.length !== 2 || !cores.every((c) => Number.isInteger(c) && c >= 0)
-      ) {
-        throw new TypeError(`'--pin' must be none or SERVER,CLIENT: ${raw}`);
-      }
-      opts.pin = [cores[0]!, cores[1]!];
-      continue;
-    }
-    if (flag === "--kinds") {
-      const kinds = raw.split(",").filter((k) => k !== "");
-      for (const k of kinds) {
-        if (!(KINDS as readonly string[]).includes(k)) {
-          throw new TypeError(`'--kinds' must list evthread and/or raw: ${k}`);
-        }
-      }
-      if (kinds.length === 0) throw new TypeError("'--kinds' is empty");
-      opts.kinds = kinds as Kind[];
-      continue;
-    }
-    const key = Object.hasOwn(numeric, flag) ? numeric[flag] : undefined;
-    if (key === undefined) {
+/** The defaults of {@linkcode Options}. */
+export const DEFAULT_OPTIONS: Readonly<Options> = {
+  connections: 10_000,
+  rounds: 3,
+  buffer: 4096,
+  batch: 200,
+  latencyCount: 2000,
+  latencyWarmup: 200,
+  kinds: [...KINDS],
+  cap: 900,
+  ioTimeout: 30_000,
+  breakdown: 0,
+  pin: undefined,
+};
+
+/** `--pin none|SERVER,CLIENT`. */
+const PIN_CORES: Flag<[number, number] | null | undefined> = {
+  value: "none|S,C",
+  parse(raw, flag) {
+    if (raw === "none") return null;
+    const cores = raw.split(",").map(Number);
+    if (
+      cores.length !== 2 || !cores.every((c) => Number.isInteger(c) && c >= 0)
+    ) {
       throw new TypeError(
-        `Expected ${Object.keys(numeric).join(", ")} or --kinds: '${arg}'`,
+        `'${flag}' must be none or SERVER,CLIENT: received '${raw}'`,
       );
     }
-    const value = Number(raw);
-    const min = key === "latencyWarmup" || key === "breakdown" ? 0 : 1;
-    if (!Number.isInteger(value) || value < min) {
-      throw new RangeError(`'${flag}' must be an integer >= ${min}: ${raw}`);
-    }
-    (opts[key] as number) = value;
-  }
-  return opts;
+    return [cores[0]!, cores[1]!];
+  },
+};
+
+function parseOptions(args: string[]): Options {
+  return parseArgs(
+    args,
+    {
+      connections: integer(1),
+      rounds: ROUNDS,
+      buffer: integer(1),
+      batch: integer(1),
+      latencyCount: integer(1),
+      latencyWarmup: integer(0),
+      kinds: list(KINDS),
+      cap: integer(1),
+      ioTimeout: integer(1),
+      breakdown: integer(0),
+      pin: PIN_CORES,
+    },
+    { ...DEFAULT_OPTIONS, kinds: [...DEFAULT_OPTIONS.kinds] },
+    {
+      usage: "deno task bench:c10k [options]   (bash bench/c10k/c10k.sh)",
+    },
+  );
+}
+
+/**
+ * Both processes on the last core when `--pin` is not given and `taskset`
+ * runs (see main()); the pin otherwise.
+ */
+export async function defaultPin(
+  pin: Options["pin"],
+): Promise<[number, number] | null> {
+  if (pin !== undefined) return pin;
+  const last = navigator.hardwareConcurrency - 1;
+  if (await tasksetWorks()) return [last, last];
+  console.error(
+    "not pinned: taskset is missing or fails; install util-linux to pin",
+  );
+  return null;
+}
+
+/** What runs a server: another copy of `_server.ts`, more V8 flags. */
+export interface ServerSpec {
+  /** The server script (default: `_server.ts` beside this file). */
+  script?: string;
+  /** V8 flags besides `--expose-gc`. */
+  v8Flags?: readonly string[];
+  /** A label for messages (default: the kind). */
+  label?: string;
 }
 
 // ------------------------------------------------------------ processes
 
 /** Every child spawned; killed on error, on SIGINT and at the time cap. */
 const children = new Set<Deno.ChildProcess>();
+
+/** Kills (SIGKILL) every server and client this module has started. */
+export function killChildren(): void {
+  for (const child of children) kill(child, "SIGKILL");
+}
 
 function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
   try {
@@ -189,6 +208,9 @@ function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
     // Already exited.
   }
 }
+
+const SERVER_SCRIPT = benchPath("./c10k/_server.ts");
+const CLIENT_SCRIPT = benchPath("./c10k/_client.ts");
 
 /** What starts the children's protocol lines on stdout. */
 const PROTOCOL_MARK = "@c10k ";
@@ -313,14 +335,17 @@ class ServerChild extends Controlled {
     kind: Kind,
     opts: Options,
     allowWrite?: string,
+    spec: ServerSpec = {},
   ): Promise<ServerChild> {
-    const server = new ServerChild(`${kind} server`, opts.pin?.[0], [
+    const label = spec.label ?? kind;
+    const v8Flags = ["--expose-gc", ...(spec.v8Flags ?? [])];
+    const server = new ServerChild(`${label} server`, opts.pin?.[0], [
       "run",
       "--no-prompt",
       "--allow-net",
       ...(allowWrite === undefined ? [] : [`--allow-write=${allowWrite}`]),
-      "--v8-flags=--expose-gc",
-      scriptPath("./_c10k_server.ts"),
+      `--v8-flags=${v8Flags.join(",")}`,
+      spec.script ?? SERVER_SCRIPT,
       "--kind",
       kind,
       "--buffer",
@@ -334,7 +359,9 @@ class ServerChild extends Controlled {
       const line = await server.line(STARTUP_TIMEOUT_MS, "its port");
       const match = /^listening (\d+)$/.exec(line);
       if (match === null) {
-        throw new Error(`${kind} server: expected 'listening <port>': ${line}`);
+        throw new Error(
+          `${label} server: expected 'listening <port>': ${line}`,
+        );
       }
       server.port = Number(match[1]);
       return server;
@@ -387,7 +414,7 @@ class ClientChild extends Controlled {
       "run",
       "--no-prompt",
       "--allow-net",
-      scriptPath("./_c10k_client.ts"),
+      CLIENT_SCRIPT,
       "--port",
       String(port),
     ]);
@@ -403,14 +430,17 @@ class ClientChild extends Controlled {
 // ---------------------------------------------------------------- runs
 
 /** Memory of one state, from the server's stats. */
-interface Memory {
+export interface Memory {
   connections: number;
   rss: number;
   heapUsed: number;
   heapTotal: number;
   /** Resident bytes of all of V8's heap spaces. */
   heapResident: number;
-  /** Resident bytes of the young generation, which V8 sizes by itself. */
+  /**
+   * Resident bytes of the young generation (`new_space` and
+   * `new_large_object_space`), which V8 sizes by itself.
+   */
   newSpace: number;
   external: number;
 }
@@ -420,7 +450,7 @@ interface Memory {
  * the rest of the RSS: `rss - heapResident - external` (Rust and tokio's
  * per-connection state, malloc's overhead, and whatever else).
  */
-interface PerConnection {
+export interface PerConnection {
   rss: number;
   heapUsed: number;
   heapResident: number;
@@ -451,7 +481,7 @@ function perConnection(base: Memory, loaded: Memory, n: number): PerConnection {
 }
 
 /** One run: one server kind, one round. */
-interface Run {
+export interface Run {
   kind: Kind;
   round: number;
   /** Fresh server, before the warm-up. */
@@ -486,18 +516,28 @@ function memory(stats: ServerStats): Memory {
       (sum, space) => sum + space.physical,
       0,
     ),
-    newSpace: stats.spaces["new_space"]?.physical ?? 0,
+    newSpace: (stats.spaces["new_space"]?.physical ?? 0) +
+      (stats.spaces["new_large_object_space"]?.physical ?? 0),
     external: stats.external,
   };
 }
 
-async function runOnce(kind: Kind, round: number, opts: Options): Promise<Run> {
+/**
+ * One run (steps 1-7 of the module's description) of a fresh server of
+ * `kind`; `spec` says which server script and V8 flags.
+ */
+export async function runOnce(
+  kind: Kind,
+  round: number,
+  opts: Options,
+  spec: ServerSpec = {},
+): Promise<Run> {
   const t0 = performance.now();
   const n = opts.connections;
   let server: ServerChild | undefined;
   let client: ClientChild | undefined;
   try {
-    server = await ServerChild.start(kind, opts);
+    server = await ServerChild.start(kind, opts, undefined, spec);
     const start = memory(await server.stats());
     client = ClientChild.start(server.port, opts);
     const openMs = (count: number) => 60_000 + count * 10;
@@ -578,11 +618,13 @@ async function runOnce(kind: Kind, round: number, opts: Options): Promise<Run> {
 // -------------------------------------------------------------- checks
 
 // Deno 2.9.6 reads /proc files only under --allow-all: ask `cat` (as
-// `_harness.ts` does), which also reads the limits of a child of this
+// `../_common/` does), which also reads the limits of a child of this
 // process, the same as the server's and the client's.
 
 /** The soft and hard limits on open files, from /proc (Linux). */
-async function fdLimits(): Promise<{ soft: number; hard: number } | null> {
+export async function fdLimits(): Promise<
+  { soft: number; hard: number } | null
+> {
   const text = await commandOutput("cat", ["/proc/self/limits"], "");
   const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(text);
   if (m === null) return null;
@@ -591,7 +633,7 @@ async function fdLimits(): Promise<{ soft: number; hard: number } | null> {
 }
 
 /** The ephemeral port range, from /proc (Linux). */
-async function portRange(): Promise<[number, number] | null> {
+export async function portRange(): Promise<[number, number] | null> {
   const text = await commandOutput(
     "cat",
     ["/proc/sys/net/ipv4/ip_local_port_range"],
@@ -613,13 +655,15 @@ function mib(bytes: number | null): string {
   return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
-function bytesPer(value: number | null): string {
+/** Bytes as `1,234 B`, or `n/a`. */
+export function bytesPer(value: number | null): string {
   return value === null
     ? "n/a"
     : `${Math.round(value).toLocaleString("en-US")} B`;
 }
 
-function us(value: number | null): string {
+/** Microseconds as `12.3 µs`, or `n/a`. */
+export function us(value: number | null): string {
   return value === null ? "n/a" : `${value.toFixed(1)} µs`;
 }
 
@@ -748,7 +792,7 @@ interface Breakdown {
 }
 
 async function breakdownOnce(kind: Kind, opts: Options): Promise<Breakdown> {
-  const dir = scriptPath("./results");
+  const dir = benchPath("./results");
   await Deno.mkdir(dir, { recursive: true });
   const n = opts.breakdown;
   const paths = [0, n].map((c) => `${dir}/c10k-${kind}-${c}.heapsnapshot`);
@@ -832,6 +876,8 @@ async function breakdownMain(opts: Options): Promise<void> {
     results.push(await breakdownOnce(kind, opts));
   }
   const lines: string[] = [
+    ...versionLines(await machineInfo()),
+    "",
     "Heap snapshot (after forced GC) with N idle connections minus one with " +
     "0, per connection. Self sizes; `native: system / JSArrayBufferData` " +
     "nodes are ArrayBuffer backing stores (outside the JS heap).",
@@ -875,20 +921,11 @@ async function breakdownMain(opts: Options): Promise<void> {
 
 async function main(): Promise<void> {
   const opts = parseOptions(Deno.args);
-  if (opts.pin === undefined) {
-    // Both processes on one core: a round trip is then two context switches
-    // and the two processes' work, with no cross-core wake-up, whose delay
-    // on a VM is both large (about 50 us here) and erratic, and would hide
-    // the server's own per-call cost.
-    const last = navigator.hardwareConcurrency - 1;
-    const works = await new Deno.Command("taskset", {
-      args: ["-c", String(last), "true"],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).output().then((o) => o.success, () => false);
-    opts.pin = works ? [last, last] : null;
-  }
+  // By default both processes on one core: a round trip is then two context
+  // switches and the two processes' work, with no cross-core wake-up, whose
+  // delay on a VM is both large (about 50 us here) and erratic, and would
+  // hide the server's own per-call cost.
+  opts.pin = await defaultPin(opts.pin);
   const n = opts.connections;
   const limits = await fdLimits();
   // Each process needs N sockets plus the warm-up, the latency connection,
@@ -899,7 +936,7 @@ async function main(): Promise<void> {
       `the soft limit on open files is ${limits.soft}; ${n} connections ` +
         `need ${need}: ` +
         (limits.hard >= need
-          ? `run 'bash bench/c10k.sh' (or 'ulimit -n ${
+          ? `run 'bash bench/c10k/c10k.sh' (or 'ulimit -n ${
             Math.min(20_000, limits.hard)
           }' first)`
           : `the hard limit is ${limits.hard}: use --connections ${
@@ -920,11 +957,10 @@ async function main(): Promise<void> {
     return;
   }
   const machine = await machineInfo({
-    hardwareConcurrency: navigator.hardwareConcurrency,
     fdLimits: limits,
     ephemeralPorts: range,
   });
-  const startedAt = new Date().toISOString();
+  const startedAt = machine.date;
   console.error(
     `c10k: ${opts.rounds} rounds x ${opts.kinds.join(", ")}; ` +
       `${n} idle connections, ${opts.buffer} B buffer per connection; ` +
@@ -1018,9 +1054,9 @@ async function main(): Promise<void> {
     ? `both pinned to core ${opts.pin[0]}`
     : `server on core ${opts.pin[0]}, client on core ${opts.pin[1]}`;
   const lines = [
-    `Machine: ${machine.cpuModel}, ${machine.hardwareConcurrency} cores, ` +
-    `Linux ${machine.osRelease}, Deno ${machine.deno} (V8 ${machine.v8}); ` +
-    `median of ${opts.rounds} rounds; server and client in separate ` +
+    ...versionLines(machine),
+    "",
+    `Median of ${opts.rounds} rounds; server and client in separate ` +
     `processes on 127.0.0.1, ${pin}; ${opts.buffer} B buffer per ` +
     `connection in both servers (evthread: plus the EvSocket's own read ` +
     `buffer); latency: ${opts.latencyCount} sequential 64 B round trips on ` +

@@ -1,9 +1,9 @@
 /**
- * Echo server for `bench/c10k.ts`, controlled over stdin/stdout lines.
+ * Echo server for `bench/c10k/c10k.ts`, controlled over stdin/stdout lines.
  *
  * Usage:
  * ```sh
- * deno run --allow-net --v8-flags=--expose-gc bench/_c10k_server.ts \
+ * deno run --allow-net --v8-flags=--expose-gc bench/c10k/_server.ts \
  *   --kind evthread|raw [--buffer 4096] [--capacity 10100] [--timeout 30000]
  * ```
  *
@@ -37,8 +37,16 @@
  */
 
 import { getHeapSpaceStatistics, writeHeapSnapshot } from "node:v8";
-import { EvLoop } from "../mod.ts";
-import { deadlines } from "../src/_deadline_queue.ts";
+import { choice, integer, parseArgs } from "../_common/args.ts";
+import { EvLoop } from "../../mod.ts";
+
+/**
+ * The library's shared deadline queue, for its size; undefined in a
+ * revision without it (`bench/ab.ts` runs this file against others).
+ */
+const deadlines: { readonly size: number } | undefined = await import(
+  "../../src/_deadline_queue.ts"
+).then((m) => m.deadlines, () => undefined);
 
 /** What `stats` prints, after the `stats ` prefix. */
 export interface ServerStats {
@@ -82,37 +90,17 @@ interface Options {
 }
 
 function parseOptions(args: string[]): Options {
-  const opts: Options = {
+  return parseArgs(args, {
+    kind: choice(["evthread", "raw"] as const),
+    buffer: integer(1),
+    capacity: integer(1),
+    timeout: integer(1),
+  }, {
     kind: "evthread",
     buffer: 4096,
     capacity: 10_100,
     timeout: 30_000,
-  };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const eq = arg.indexOf("=");
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const raw = eq >= 0 ? arg.slice(eq + 1) : args[++i];
-    if (raw === undefined) throw new TypeError(`'${flag}' needs a value`);
-    if (flag === "--kind") {
-      if (raw !== "evthread" && raw !== "raw") {
-        throw new TypeError(
-          `'--kind' must be evthread or raw: received ${raw}`,
-        );
-      }
-      opts.kind = raw;
-      continue;
-    }
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < 1) {
-      throw new RangeError(`'${flag}' must be a positive integer: ${raw}`);
-    }
-    if (flag === "--buffer") opts.buffer = value;
-    else if (flag === "--capacity") opts.capacity = value;
-    else if (flag === "--timeout") opts.timeout = value;
-    else throw new TypeError(`Unknown option '${flag}'`);
-  }
-  return opts;
+  });
 }
 
 const opts = parseOptions(Deno.args);
@@ -270,7 +258,7 @@ async function stats(server: Server): Promise<ServerStats> {
     spaces,
     gc: forceGc !== undefined,
     timeouts: server.timeouts(),
-    deadlines: opts.kind === "evthread" ? deadlines.size : 0,
+    deadlines: opts.kind === "evthread" ? deadlines?.size ?? 0 : 0,
     errors: server.errors(),
     buffer: opts.buffer,
   };

@@ -1,16 +1,19 @@
 /**
- * Hello-world HTTP server for `bench/http.ts` on `Deno.serve` (hyper, in Rust):
- * the native baseline.
+ * Hello-world HTTP server for `bench/http/http.ts` on this library: `serve()` from
+ * `@corothread/evthread/http`, a task per connection on an `EvLoop`.
  *
- * Usage: `deno run --allow-net bench/_http_native_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/http/_evthread_server.ts [--port N]` (0: any free port).
  * Prints `listening <port>` as its first stdout line. On SIGTERM it shuts
  * down and lets the process end by itself, so `--cpu-prof` writes a profile.
  *
  * @module
  */
 
-const port = Number(Deno.args[0] ?? 0);
-const server = Deno.serve(
+import { parseArgs, PORT } from "../_common/args.ts";
+import { serve } from "../../http.ts";
+
+const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
+const server = serve(
   {
     hostname: "127.0.0.1",
     port,
@@ -23,7 +26,7 @@ const server = Deno.serve(
 
 function onTerm(): void {
   Deno.removeSignalListener("SIGTERM", onTerm);
-  server.shutdown();
+  server.shutdown({ grace: 1000 });
 }
 Deno.addSignalListener("SIGTERM", onTerm);
 await server.finished;

@@ -4,12 +4,12 @@
  * then checks that nothing failed and nothing leaked.
  *
  * ```sh
- * deno run -A bench/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]
+ * deno run -A bench/soak/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]
  * ```
  *
  * Each target runs in turn for `--seconds` (so `both` takes twice as long,
  * plus a few seconds each), with three processes: the server
- * (`_soak_server.ts`), the load (`_soak_clients.ts`) and this orchestrator,
+ * (`_server.ts`), the load (`_clients.ts`) and this orchestrator,
  * which talks to the server over its stdin/stdout (JSON lines) and counts the
  * server's open fds by listing `/proc/<pid>/fd` with `ls`.
  *
@@ -48,7 +48,7 @@
  * not the same interleaving.
  *
  * **Why 0 failures are expected** (under these settings; see
- * `_soak_server.ts` and `_soak_clients.ts` for the exact limits):
+ * `_server.ts` and `_clients.ts` for the exact limits):
  * - Nothing is dropped. With policy `"wait"`, a connection that finds the
  *   pool full waits in the listen backlog (511, or `net.core.somaxconn` if
  *   lower: 4096 by default since Linux 5.4; recorded in the JSON) and is
@@ -85,13 +85,18 @@
  */
 
 import {
+  benchPath,
   commandOutput,
+  type Flag,
+  integer,
   loadavg,
   machineInfo,
+  number,
+  parseArgs,
   saveResults,
-  scriptPath,
   toJson,
-} from "./_harness.ts";
+  versionLines,
+} from "../_common/mod.ts";
 import {
   BURST_SIZE,
   CLIENT_TIMEOUT_MS,
@@ -102,14 +107,14 @@ import {
   HOSTILE_MAX,
   type HostileKind,
   WELL_BEHAVED,
-} from "./_soak_clients.ts";
+} from "./_clients.ts";
 import {
   ECHO_LIMITS,
   HTTP_LIMITS,
   POOL,
   type SoakTarget,
   type StatsReply,
-} from "./_soak_server.ts";
+} from "./_server.ts";
 
 const STARTUP_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 5_000;
@@ -122,7 +127,7 @@ const STDERR_KEPT = 40;
 const LOAD_BACKSTOP_S = CLIENT_TIMEOUT_MS / 1000 + 30;
 
 const USAGE =
-  "usage: deno run -A bench/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]";
+  "usage: deno task bench:soak [options]   (deno run -A bench/soak/soak.ts)";
 
 interface Options {
   seconds: number;
@@ -130,45 +135,29 @@ interface Options {
   seed: number;
 }
 
+/** `--target echo|http|both`. */
+const TARGET: Flag<SoakTarget[]> = {
+  value: "echo|http|both",
+  parse(raw, flag) {
+    if (raw === "both") return ["echo", "http"];
+    if (raw === "echo" || raw === "http") return [raw];
+    throw new TypeError(
+      `'${flag}' must be echo, http or both: received '${raw}'`,
+    );
+  },
+};
+
 function parseOptions(args: string[]): Options {
-  const opts: Options = {
+  const { seconds, target, seed } = parseArgs(args, {
+    seconds: number(0, { exclusive: true, max: 24 * 3600 }),
+    target: TARGET,
+    seed: integer(0, 2 ** 32 - 1),
+  }, {
     seconds: 60,
-    targets: ["echo", "http"],
+    target: ["echo", "http"],
     seed: Math.floor(Math.random() * 2 ** 31),
-  };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (arg === "-h" || arg === "--help") {
-      console.log(USAGE);
-      Deno.exit(0);
-    }
-    const eq = arg.indexOf("=");
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const raw = eq >= 0 ? arg.slice(eq + 1) : args[++i];
-    if (raw === undefined) throw new TypeError(`'${flag}' needs a value`);
-    if (flag === "--seconds") {
-      const value = Number(raw);
-      if (!Number.isFinite(value) || value <= 0 || value > 24 * 3600) {
-        throw new RangeError(`'--seconds' must be in (0, 86400]: ${raw}`);
-      }
-      opts.seconds = value;
-    } else if (flag === "--target") {
-      if (raw === "both") opts.targets = ["echo", "http"];
-      else if (raw === "echo" || raw === "http") opts.targets = [raw];
-      else throw new TypeError(`'--target' must be echo, http or both: ${raw}`);
-    } else if (flag === "--seed") {
-      const value = Number(raw);
-      if (!Number.isSafeInteger(value) || value < 0 || value >= 2 ** 32) {
-        throw new RangeError(
-          `'--seed' must be an integer in [0, 2^32): ${raw}`,
-        );
-      }
-      opts.seed = value;
-    } else {
-      throw new TypeError(`${USAGE}\nunexpected argument: '${arg}'`);
-    }
-  }
-  return opts;
+  }, { usage: USAGE });
+  return { seconds, targets: target, seed };
 }
 
 /** Children started, killed on SIGINT and at the end whatever happens. */
@@ -468,7 +457,7 @@ function denoArgs(
     "--no-prompt",
     "--allow-net",
     ...(v8Flags.length > 0 ? [`--v8-flags=${v8Flags.join(",")}`] : []),
-    scriptPath(script),
+    benchPath(script),
     ...args,
   ];
 }
@@ -479,7 +468,7 @@ async function runTarget(
 ): Promise<TargetReport> {
   const server = new JsonChild(
     `${target} server`,
-    denoArgs("./_soak_server.ts", ["--expose-gc"], "--target", target),
+    denoArgs("./soak/_server.ts", ["--expose-gc"], "--target", target),
     true,
   );
   let clients: JsonChild | undefined;
@@ -527,7 +516,7 @@ async function runTarget(
     clients = new JsonChild(
       `${target} clients`,
       denoArgs(
-        "./_soak_clients.ts",
+        "./soak/_clients.ts",
         [],
         "--target",
         target,
@@ -901,14 +890,13 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", onInterrupt);
   const machine = await machineInfo({
-    hardwareConcurrency: navigator.hardwareConcurrency,
     somaxconn: await commandOutput(
       "cat",
       ["/proc/sys/net/core/somaxconn"],
       "unknown",
     ),
   });
-  const startedAt = new Date().toISOString();
+  const startedAt = machine.date;
   const began = performance.now();
   console.error(
     `soak: ${
@@ -946,8 +934,9 @@ async function main(): Promise<void> {
   const passed = checks.every((c) => c.ok);
   const totalSeconds = (performance.now() - began) / 1000;
   const lines = [
-    `Soak, seed ${opts.seed}: ${machine.cpuModel}, ${machine.hardwareConcurrency} cores, ` +
-    `Deno ${machine.deno}; pool ${POOL}, policy "wait"; ${WELL_BEHAVED} well-behaved clients ` +
+    ...versionLines(machine),
+    "",
+    `Soak, seed ${opts.seed}: pool ${POOL}, policy "wait"; ${WELL_BEHAVED} well-behaved clients ` +
     `(${
       CLIENT_TIMEOUT_MS / 1000
     } s timeouts), at most ${HOSTILE_MAX} hostile ones, ` +

@@ -1,9 +1,9 @@
 /**
- * Load client for `bench/echo.ts`: drives one echo server on 127.0.0.1 for a
+ * Load client for `bench/echo/echo.ts`: drives one echo server on 127.0.0.1 for a
  * fixed time and prints one JSON line with the result.
  *
  * Usage:
- * `deno run --allow-net bench/_echo_load.ts --port P --scenario S --seconds N [--warmup W]`
+ * `deno run --allow-net bench/echo/_load.ts --port P --scenario S --seconds N [--warmup W]`
  *
  * Scenarios:
  * - `pingpong-1`: one connection; write 64 B, read until 64 B are back, repeat.
@@ -18,12 +18,8 @@
  * @module
  */
 
-import {
-  checkSeconds,
-  numberOption,
-  parseArgs,
-  printWithHardStop,
-} from "./_load_common.ts";
+import { choice, parseArgs, PORT, SECONDS, WARMUP } from "../_common/args.ts";
+import { printWithHardStop } from "../_common/process.ts";
 
 const PING_SIZE = 64;
 const PING_CONNS = 100;
@@ -180,32 +176,31 @@ async function stream(
   }
 }
 
+/** The scenarios, as `--scenario` takes them. */
+export const SCENARIOS = ["pingpong-1", "pingpong-100", "stream"] as const;
+
 async function main(): Promise<void> {
-  const opts = parseArgs(Deno.args);
-  const port = numberOption(opts, "port");
-  const seconds = numberOption(opts, "seconds", 3);
-  const warmup = numberOption(opts, "warmup", 0.25);
-  const scenario = opts.get("scenario") ?? "pingpong-1";
-  checkSeconds(seconds);
+  const { port, scenario, seconds, warmup } = parseArgs(Deno.args, {
+    port: PORT,
+    scenario: choice(SCENARIOS),
+    seconds: SECONDS,
+    warmup: WARMUP,
+  }, {
+    port: 0,
+    scenario: "pingpong-1",
+    seconds: 3,
+    warmup: 0.25,
+  }, { required: ["port"] });
 
   const limit = seconds + warmup + 10;
   await printWithHardStop(
     limit,
-    `_echo_load: hard stop after ${limit} s (${scenario})`,
-    (): Promise<LoadResult> => {
-      switch (scenario) {
-        case "pingpong-1":
-          return pingPong(port, 1, warmup, seconds);
-        case "pingpong-100":
-          return pingPong(port, PING_CONNS, warmup, seconds);
-        case "stream":
-          return stream(port, warmup, seconds);
-        default:
-          throw new TypeError(
-            `'--scenario' must be pingpong-1, pingpong-100 or stream: received '${scenario}'`,
-          );
-      }
-    },
+    `echo/_load: hard stop after ${limit} s (${scenario})`,
+    ({
+      "pingpong-1": () => pingPong(port, 1, warmup, seconds),
+      "pingpong-100": () => pingPong(port, PING_CONNS, warmup, seconds),
+      "stream": () => stream(port, warmup, seconds),
+    })[scenario],
   );
 }
 

@@ -1,18 +1,17 @@
 /**
- * Hello-world HTTP server for `bench/http.ts` on this library: `serve()` from
- * `@corothread/evthread/http`, a task per connection on an `EvLoop`.
+ * Hello-world HTTP server for `bench/http/http.ts` on `Deno.serve` (hyper, in Rust):
+ * the native baseline.
  *
- * Usage: `deno run --allow-net bench/_http_evthread_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/http/_native_server.ts [--port N]` (0: any free port).
  * Prints `listening <port>` as its first stdout line. On SIGTERM it shuts
  * down and lets the process end by itself, so `--cpu-prof` writes a profile.
  *
  * @module
  */
 
-import { serve } from "../http.ts";
-
-const port = Number(Deno.args[0] ?? 0);
-const server = serve(
+import { parseArgs, PORT } from "../_common/args.ts";
+const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
+const server = Deno.serve(
   {
     hostname: "127.0.0.1",
     port,
@@ -25,7 +24,7 @@ const server = serve(
 
 function onTerm(): void {
   Deno.removeSignalListener("SIGTERM", onTerm);
-  server.shutdown({ grace: 1000 });
+  server.shutdown();
 }
 Deno.addSignalListener("SIGTERM", onTerm);
 await server.finished;

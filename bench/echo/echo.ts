@@ -1,19 +1,23 @@
 /**
  * Load benchmark of three echo servers, each in its own process:
  *
- * 1. `_evthread_echo_server.ts`: this library (`EvLoop.listen`, `recv` / `send`),
- * 2. `_raw_echo_server.ts`: a hand-rolled `Deno.listen` + `conn.read` / `conn.write` loop,
- * 3. `_node_echo_server.ts`: `node:net` `createServer` with `data` callbacks.
+ * 1. `_evthread_server.ts`: this library (`EvLoop.listen`, `recv` / `send`),
+ * 2. `_raw_server.ts`: a hand-rolled `Deno.listen` + `conn.read` / `conn.write` loop,
+ * 3. `_node_server.ts`: `node:net` `createServer` with `data` callbacks.
  *
- * Each measurement runs `_echo_load.ts` as a fresh subprocess against one server.
- * Rounds are interleaved (every round runs every scenario on every server, the
+ * Each measurement runs `_load.ts` as a fresh subprocess against one server.
+ * By default nothing is pinned (`--pin auto`: the servers on the last core,
+ * the load client on core 0, when `taskset` runs). Rounds are interleaved (every round runs every scenario on every server, the
  * server order rotating each round) so that drift in machine load spreads over
  * all servers; the table reports medians over rounds.
  *
  * Usage:
  * ```sh
+ * deno task bench:echo [--rounds 5] [--seconds 3] [--warmup 0.25] \
+ *   [--servers evthread,raw,node] [--pin off|auto]
+ * # which is
  * deno run --allow-net --allow-run --allow-read --allow-env --allow-write=bench/results \
- *   bench/echo.ts [--rounds 5] [--seconds 3] [--warmup 0.25] [--servers evthread,raw,node]
+ *   bench/echo/echo.ts [options]
  * ```
  * Without `--allow-write` the JSON results are not saved (a warning says so);
  * everything else is printed.
@@ -21,39 +25,42 @@
  * @module
  */
 
-import type { LoadResult } from "./_echo_load.ts";
+import { type LoadResult, SCENARIOS } from "./_load.ts";
 import {
-  type BenchOptions,
   denoRun,
   formatRatio,
+  list,
   loadavg,
   loadCommand,
   machineInfo,
   median,
   noteFailures,
-  parseBenchOptions,
+  parseArgs,
+  PIN,
+  pinned,
+  placement,
   ratio,
   rotated,
+  ROUNDS,
   saveResults,
+  SECONDS,
   type ServerProcess,
   toJson,
+  versionLines,
+  WARMUP,
   withServers,
-} from "./_harness.ts";
+} from "../_common/mod.ts";
 
 type ServerName = "evthread" | "raw" | "node";
-type ScenarioName = "pingpong-1" | "pingpong-100" | "stream";
+type ScenarioName = typeof SCENARIOS[number];
 
 const SERVERS: readonly ServerName[] = ["evthread", "raw", "node"];
-const SCENARIOS: readonly ScenarioName[] = [
-  "pingpong-1",
-  "pingpong-100",
-  "stream",
-];
-const SERVER_FILES: Record<ServerName, string> = {
-  evthread: "./_evthread_echo_server.ts",
-  raw: "./_raw_echo_server.ts",
-  node: "./_node_echo_server.ts",
+const SERVER_FILES: Record<ServerName, URL> = {
+  evthread: new URL("./_evthread_server.ts", import.meta.url),
+  raw: new URL("./_raw_server.ts", import.meta.url),
+  node: new URL("./_node_server.ts", import.meta.url),
 };
+const LOAD_CLIENT = new URL("./_load.ts", import.meta.url);
 const SCENARIO_LABELS: Record<ScenarioName, string> = {
   "pingpong-1": "ping-pong 64 B, 1 conn (round trips/s)",
   "pingpong-100": "ping-pong 64 B, 100 conns (round trips/s)",
@@ -73,19 +80,28 @@ interface Sample {
   error?: string;
 }
 
-function parseOptions(args: string[]): BenchOptions<ServerName> {
-  const opts = parseBenchOptions(args, {
+interface Options {
+  rounds: number;
+  seconds: number;
+  warmup: number;
+  servers: ServerName[];
+  pin: "auto" | "off";
+}
+
+function parseOptions(args: string[]): Options {
+  return parseArgs(args, {
+    rounds: ROUNDS,
+    seconds: SECONDS,
+    warmup: WARMUP,
+    servers: list(SERVERS),
+    pin: PIN,
+  }, {
     rounds: 5,
     seconds: 3,
     warmup: 0.25,
     servers: [...SERVERS],
-  }, SERVERS);
-  if (opts.seconds <= 0) {
-    throw new RangeError(
-      `'--seconds' must be positive: received ${opts.seconds}`,
-    );
-  }
-  return opts;
+    pin: "off",
+  }, { usage: "deno task bench:echo [options]" });
 }
 
 async function measure(
@@ -93,6 +109,7 @@ async function measure(
   scenario: ScenarioName,
   seconds: number,
   warmup: number,
+  loadCore: number | undefined,
 ): Promise<Pick<Sample, "value" | "unit" | "count" | "error">> {
   if (server.exited) {
     return {
@@ -104,17 +121,19 @@ async function measure(
   }
   // The client stops itself after seconds + warmup + 10; this is the backstop.
   const { code, stdout, stderr } = await loadCommand(
-    Deno.execPath(),
-    denoRun(
-      "./_echo_load.ts",
-      "--port",
-      String(server.port),
-      "--scenario",
-      scenario,
-      "--seconds",
-      String(seconds),
-      "--warmup",
-      String(warmup),
+    ...pinned(
+      loadCore,
+      Deno.execPath(),
+      denoRun(LOAD_CLIENT, [
+        "--port",
+        String(server.port),
+        "--scenario",
+        scenario,
+        "--seconds",
+        String(seconds),
+        "--warmup",
+        String(warmup),
+      ]),
     ),
     seconds + warmup + 20,
   ).output();
@@ -140,27 +159,35 @@ function formatValue(value: number | null, scenario: ScenarioName): string {
 }
 
 async function main(): Promise<void> {
-  const { rounds, seconds, warmup, servers: serverNames } = parseOptions(
-    Deno.args,
-  );
-  const machine = await machineInfo({
-    hardwareConcurrency: navigator.hardwareConcurrency,
-  });
-  const startedAt = new Date().toISOString();
+  const { rounds, seconds, warmup, servers: serverNames, pin: pinMode } =
+    parseOptions(Deno.args);
+  const machine = await machineInfo();
+  const pin = await placement(pinMode);
+  const startedAt = machine.date;
   const estimate = rounds * SCENARIOS.length * serverNames.length *
     (seconds + warmup + 0.4);
   console.error(
     `echo bench: ${rounds} rounds x ${SCENARIOS.length} scenarios x ${serverNames.length} servers ` +
-      `x ${seconds} s (+${warmup} s warm-up), about ${Math.ceil(estimate)} s`,
+      `x ${seconds} s (+${warmup} s warm-up), about ${
+        Math.ceil(estimate)
+      } s; ${pin.note}`,
   );
 
   const samples: Sample[] = [];
-  await withServers(serverNames, SERVER_FILES, undefined, async (servers) => {
+  const serverArgs = (name: ServerName) =>
+    denoRun(SERVER_FILES[name], ["--port", "0"]);
+  await withServers(serverNames, serverArgs, pin.server, async (servers) => {
     for (let round = 0; round < rounds; round++) {
       const order = rotated(servers, round);
       for (const scenario of SCENARIOS) {
         for (const [position, server] of order.entries()) {
-          const result = await measure(server, scenario, seconds, warmup);
+          const result = await measure(
+            server,
+            scenario,
+            seconds,
+            warmup,
+            pin.load,
+          );
           samples.push({
             round: round + 1,
             scenario,
@@ -205,10 +232,10 @@ async function main(): Promise<void> {
 
   const loadavgAtEnd = await loadavg();
   const lines = [
-    `Machine: ${machine.cpuModel}, ${machine.hardwareConcurrency} cores, ` +
-    `Linux ${machine.osRelease}, Deno ${machine.deno} (V8 ${machine.v8}); ` +
-    `median of ${rounds} rounds x ${seconds} s, servers and load client in separate processes ` +
-    `on 127.0.0.1.`,
+    ...versionLines(machine),
+    "",
+    `Median of ${rounds} rounds x ${seconds} s, servers and load client in ` +
+    `separate processes on 127.0.0.1, ${pin.note}.`,
     "",
     "| scenario | evthread | raw Deno.Conn | node:net | evthread / raw | evthread / node |",
     "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -235,7 +262,7 @@ async function main(): Promise<void> {
 
   const report = {
     machine: { ...machine, loadavgAtEnd },
-    config: { rounds, seconds, warmup },
+    config: { rounds, seconds, warmup, pin: pin.note },
     startedAt,
     finishedAt: new Date().toISOString(),
     medians,

@@ -1,16 +1,17 @@
 /**
- * Baseline echo server for `bench/echo.ts`: a hand-rolled `Deno.listen` accept
+ * Baseline echo server for `bench/echo/echo.ts`: a hand-rolled `Deno.listen` accept
  * loop with raw `conn.read()` / `conn.write()` per connection.
  *
- * Usage: `deno run --allow-net bench/_raw_echo_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/echo/_raw_server.ts [--port N]` (0: any free port).
  * Prints `listening <port>` as its first stdout line. Exits on SIGTERM.
  *
  * @module
  */
 
+import { parseArgs, PORT } from "../_common/args.ts";
 const BUFFER_SIZE = 64 * 1024;
 
-const port = Number(Deno.args[0] ?? 0);
+const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
 const listener = Deno.listen({ hostname: "127.0.0.1", port });
 const conns = new Set<Deno.Conn>();
 

@@ -1,9 +1,9 @@
 /**
- * Load client for `bench/c10k.ts`, controlled over stdin/stdout lines. It
+ * Load client for `bench/c10k/c10k.ts`, controlled over stdin/stdout lines. It
  * holds many idle connections to one echo server on 127.0.0.1 and measures
  * the latency of one more.
  *
- * Usage: `deno run --allow-net bench/_c10k_client.ts --port P`
+ * Usage: `deno run --allow-net bench/c10k/_client.ts --port P`
  *
  * Commands (one per stdin line; each answers one stdout line, `@c10k ok
  * <json>` or `@c10k error <message>`):
@@ -23,6 +23,8 @@
  *
  * @module
  */
+
+import { integer, parseArgs } from "../_common/args.ts";
 
 /** Answer of `open`. */
 export interface OpenResult {
@@ -61,16 +63,9 @@ const PING_SIZE = 64;
 const CONNECT_TIMEOUT_MS = 10_000;
 const ROUND_TRIP_TIMEOUT_MS = 10_000;
 
-let port = 0;
-for (let i = 0; i < Deno.args.length; i++) {
-  if (Deno.args[i] === "--port") port = Number(Deno.args[++i]);
-  else if (Deno.args[i]!.startsWith("--port=")) {
-    port = Number(Deno.args[i]!.slice("--port=".length));
-  }
-}
-if (!Number.isInteger(port) || port < 1 || port > 65535) {
-  throw new RangeError("'--port' must be a port number");
-}
+const { port } = parseArgs(Deno.args, { port: integer(1, 65535) }, {
+  port: 0,
+}, { required: ["port"] });
 
 const open: Deno.TcpConn[] = [];
 

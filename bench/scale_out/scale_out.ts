@@ -1,10 +1,10 @@
 /**
- * Scaling out: the hello-world app of `http.ts` behind HAProxy, with one back
+ * Scaling out: the hello-world app of `../http/http.ts` behind HAProxy, with one back
  * end and with two. Three back-end processes on 127.0.0.1:
  *
- * - `b1` and `b2`: `_http_proxied_server.ts`, `serve()` with `proxyProtocol:
+ * - `b1` and `b2`: `_proxied_server.ts`, `serve()` with `proxyProtocol:
  *   { trusted: ["127.0.0.1"] }` (the header is required);
- * - `direct`: `_http_evthread_server.ts`, the same app without
+ * - `direct`: `../http/_evthread_server.ts`, the same app without
  *   `proxyProtocol`, for the baseline without HAProxy.
  *
  * And two HAProxy instances (mode tcp, `balance roundrobin`, `send-proxy-v2`,
@@ -15,7 +15,7 @@
  * load's connections spread over the back ends and stay there.
  *
  * Each measurement is `wrk -t1 -c{connections} -d{seconds}s --latency`
- * (or `_http_load.ts` when `wrk` is not on PATH, as in `http.ts`) against
+ * (or `../http/_load.ts` when `wrk` is not on PATH, as in `../http/http.ts`) against
  * one of three scenarios: `direct` (wrk straight at `direct`), `one` and
  * `two` (wrk at the HAProxy instance). Every scenario is warmed up once
  * (`--warmup` seconds, not counted), then the rounds are interleaved, the
@@ -30,8 +30,8 @@
  * HAProxy and the load elsewhere it would approach 2). Pinning (`--pin auto`,
  * the default, when `taskset` runs and there are at least 2 cores): wrk and
  * HAProxy on core 0 (the "proxy tier"), the back ends on the last core (the
- * "app tier"), as `http.ts` puts wrk on core 0 and the server on the other;
- * the direct baseline then measures exactly the `http.ts` layout. In this
+ * "app tier"), as `../http/http.ts` puts wrk on core 0 and the server on the other;
+ * the direct baseline then measures exactly the `../http/http.ts` layout. In this
  * layout core 0 (wrk plus HAProxy, about 0.6 of a core for HAProxy alone)
  * is the bottleneck, so two back ends cannot beat one. Unpinned (`--pin
  * off`, HAProxy still on one thread) gave the same medians within the noise
@@ -40,11 +40,11 @@
  * Usage:
  * ```sh
  * deno run --allow-net --allow-run --allow-read --allow-env \
- *   --allow-write=bench/results bench/scale_out.ts \
+ *   --allow-write=bench/results bench/scale_out/scale_out.ts \
  *   [--rounds 5] [--seconds 5] [--warmup 1] [--connections 100] \
  *   [--pin auto|off] [--servers direct,one,two]
  * ```
- * (`deno run -A bench/scale_out.ts` works too.) HAProxy is looked up on PATH
+ * (`deno run -A bench/scale_out/scale_out.ts` works too.) HAProxy is looked up on PATH
  * and in /usr/sbin, /usr/local/sbin and /sbin; without it the script says so
  * and exits with 0. Writes `bench/results/scale_out.json` (needs
  * `--allow-write=bench/results`). Defaults take about 1.5 minutes.
@@ -53,38 +53,50 @@
  */
 
 import {
-  type BenchOptions,
-  commandOutput,
+  CONNECTIONS,
+  denoRun,
+  formatCores,
   formatMs,
   formatRatio,
   formatRps,
+  type HttpFigures,
+  type HttpTool,
   interrupted,
+  list,
   loadavg,
-  loadCommand,
+  loadProgram,
   machineInfo,
   median,
   noteFailures,
-  parseBenchOptions,
+  parseArgs,
+  parseLoadOutput,
+  PIN,
   pinned,
+  type Placement,
+  placement,
   ratio,
   rotated,
+  ROUNDS,
+  runLoad,
   saveResults,
   type ServerProcess,
   toJson,
+  versionLines,
+  WARMUP,
+  WHOLE_SECONDS,
   withServers,
-} from "./_harness.ts";
-import { loadProgram, parseLoadOutput } from "./http.ts";
+  wrkVersion,
+} from "../_common/mod.ts";
 
 type Scenario = "direct" | "one" | "two";
 type Backend = "b1" | "b2" | "direct";
-type Tool = "wrk" | "deno";
 
 const SCENARIOS: readonly Scenario[] = ["direct", "one", "two"];
 const BACKENDS: readonly Backend[] = ["b1", "b2", "direct"];
-const BACKEND_FILES: Record<Backend, string> = {
-  b1: "./_http_proxied_server.ts",
-  b2: "./_http_proxied_server.ts",
-  direct: "./_http_evthread_server.ts",
+const BACKEND_FILES: Record<Backend, URL> = {
+  b1: new URL("./_proxied_server.ts", import.meta.url),
+  b2: new URL("./_proxied_server.ts", import.meta.url),
+  direct: new URL("../http/_evthread_server.ts", import.meta.url),
 };
 const LABELS: Record<Scenario, string> = {
   direct: "direct: no HAProxy, no header (baseline)",
@@ -95,74 +107,48 @@ const BACKEND_COUNT: Record<Scenario, number> = { direct: 1, one: 1, two: 2 };
 const HAPROXY_START_MS = 10_000;
 const STOP_MS = 5_000;
 
-/** Where each part runs, when pinned. */
-interface Pinning {
-  /** wrk and HAProxy. */
-  proxyCore: number;
-  /** The back ends. */
-  backendCore: number;
-}
-
-interface Options extends BenchOptions<Scenario> {
+interface Options {
+  rounds: number;
+  seconds: number;
+  warmup: number;
   connections: number;
   pin: "auto" | "off";
+  servers: Scenario[];
 }
 
 /** One measurement. */
-interface Sample {
+interface Sample extends HttpFigures {
   round: number;
   scenario: Scenario;
   /** Position of the scenario in the round's order (0-based). */
   position: number;
-  tool: Tool;
-  requestsPerSecond: number | null;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  errors: number;
-  non2xx: number;
+  tool: HttpTool;
   /** Cores HAProxy used (all threads), averaged over the measurement. */
   haproxyCores?: number;
   /** Cores the back ends of the scenario used, together. */
   backendCores?: number;
   /** Cores busy on the whole machine (user + nice + system + irq). */
   busyCores?: number;
-  error?: string;
 }
 
 type Measurement = Omit<Sample, "round" | "scenario" | "position">;
 
 function parseOptions(args: string[]): Options {
-  const defaults: Options = {
+  return parseArgs(args, {
+    rounds: ROUNDS,
+    seconds: WHOLE_SECONDS,
+    warmup: WARMUP,
+    connections: CONNECTIONS,
+    pin: PIN,
+    servers: list(SCENARIOS),
+  }, {
     rounds: 5,
     seconds: 5,
     warmup: 1,
     connections: 100,
     pin: "auto",
     servers: [...SCENARIOS],
-  };
-  const opts = parseBenchOptions(args, defaults, SCENARIOS, {
-    "--connections": (raw, opts) => {
-      const value = Number(raw);
-      if (!Number.isInteger(value) || value < 1) {
-        throw new RangeError(
-          `'--connections' must be a positive integer: received ${raw}`,
-        );
-      }
-      opts.connections = value;
-    },
-    "--pin": (raw, opts) => {
-      if (raw !== "auto" && raw !== "off") {
-        throw new TypeError(`'--pin' must be auto or off: received '${raw}'`);
-      }
-      opts.pin = raw;
-    },
-  });
-  if (!Number.isInteger(opts.seconds) || opts.seconds < 1) {
-    throw new RangeError(
-      `'--seconds' must be a positive integer (wrk's -d): received ${opts.seconds}`,
-    );
-  }
-  return opts;
+  }, { usage: "deno task bench:scale-out [options]" });
 }
 
 /** The first line `cmd -v` (or `-V`) prints, or null when it cannot run. */
@@ -211,12 +197,11 @@ async function findHaproxy(): Promise<
   return null;
 }
 
-/** Pins to core 0 and the last core when `taskset` runs and cores >= 2. */
-async function pinning(mode: "auto" | "off"): Promise<Pinning | null> {
-  const cores = navigator.hardwareConcurrency;
-  if (mode === "off" || cores < 2) return null;
-  const ok = await commandOutput("taskset", ["-c", "0", "echo", "ok"], "");
-  return ok === "ok" ? { proxyCore: 0, backendCore: cores - 1 } : null;
+/** Where the parts run, for the report. */
+function pinText(pin: Placement): string {
+  return pin.server === undefined
+    ? pin.note
+    : `load and HAProxy pinned to core ${pin.load}, back ends to core ${pin.server}`;
 }
 
 function freePort(): number {
@@ -387,94 +372,60 @@ class Haproxy {
   }
 }
 
-/** CPU ticks of the machine and of some processes, from /proc. */
-interface CpuSnapshot {
-  busy: number;
-  total: number;
-  processes: Map<number, number>;
-}
-
-async function cpuSnapshot(pids: number[]): Promise<CpuSnapshot | null> {
-  const text = await commandOutput(
-    "cat",
-    ["/proc/stat", ...pids.map((pid) => `/proc/${pid}/stat`)],
-    "",
-  );
-  const line = /^cpu (.*)$/m.exec(text);
-  if (line === null) return null;
-  const ticks = line[1]!.trim().split(/\s+/).map(Number);
-  // user nice system idle iowait irq softirq steal
-  const busy = ticks[0]! + ticks[1]! + ticks[2]! + ticks[5]! + ticks[6]!;
-  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
-  const processes = new Map<number, number>();
-  for (const pid of pids) {
-    const proc = new RegExp(`^${pid} \\(.*\\) (.*)$`, "m").exec(text);
-    if (proc === null) return null;
-    // After "(comm) ": utime is field 14 and stime 15.
-    const fields = proc[1]!.split(" ");
-    processes.set(pid, Number(fields[11]) + Number(fields[12]));
-  }
-  return { busy, total, processes };
-}
-
 async function measure(
   port: number,
   pids: { haproxy: number | null; backends: number[] },
   connections: number,
   seconds: number,
-  tool: Tool,
+  tool: HttpTool,
   warmup: number,
-  pin: Pinning | null,
+  pin: Placement,
 ): Promise<Measurement> {
   const failed = (error: string): Measurement => ({
     tool,
     requestsPerSecond: null,
+    requests: null,
     p50Ms: null,
     p99Ms: null,
     errors: 0,
     non2xx: 0,
     error,
   });
-  const [cmd, args] = pinned(
-    pin?.proxyCore,
-    ...loadProgram(tool, port, connections, seconds, warmup),
-  );
-  const command = loadCommand(cmd, args, seconds + warmup + 20);
+  const [cmd, args] = loadProgram(tool, port, connections, seconds, warmup);
   const watched = [
     ...(pids.haproxy === null ? [] : [pids.haproxy]),
     ...pids.backends,
   ];
-  const before = await cpuSnapshot(watched);
-  let output: Deno.CommandOutput;
+  let run;
   try {
-    output = await command.output();
+    run = await runLoad(cmd, args, {
+      core: pin.load,
+      backstopSeconds: seconds + warmup + 20,
+      watch: watched,
+    });
   } catch (error) {
     return failed(String(error));
   }
-  const after = await cpuSnapshot(watched);
   const cpu: Pick<Sample, "haproxyCores" | "backendCores" | "busyCores"> = {};
-  if (before !== null && after !== null && after.total > before.total) {
-    const cores = navigator.hardwareConcurrency;
-    const share = (ticks: number) =>
-      ticks / (after.total - before.total) * cores;
-    const used = (pid: number) =>
-      after.processes.get(pid)! - before.processes.get(pid)!;
-    if (pids.haproxy !== null) cpu.haproxyCores = share(used(pids.haproxy));
-    cpu.backendCores = share(
-      pids.backends.reduce((sum, pid) => sum + used(pid), 0),
-    );
-    cpu.busyCores = share(after.busy - before.busy);
+  const usage = run.cpu;
+  if (usage !== null && usage.wall > 0) {
+    const cores = (seconds: number | null) =>
+      seconds === null ? null : seconds / usage.wall;
+    if (pids.haproxy !== null) {
+      const haproxy = cores(usage.process(pids.haproxy));
+      if (haproxy !== null) cpu.haproxyCores = haproxy;
+    }
+    const backends = pids.backends.map((pid) => usage.process(pid));
+    if (backends.every((b) => b !== null)) {
+      cpu.backendCores = backends.reduce((sum, b) => sum + b!, 0) /
+        usage.wall;
+    }
+    cpu.busyCores = usage.busy / usage.wall;
   }
-  const out = new TextDecoder().decode(output.stdout).trim();
-  const err = new TextDecoder().decode(output.stderr).trim();
-  if (output.code !== 0 || out === "") {
-    return failed(`${tool} exit ${output.code}: ${err || out}`);
+  if (run.code !== 0 || run.stdout === "") {
+    return failed(`${tool} exit ${run.code}: ${run.stderr || run.stdout}`);
   }
-  return { tool, ...parseLoadOutput(tool, out), ...cpu };
-}
-
-function formatCores(value: number | null): string {
-  return value === null ? "n/a" : value.toFixed(2);
+  return { tool, ...parseLoadOutput(tool, run.stdout), ...cpu };
 }
 
 /** Medians of one scenario. */
@@ -561,29 +512,24 @@ async function main(): Promise<void> {
     );
     return;
   }
-  const wrk = await versionLine("wrk", "-v");
-  const tool: Tool = wrk === null ? "deno" : "wrk";
+  const wrk = await wrkVersion();
+  const tool: HttpTool = wrk === null ? "deno" : "wrk";
   if (tool === "deno") {
     console.error(
-      "wrk not found: using bench/_http_load.ts as the load client",
+      "wrk not found: using bench/http/_load.ts as the load client",
     );
   }
-  const machine = await machineInfo({
-    cores: navigator.hardwareConcurrency,
-    wrk,
-    haproxy: haproxy.version,
-  });
-  const pin = await pinning(pinMode);
-  const startedAt = new Date().toISOString();
+  const machine = await machineInfo({ wrk, haproxy: haproxy.version });
+  // The load and HAProxy (the "proxy tier") on core 0, the back ends on the
+  // last core.
+  const pin = await placement(pinMode);
+  const startedAt = machine.date;
   const estimate = scenarios.length *
       (warmup + rounds * (seconds + (tool === "deno" ? 0.65 : 0.15))) + 3;
   console.error(
     `scale-out bench (${tool}, ${connections} connections): ${rounds} rounds x ` +
       `${scenarios.length} scenarios x ${seconds} s (+${warmup} s warm-up each), ` +
-      `about ${Math.ceil(estimate)} s; ` +
-      (pin === null
-        ? "not pinned"
-        : `load and haproxy pinned to core ${pin.proxyCore}, back ends to core ${pin.backendCore}`),
+      `about ${Math.ceil(estimate)} s; ${pinText(pin)}`,
   );
 
   const proxies: Haproxy[] = [];
@@ -596,8 +542,8 @@ async function main(): Promise<void> {
   try {
     await withServers(
       BACKENDS,
-      BACKEND_FILES,
-      pin?.backendCore,
+      (name) => denoRun(BACKEND_FILES[name], ["--port", "0"]),
+      pin.server,
       async (servers) => {
         const byName = (name: Backend) => servers.find((s) => s.name === name)!;
         const b1 = byName("b1");
@@ -609,14 +555,14 @@ async function main(): Promise<void> {
             haproxy.path,
             "one",
             [b1],
-            pin?.proxyCore,
+            pin.load,
             register,
           );
           const two = await Haproxy.start(
             haproxy.path,
             "two",
             [b1, b2],
-            pin?.proxyCore,
+            pin.load,
             register,
           );
           console.error(`haproxy one on port ${one.port}, two on ${two.port}`);
@@ -641,6 +587,7 @@ async function main(): Promise<void> {
               return Promise.resolve<Measurement>({
                 tool,
                 requestsPerSecond: null,
+                requests: null,
                 p50Ms: null,
                 p99Ms: null,
                 errors: 0,
@@ -695,17 +642,15 @@ async function main(): Promise<void> {
   const loadavgAtEnd = await loadavg();
   const loadText = tool === "wrk"
     ? `wrk -t1 -c${connections} -d${seconds}s`
-    : `bench/_http_load.ts (Deno), ${connections} connections, ${seconds} s`;
+    : `bench/http/_load.ts (Deno), ${connections} connections, ${seconds} s`;
   const lines = [
-    `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.osRelease}, ` +
-    `Deno ${machine.deno} (V8 ${machine.v8}), ${haproxy.version}` +
-    (tool === "wrk" ? `, ${machine.wrk}` : "") +
+    ...versionLines(machine),
+    "",
+    `${haproxy.version}` + (tool === "wrk" ? `, ${machine.wrk}` : "") +
     `. Load: ${loadText} per measurement; median of ${rounds} interleaved rounds; ` +
-    `HAProxy mode tcp, nbthread 1, send-proxy-v2; ` +
-    (pin === null
-      ? "not pinned"
-      : `load and HAProxy pinned to core ${pin.proxyCore}, back ends to core ${pin.backendCore}`) +
-    `; load average ${machine.loadavgAtStart} at start, ${loadavgAtEnd} at end.`,
+    `HAProxy mode tcp, nbthread 1, send-proxy-v2; ${
+      pinText(pin)
+    }; load average ${machine.loadavgAtStart} at start, ${loadavgAtEnd} at end.`,
     "",
     "| scenario | back ends | req/s (median) | p50 | p99 | vs 1 back end | vs direct | HAProxy cores | back-end cores | machine busy cores |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -749,7 +694,15 @@ async function main(): Promise<void> {
 
   const report = {
     machine: { ...machine, loadavgAtEnd },
-    config: { rounds, seconds, warmup, connections, tool, pin, scenarios },
+    config: {
+      rounds,
+      seconds,
+      warmup,
+      connections,
+      tool,
+      pin: pinText(pin),
+      scenarios,
+    },
     startedAt,
     finishedAt: new Date().toISOString(),
     table: cells,

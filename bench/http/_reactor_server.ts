@@ -1,10 +1,10 @@
 /**
- * Hello-world HTTP server for `bench/http.ts` in the reactor (callback)
+ * Hello-world HTTP server for `bench/http/http.ts` in the reactor (callback)
  * paradigm: `node:net` `data` events drive an explicit per-connection state
  * machine over the SAME code the evthread server uses for the protocol
  * (`parseHead` and `latin1` from `src/_http_parse.ts`, the lazy request of
  * `src/_http_request.ts`, `responseHead` and `chunk` from
- * `src/_http_response.ts`), so that set against `_http_evthread_server.ts`
+ * `src/_http_response.ts`), so that set against `_evthread_server.ts`
  * the comparison isolates the paradigm: callbacks and a state machine
  * instead of a task per connection running straight-line code.
  *
@@ -23,7 +23,7 @@
  * closed after 5 s. Chunked request bodies get 501 and a close (not needed
  * for the benchmark).
  *
- * Usage: `deno run --allow-net bench/_http_reactor_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/http/_reactor_server.ts [--port N]` (0: any free port).
  * Prints `listening <port>` as its first stdout line. On SIGTERM it closes
  * its connections and lets the process end by itself, so `--cpu-prof`
  * writes a profile.
@@ -31,21 +31,22 @@
  * @module
  */
 
+import { parseArgs, PORT } from "../_common/args.ts";
 import { createServer, type Socket } from "node:net";
 import {
   HttpError,
   latin1,
   parseHead,
   type RequestHead,
-} from "../src/_http_parse.ts";
-import { HttpRequest } from "../src/_http_request.ts";
-import { indexOf as indexIn } from "../src/_bytes.ts";
+} from "../../src/_http_parse.ts";
+import { HttpRequest } from "../../src/_http_request.ts";
+import { indexOf as indexIn } from "../../src/_bytes.ts";
 import {
   chunk,
   httpDate,
   responseHead,
   statusLine,
-} from "../src/_http_response.ts";
+} from "../../src/_http_response.ts";
 
 type Handler = (request: Request) => Response;
 
@@ -329,7 +330,7 @@ class Connection {
 
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
-const port = Number(Deno.args[0] ?? 0);
+const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
 const server = createServer(
   { noDelay: true, allowHalfOpen: true },
   (socket) => {

@@ -2,7 +2,7 @@
  * Micro benchmarks of one 64-byte round trip over loopback, against an echo
  * peer (a plain `Deno.Conn` read/write loop) in the same process.
  *
- * Run: `deno bench --allow-net bench/socket_bench.ts`
+ * Run: `deno bench --allow-net bench/socket/socket_bench.ts`
  *
  * Groups:
  * - "recv+send 64B round trip": raw `conn.write` + `conn.read` (baseline);
@@ -25,7 +25,7 @@
  * @module
  */
 
-import { EvLoop, type EvSocket } from "../mod.ts";
+import { EvLoop, type EvSocket } from "../../mod.ts";
 
 const SIZE = 64;
 const TIMEOUT_MS = 3000;

@@ -1,10 +1,10 @@
 /**
- * HTTP load client for `bench/http.ts` when `wrk` is not installed: drives one
+ * HTTP load client for `bench/http/http.ts` when `wrk` is not installed: drives one
  * server on 127.0.0.1 for a fixed time and prints one JSON line with the
  * result.
  *
  * Usage:
- * `deno run --allow-net bench/_http_load.ts --port P [--connections N] [--seconds S] [--warmup W] [--path /]`
+ * `deno run --allow-net bench/http/_load.ts --port P [--connections N] [--seconds S] [--warmup W] [--path /]`
  *
  * Each of `--connections` keep-alive connections (raw `Deno.connect`
  * sockets, no `fetch`) does request/response ping-pong: it writes
@@ -23,11 +23,14 @@
  */
 
 import {
-  checkSeconds,
-  numberOption,
+  CONNECTIONS,
   parseArgs,
-  printWithHardStop,
-} from "./_load_common.ts";
+  PORT,
+  SECONDS,
+  text,
+  WARMUP,
+} from "../_common/args.ts";
+import { printWithHardStop } from "../_common/process.ts";
 
 /** The JSON line printed on stdout. */
 export interface HttpLoadResult {
@@ -229,25 +232,27 @@ export async function run(
 }
 
 async function main(): Promise<void> {
-  const opts = parseArgs(Deno.args);
-  const port = numberOption(opts, "port");
-  const connections = numberOption(opts, "connections", 100);
-  const seconds = numberOption(opts, "seconds", 3);
-  const warmup = numberOption(opts, "warmup", 0.25);
-  const path = opts.get("path") ?? "/";
-  if (!Number.isInteger(connections) || connections < 1) {
-    throw new RangeError(
-      `'--connections' must be a positive integer: received ${connections}`,
-    );
-  }
-  checkSeconds(seconds);
-  if (!path.startsWith("/")) {
-    throw new TypeError(`'--path' must start with '/': received '${path}'`);
-  }
+  const { port, connections, seconds, warmup, path } = parseArgs(Deno.args, {
+    port: PORT,
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+    warmup: WARMUP,
+    path: text("/PATH", (raw, flag) => {
+      if (!raw.startsWith("/")) {
+        throw new TypeError(`'${flag}' must start with '/': received '${raw}'`);
+      }
+    }),
+  }, {
+    port: 0,
+    connections: 100,
+    seconds: 3,
+    warmup: 0.25,
+    path: "/",
+  }, { required: ["port"] });
   const limit = seconds + warmup + 10;
   await printWithHardStop(
     limit,
-    `_http_load: hard stop after ${limit} s`,
+    `http/_load: hard stop after ${limit} s`,
     () => run(port, connections, seconds, warmup, path),
   );
 }

@@ -1,19 +1,20 @@
 /**
- * Echo server for `bench/echo.ts` built on this library: `EvLoop.listen` with
+ * Echo server for `bench/echo/echo.ts` built on this library: `EvLoop.listen` with
  * one proc per connection doing `recv` / `send` with a 30 s timeout each.
  *
- * Usage: `deno run --allow-net bench/_evthread_echo_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/echo/_evthread_server.ts [--port N]` (0: any free port).
  * Prints `listening <port>` as its first stdout line. Shuts down on SIGTERM.
  *
  * @module
  */
 
-import { EvLoop } from "../mod.ts";
+import { parseArgs, PORT } from "../_common/args.ts";
+import { EvLoop } from "../../mod.ts";
 
 const BUFFER_SIZE = 64 * 1024;
 const IO_TIMEOUT_MS = 30_000;
 
-const port = Number(Deno.args[0] ?? 0);
+const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
 const loop = new EvLoop({ capacity: 1024 });
 const acceptor = loop.listen(
   { hostname: "127.0.0.1", port },

@@ -1,17 +1,18 @@
 /**
- * Comparison echo server for `bench/echo.ts`: `node:net` `createServer` with a
+ * Comparison echo server for `bench/echo/echo.ts`: `node:net` `createServer` with a
  * `data` callback that writes the chunk back (pausing the socket while the
  * write buffer drains, as `pipe()` would).
  *
- * Usage: `deno run --allow-net bench/_node_echo_server.ts [port]` (0 = ephemeral).
+ * Usage: `deno run --allow-net bench/echo/_node_server.ts [--port N]` (0: any free port).
  * Prints `listening <port>` as its first stdout line. Exits on SIGTERM.
  *
  * @module
  */
 
+import { parseArgs, PORT } from "../_common/args.ts";
 import { createServer, type Socket } from "node:net";
 
-const port = Number(Deno.args[0] ?? 0);
+const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
 const sockets = new Set<Socket>();
 
 const server = createServer({ noDelay: true }, (socket) => {
