@@ -2,8 +2,8 @@
 // Buffers shared by all sockets of a process. A socket needs a full-size
 // read buffer only while bytes stream in, and a staging buffer only while
 // sends are queued: an idle socket gives them back here, so 10,000 idle
-// connections do not hold 10,000 buffers (bench/c10k.ts), and a socket that
-// streams does not allocate a buffer per burst (bench/echo.ts).
+// connections do not hold 10,000 buffers (bench/c10k/c10k.ts), and a socket that
+// streams does not allocate a buffer per burst (bench/echo/echo.ts).
 
 /**
  * Free byte buffers in power-of-two size classes, from `min` to `max`
