@@ -12,7 +12,12 @@ import { TaskPool } from "./_pool.ts";
 import { SlotReclaimer } from "./_reclaim.ts";
 import { abortError, checkFunction, checkInteger } from "./_validate.ts";
 import { PoolFullError, UnsentDataError } from "./errors.ts";
-import { taskContext } from "./_task_context.ts";
+import {
+  awaitedPromise,
+  type ScopeRunner,
+  scopeRunner,
+  taskContext,
+} from "./_task_context.ts";
 import type {
   EvConnectionFactory,
   EvListenOptions,
@@ -182,11 +187,15 @@ export class EvLoop implements AsyncDisposable {
   #threads = new Set<EvThread<unknown>>();
   #acceptors = new Set<EvTcpAcceptor<Deno.Addr>>();
   #idleWaiters: (() => void)[] = [];
+  /** Runs code in the loop's context (see `_task_context.ts`). */
+  #enter: ScopeRunner = scopeRunner(this);
+  /** The contexts of this loop's tasks: the loop's and its acceptors'. */
+  #scopes = new WeakSet<object>([this]);
   /**
-   * Top-level tasks that await `shutdown()` from inside: shutdown's waits
-   * do not wait for them (they cannot end while they wait).
+   * How many of the loop's tasks await `shutdown()` from inside: shutdown's
+   * waits do not wait for that many (they cannot end while they wait).
    */
-  #insiders: Set<EvThread<unknown>> | undefined;
+  #awaitingInside = 0;
   /** Resolves the promise that `shutdown()` gave to callers inside tasks. */
   #othersEnded: Promise<void> | undefined;
   #resolveOthersEnded: (() => void) | undefined;
@@ -342,7 +351,8 @@ export class EvLoop implements AsyncDisposable {
       throw new Deno.errors.BadResource("The loop is shutting down");
     }
     if (!this.#pool.tryAcquire()) throw new PoolFullError(this.capacity);
-    return this.#startHeld(proc);
+    // In the loop's context, wherever spawn is called from.
+    return this.#enter((p) => this.#startHeld(p), proc);
   }
 
   /** Starts a top-level task in a slot the caller already holds. */
@@ -362,7 +372,6 @@ export class EvLoop implements AsyncDisposable {
     this.#stats.ended++;
     if (thread.parent === undefined) {
       this.#threads.delete(thread);
-      this.#insiders?.delete(thread);
       this.#slots.ended(thread);
       this.#pool.release();
       if (this.#idleWaiters.length > 0) this.#wakeIdleWaiters();
@@ -377,7 +386,7 @@ export class EvLoop implements AsyncDisposable {
 
   /** Resolves the waits for "every task has ended" once that holds. */
   #wakeIdleWaiters(): void {
-    if (this.#threads.size > (this.#insiders?.size ?? 0)) return;
+    if (this.#threads.size > this.#awaitingInside) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -474,6 +483,7 @@ export class EvLoop implements AsyncDisposable {
       closed: (a) => this.#acceptors.delete(a),
     });
     this.#acceptors.add(acceptor);
+    this.#scopes.add(acceptor);
     if (!this.#refed) acceptor.unref();
     return acceptor;
   }
@@ -520,21 +530,21 @@ export class EvLoop implements AsyncDisposable {
       (grace) => this.#doShutdown(grace),
     );
     if (!this.#grace.started) return all; // a bad `grace`: nothing started
-    // Only the shutdown path reads which task is running.
-    let caller = taskContext.getStore();
-    while (caller?.parent !== undefined) caller = caller.parent;
-    if (caller === undefined || !this.#threads.has(caller)) return all;
-    // `all` waits for the caller's task too, which cannot end while it
-    // awaits: give it a promise that does not.
-    (this.#insiders ??= new Set()).add(caller);
+    // Only the shutdown path reads the context of the running code.
+    const scope = taskContext.getStore();
+    if (scope === undefined || !this.#scopes.has(scope)) return all;
+    // Called inside one of the loop's tasks: `all` would wait for that task
+    // too, which cannot end while it awaits. Give it a promise that does
+    // not, and count the task once it awaits.
     this.#othersEnded ??= this.#othersDone
       ? Promise.resolve()
       : new Promise<void>((resolve) => {
         this.#resolveOthersEnded = resolve;
       });
-    if (this.#idleWaiters.length > 0) this.#wakeIdleWaiters();
-    // A rejection (a bad `grace`) reaches the caller through `all`.
-    return Promise.race([all, this.#othersEnded]);
+    return awaitedPromise(this.#othersEnded, () => {
+      this.#awaitingInside++;
+      if (this.#idleWaiters.length > 0) this.#wakeIdleWaiters();
+    });
   }
 
   async #doShutdown(grace: number): Promise<void> {
@@ -549,7 +559,7 @@ export class EvLoop implements AsyncDisposable {
     // Tasks that await shutdown() from inside resume now, and end.
     this.#othersDone = true;
     this.#resolveOthersEnded?.();
-    this.#insiders = undefined;
+    this.#awaitingInside = 0;
     if (this.#threads.size > 0) await this.#allEnded();
     deadlines.settle();
     this.#closed = true;
@@ -561,7 +571,7 @@ export class EvLoop implements AsyncDisposable {
    * await `shutdown()` from inside.
    */
   #allEnded(): Promise<void> {
-    if (this.#threads.size <= (this.#insiders?.size ?? 0)) {
+    if (this.#threads.size <= this.#awaitingInside) {
       return Promise.resolve();
     }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));

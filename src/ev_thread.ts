@@ -23,7 +23,6 @@ import {
   type EvTlsClientOptions,
 } from "./ev_socket.ts";
 import { checkTlsClientOptions } from "./_tls.ts";
-import { taskContext } from "./_task_context.ts";
 import type { UnsentDataError } from "./errors.ts";
 
 /**
@@ -305,7 +304,7 @@ export class EvThread<T = unknown> {
   #run(proc: EvThreadProc<T>): Promise<T> {
     let running: T | PromiseLike<T>;
     try {
-      running = taskContext.run(this as EvThread<unknown>, proc, this);
+      running = proc(this);
     } catch (error) {
       return this.#end(true, undefined, error);
     }

@@ -13,7 +13,7 @@ import {
 } from "./_http_connection.ts";
 import { loopInternals, socketInternals } from "./_internal.ts";
 import type { ReclaimCandidate } from "./_reclaim.ts";
-import { taskContext } from "./_task_context.ts";
+import { awaitedPromise, taskContext } from "./_task_context.ts";
 import {
   abortError,
   checkFunction,
@@ -284,10 +284,10 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
   #idleWaiters: (() => void)[] = [];
   #removeCandidates: (() => void) | undefined;
   /**
-   * Connections whose handler awaits `shutdown()`: shutdown's waits do not
-   * wait for them (they cannot end while they wait).
+   * How many handlers await `shutdown()`: shutdown's waits do not wait for
+   * that many connections (they cannot end while they wait).
    */
-  #insiders: Set<Connection> | undefined;
+  #awaitingInside = 0;
   #othersEnded: Promise<void> | undefined;
   #resolveOthersEnded: (() => void) | undefined;
   #othersDone = false;
@@ -332,10 +332,10 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
    * returns the same promise.
    *
    * Awaited inside a handler of this server (an admin endpoint that stops
-   * it), it resolves once every other connection has ended; that handler's
-   * response is then written (with `connection: close`) within another
-   * `grace` period, after which its connection is aborted too, and
-   * {@linkcode HttpServer.finished} resolves when it has ended.
+   * it), it resolves once every other connection has ended. If they all end
+   * within the grace period, that handler's response is written (with
+   * `connection: close`); otherwise its connection is aborted with the
+   * rest. {@linkcode HttpServer.finished} resolves when it has ended.
    *
    * @param options `grace` in milliseconds.
    */
@@ -346,47 +346,40 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
       (grace) => this.#doShutdown(grace),
     );
     if (!this.#grace.started) return all; // a bad `grace`: nothing started
-    let caller = taskContext.getStore();
-    while (caller?.parent !== undefined) caller = caller.parent;
-    if (caller === undefined) return all;
-    let mine: Connection | undefined;
-    for (const c of this.#connections) {
-      if (c.thread === caller) mine = c;
-    }
-    if (mine === undefined) return all;
-    // `all` waits for the caller's connection too, which cannot end while
-    // its handler awaits: give it a promise that does not.
-    (this.#insiders ??= new Set()).add(mine);
+    // Called inside one of this server's connections (their tasks run in
+    // its acceptor's context)? `all` would wait for that connection too,
+    // which cannot end while its handler awaits: give it a promise that
+    // does not, and count the handler once it awaits.
+    if (taskContext.getStore() !== this.#acceptor) return all;
     this.#othersEnded ??= this.#othersDone
       ? Promise.resolve()
       : new Promise<void>((resolve) => {
         this.#resolveOthersEnded = resolve;
       });
-    this.#wakeIdleWaiters();
-    return Promise.race([all, this.#othersEnded]);
+    return awaitedPromise(this.#othersEnded, () => {
+      this.#awaitingInside++;
+      this.#wakeIdleWaiters();
+    });
   }
 
   async #doShutdown(grace: number): Promise<void> {
     this.#drain();
     this.#removeCandidates?.();
     await this.#acceptor.close();
+    const started = performance.now();
     await this.#grace.wait(this.#allEnded(), grace);
-    const reason = abortError("The server was shut down");
-    for (const c of this.#connections) {
-      if (!this.#insiders?.has(c)) c.thread.abort(reason);
-    }
-    await this.#allEnded();
-    // Handlers that await shutdown() resume now; their responses get one
-    // more grace period.
-    this.#othersDone = true;
-    this.#resolveOthersEnded?.();
-    const insiders = this.#insiders;
-    this.#insiders = undefined;
-    if (insiders !== undefined && this.#connections.size > 0) {
-      await this.#grace.wait(this.#allEnded(), grace);
+    if (this.#awaitingInside > 0 && this.#connections.size > 0) {
+      // Only connections whose handlers await this shutdown are left: they
+      // resume now, and finish within what is left of the grace period.
+      this.#resumeInsiders();
+      const left = grace - (performance.now() - started);
+      await this.#grace.wait(this.#allEnded(), left);
     }
     this.#grace.end();
+    const reason = abortError("The server was shut down");
     for (const c of this.#connections) c.thread.abort(reason);
+    await this.#allEnded();
+    this.#resumeInsiders();
     await this.#allEnded();
     if (this.#ownLoop) await this.#loop.shutdown({ grace: 0 });
     this.#resolveFinished();
@@ -444,12 +437,19 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     };
   }
 
+  /** Resolves the promises that handlers awaiting `shutdown()` got. */
+  #resumeInsiders(): void {
+    this.#othersDone = true;
+    this.#resolveOthersEnded?.();
+    this.#awaitingInside = 0;
+  }
+
   /**
    * Resolves when every connection has ended, but for those whose handler
    * awaits `shutdown()`.
    */
   #allEnded(): Promise<void> {
-    if (this.#connections.size <= (this.#insiders?.size ?? 0)) {
+    if (this.#connections.size <= this.#awaitingInside) {
       return Promise.resolve();
     }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
@@ -457,7 +457,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
 
   #wakeIdleWaiters(): void {
     if (this.#idleWaiters.length === 0) return;
-    if (this.#connections.size > (this.#insiders?.size ?? 0)) return;
+    if (this.#connections.size > this.#awaitingInside) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -490,7 +490,6 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
   /** Forgets a connection that has ended. */
   #untrack(connection: Connection): void {
     this.#connections.delete(connection);
-    this.#insiders?.delete(connection);
     this.#wakeIdleWaiters();
   }
 
