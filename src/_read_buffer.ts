@@ -81,7 +81,7 @@ export interface ReadCall<K extends ReadKind = ReadKind> {
   /** UNTIL, LINE: bytes already searched without finding the delimiter. */
   scanned: number;
   resolve(value: ReadResults[K]): void;
-  /** Rejects the call. */
+  /** Rejects the call (its promise already marked handled). */
   fail(reason: unknown): void;
 }
 
@@ -168,8 +168,13 @@ export class ReadRequest<K extends ReadKind = ReadKind>
     return new ReadRequest(socket, CHUNK, undefined, undefined, undefined, 0);
   }
 
-  /** Rejects the call. */
+  /**
+   * Rejects the call. Its promise is marked handled first, so that a caller
+   * who stopped listening (a send or read not awaited) cannot end the
+   * process with an unhandled rejection; one who awaits still gets it.
+   */
   fail(reason: unknown): void {
+    this.promise.catch(noop);
     this.reject(reason);
   }
 

@@ -54,7 +54,7 @@ export interface PendingCall extends DeadlineEntry {
   onAbort: (() => void) | undefined;
   /** Its signal aborted. */
   aborted(): void;
-  /** Rejects the call. */
+  /** Rejects the call (its promise marked handled). */
   fail(reason: unknown): void;
 }
 

@@ -20,7 +20,7 @@ export const streamHooks: {
   cancel: (socket: EvSocket, reason: unknown) => void;
   /** A read of the stream timed out: the socket's next `readable` is new. */
   timedOut: (socket: EvSocket, stream: ReadableStream<Uint8Array>) => void;
-  /** Queues a chunk (undefined: the end of stream). */
+  /** Queues a chunk (undefined: the end of stream) as method "writable". */
   write: (socket: EvSocket, chunk: Uint8Array | undefined) => Promise<void>;
 } = {
   pull: unreachable,

@@ -6,10 +6,17 @@
 
 import { buffers } from "./_buffer_pool.ts";
 import { forget, type PendingCall } from "./_socket_limits.ts";
+import { UnsentDataError } from "./errors.ts";
 import type { EvSocket } from "./ev_socket.ts";
 
 /** Most bytes copied per write for a send that may be abandoned. */
 export const COPY_CHUNK = 262_144;
+
+/** The public method that queued a write. */
+export type WriteMethod = "send" | "closeWrite" | "writable";
+
+/** Frames of the socket's own code, left out of a debug stack. */
+const OWN_FRAMES = new URL("./ev_socket.ts", import.meta.url).href + ":";
 
 function noop(): void {}
 
@@ -37,6 +44,7 @@ export class WriteRequest implements PendingCall {
   offset = 0;
   /** Whether `bytes` is the socket's own copy rather than the caller's. */
   owned: boolean;
+  readonly method: WriteMethod;
   resolve: (() => void) | undefined = undefined;
   reject: (reason: unknown) => void = noop;
   /** What the caller got. */
@@ -48,24 +56,32 @@ export class WriteRequest implements PendingCall {
   onAbort: (() => void) | undefined = undefined;
   /** The call queued after it. */
   next: WriteRequest | undefined = undefined;
+  /** Where it was called, when the socket's host is in debug mode. */
+  stack: string | undefined = undefined;
 
   constructor(
     socket: EvSocket,
     bytes: Uint8Array | undefined,
     owned: boolean,
+    method: WriteMethod,
   ) {
     this.socket = socket;
     this.bytes = bytes;
     this.owned = owned;
+    this.method = method;
     this.promise = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
     });
   }
 
-  /** Rejects the call, and stops waiting on it. */
+  /**
+   * Rejects the call, its promise marked handled first (see
+   * `ReadRequest.fail`), and stops waiting on it.
+   */
   fail(reason: unknown): void {
     this.resolve = undefined;
+    this.promise.catch(noop);
     this.reject(reason);
   }
 
@@ -99,6 +115,8 @@ export class WriteQueue {
   error: unknown = undefined;
   /** A `closeWrite` was queued: later sends reject. */
   ended = false;
+  /** For `drained()`: made when first asked for. */
+  #drain: PromiseWithResolvers<void> | undefined = undefined;
 
   /** Whether a call still has bytes (or the end of stream) to write. */
   get pending(): boolean {
@@ -168,13 +186,15 @@ export class WriteQueue {
 
   /**
    * Nothing is queued, and no write is in flight: gives the staging buffer
-   * back.
+   * back, and resolves `drained()`.
    */
   idle(): void {
     if (this.#stage !== undefined) {
       buffers.put(this.#stage);
       this.#stage = undefined;
     }
+    settle(this.#drain);
+    this.#drain = undefined;
   }
 
   /**
@@ -218,6 +238,7 @@ export class WriteQueue {
   /**
    * Drops every queued call, rejecting those still waited on with
    * `reason`: a write failed, the task was aborted, or the socket closed.
+   * Resolves `drained()`.
    */
   clear(reason: unknown): void {
     let req = this.head;
@@ -229,8 +250,65 @@ export class WriteQueue {
       if (req.resolve !== undefined) req.fail(reason);
       req = next;
     }
+    settle(this.#drain);
+    this.#drain = undefined;
+  }
+
+  /**
+   * Resolves once the queue is empty, or the socket can no longer write
+   * (`clear`); never rejects.
+   */
+  drained(): Promise<void> {
+    if (this.head === undefined) return Promise.resolve();
+    this.#drain ??= Promise.withResolvers<void>();
+    return this.#drain.promise;
+  }
+
+  /**
+   * What clearing the queue now would cut short, as the error to report;
+   * undefined if nothing is queued. Its stack is its message, or with the
+   * first call's recorded stack (debug mode) where that call was made.
+   */
+  unsent(
+    cause: unknown,
+    localAddr: Deno.Addr,
+    remoteAddr: Deno.Addr,
+  ): UnsentDataError | undefined {
+    const first = this.head;
+    if (first === undefined) return undefined;
+    let bytesUnsent = 0;
+    let sends = 0;
+    for (
+      let req: WriteRequest | undefined = first;
+      req !== undefined;
+      req = req.next
+    ) {
+      if (req.bytes !== undefined) {
+        bytesUnsent += req.bytes.byteLength - req.offset;
+      }
+      sends++;
+    }
+    const error = new UnsentDataError(first.method, {
+      bytesUnsent,
+      sends,
+      localAddr,
+      remoteAddr,
+      cause,
+    });
+    let stack = `${error.name}: ${error.message}`;
+    if (first.stack !== undefined) {
+      const frames = first.stack.split("\n").slice(1)
+        .filter((line) => !line.includes(OWN_FRAMES));
+      if (frames.length > 0) stack += "\n" + frames.join("\n");
+    }
+    error.stack = stack;
+    return error;
   }
 }
 
 // No #private methods in WriteQueue: they would cost every instance a slot
 // (the class brand), and a socket has one for life.
+
+function settle(drain: PromiseWithResolvers<void> | undefined): void {
+  drain?.resolve();
+}

@@ -36,6 +36,7 @@ import {
   timeoutError,
 } from "./_validate.ts";
 import { writeHooks, WriteQueue, WriteRequest } from "./_write_queue.ts";
+import type { UnsentDataError } from "./errors.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
 import type {
   EvCallOptions,
@@ -86,6 +87,14 @@ function zero(): number {
  *
  * **Full duplex.** Calls in the same direction queue in order; a read and a
  * write can be pending at the same time.
+ *
+ * **A call not awaited cannot crash the process.** When a pending call
+ * rejects (its timeout, deadline or signal, the socket closing, its task
+ * aborting, the peer resetting the connection), the socket has marked the
+ * promise handled first: a `send` nobody awaits does not end the process
+ * with an unhandled rejection, and a caller that awaits still gets the
+ * error. Bytes of sends that a task's abort or a `close()` cut short are
+ * reported to the owning task as an {@linkcode UnsentDataError}.
  *
  * | case | result |
  * |---|---|
@@ -149,10 +158,13 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.attach = (socket, host) => {
       socket.#host = host;
     };
-    socketInternals.abort = (socket, reason) => socket.#rejectAll(reason);
+    socketInternals.abort = (socket, reason) => {
+      const unsent = socket.#rejectAll(reason);
+      if (unsent !== undefined) socket.#host!.unsent!(unsent);
+    };
     socketInternals.settled = (socket) => socket.#settled();
     socketInternals.sendOwned = (socket, bytes, options) =>
-      socket.#write(new WriteRequest(socket, bytes, true), options);
+      socket.#write(new WriteRequest(socket, bytes, true, "send"), options);
     socketInternals.watchEnd = (socket, signal) => socket.#watchEnd(signal);
     socketInternals.setProxy = (socket, proxy) => {
       socket.#proxy = proxy;
@@ -175,7 +187,7 @@ export class EvSocket implements AsyncDisposable {
     };
     streamHooks.write = (socket, chunk) =>
       socket.#write(
-        new WriteRequest(socket, chunk, false),
+        new WriteRequest(socket, chunk, false, "writable"),
         undefined,
       );
     tlsHooks.state = (socket) => ({
@@ -213,6 +225,8 @@ export class EvSocket implements AsyncDisposable {
       return true;
     };
     tlsHooks.countTimeout = (socket) => socket.#countTimeout();
+    socketInternals.pendingWrites = (socket) => socket.#writes.pending;
+    socketInternals.drained = (socket) => socket.#writes.drained();
   }
 
   /**
@@ -683,7 +697,7 @@ export class EvSocket implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#write(new WriteRequest(this, bytes, false), options);
+    return this.#write(new WriteRequest(this, bytes, false, "send"), options);
   }
 
   /**
@@ -709,7 +723,7 @@ export class EvSocket implements AsyncDisposable {
    */
   closeWrite(options?: EvCallOptions): Promise<void> {
     return this.#write(
-      new WriteRequest(this, undefined, false),
+      new WriteRequest(this, undefined, false, "closeWrite"),
       options,
     );
   }
@@ -730,6 +744,8 @@ export class EvSocket implements AsyncDisposable {
     const writes = this.#writes;
     if (req.bytes === undefined) writes.ended = true;
     else if (req.bytes.byteLength === 0) return Promise.resolve();
+    // Where the caller is, for an UnsentDataError: costs microseconds.
+    if (this.#host?.debug === true) req.stack = new Error().stack;
     writes.push(req);
     // The request is its own deadline entry: see #expireWrite.
     armCall(req);
@@ -773,6 +789,8 @@ export class EvSocket implements AsyncDisposable {
   #onWriteError(error: unknown): void {
     this.#writing = undefined;
     if (this.#closed) return;
+    // The peer's doing (a reset): the callers get the error, and no
+    // UnsentDataError is reported.
     this.#writes.error = error;
     this.#writes.clear(error);
   }
@@ -988,10 +1006,16 @@ export class EvSocket implements AsyncDisposable {
   /**
    * Rejects every pending call with `reason` and drops the queued writes:
    * the task that owns the socket was aborted, or the socket was closed.
+   * Returns what that cut short, for the host to report (none without one).
    */
-  #rejectAll(reason: unknown): void {
+  #rejectAll(reason: unknown): UnsentDataError | undefined {
     this.#rb.clear(reason);
-    this.#writes.clear(reason);
+    const writes = this.#writes;
+    const unsent = this.#host?.unsent !== undefined && writes.pending
+      ? writes.unsent(reason, this.localAddr, this.remoteAddr)
+      : undefined;
+    writes.clear(reason);
+    return unsent;
   }
 
   #watchEnd(signal: AbortSignal): Promise<void> {
@@ -1017,8 +1041,9 @@ export class EvSocket implements AsyncDisposable {
   /**
    * Closes the connection at once. Pending calls reject with
    * `Deno.errors.BadResource`; queued bytes not yet written are dropped (use
-   * {@linkcode EvSocket.closeWrite} first to flush them). Closing twice is a
-   * no-op.
+   * {@linkcode EvSocket.closeWrite} first to flush them), and a socket that
+   * a task owns reports them to it as an {@linkcode UnsentDataError}.
+   * Closing twice is a no-op.
    *
    * @example Closing
    * ```ts
@@ -1037,7 +1062,7 @@ export class EvSocket implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#limits?.cancel();
-    this.#rejectAll(closedError());
+    const unsent = this.#rejectAll(closedError());
     this.#upgradeStop?.abort(closedError());
     deadlines.settle();
     try {
@@ -1046,6 +1071,7 @@ export class EvSocket implements AsyncDisposable {
       // Already closed underneath us: nothing left to release.
     }
     this.#host?.release(this);
+    if (unsent !== undefined) this.#host!.unsent!(unsent);
   }
 
   /**
