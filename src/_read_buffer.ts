@@ -602,7 +602,12 @@ export class ReadBuffer {
 function tooLong(
   req: ReadCall<typeof UNTIL | typeof LINE>,
 ): LimitExceededError {
-  return new LimitExceededError(req.max);
+  return req.kind === LINE
+    ? new LimitExceededError(
+      req.max,
+      `Line too long: no end of line within ${req.max} bytes`,
+    )
+    : new LimitExceededError(req.max);
 }
 
 /** Decodes a line as UTF-8 without its `\n` or `\r\n`. */

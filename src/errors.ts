@@ -35,8 +35,9 @@ export class PoolFullError extends Error {
 
 /**
  * Thrown by {@linkcode EvSocket.readLine} and {@linkcode EvSocket.readUntil}
- * when no delimiter arrives within `maxLength` bytes. The bytes stay buffered
- * in the socket: a later call (with a larger limit, or `recv`) gets them.
+ * when no delimiter arrives within `maxLength` bytes (`readLine`'s message
+ * says the line is too long). The bytes stay buffered in the socket: a later
+ * call (with a larger limit, or `recv`) gets them.
  *
  * @example Checking the limit
  * ```ts
@@ -56,9 +57,11 @@ export class LimitExceededError extends Error {
    * Constructs a new instance.
    *
    * @param limit The limit in bytes.
+   * @param message What was not found within the limit; by default
+   * `No delimiter found within the limit of ${limit} bytes`.
    */
-  constructor(limit: number) {
-    super(`No delimiter found within the limit of ${limit} bytes`);
+  constructor(limit: number, message?: string) {
+    super(message ?? `No delimiter found within the limit of ${limit} bytes`);
     this.name = "LimitExceededError";
     this.limit = limit;
   }
