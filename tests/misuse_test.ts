@@ -1015,6 +1015,105 @@ for (const cut of CUTS) {
   });
 }
 
+Deno.test("EvSocket.send() un-awaited on two sockets of an aborted task: one UnsentDataError per socket", async () => {
+  await noUnhandledRejection(async () => {
+    const { loop, reports } = reportingLoop();
+    using listener = Deno.listen({ hostname: HOST, port: 0 });
+    const queued = new Gate();
+    const task = loop.spawn(async (thread) => {
+      for (let i = 0; i < 2; i++) {
+        const socket = await thread.connect({
+          hostname: HOST,
+          port: listener.addr.port,
+        });
+        sendThree(socket);
+      }
+      queued.open();
+      await aborted(thread.signal);
+    });
+    const peers: Deno.TcpConn[] = [];
+    const received: number[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        peers.push(await withTimeout(listener.accept(), SAFETY, "accept"));
+      }
+      await withTimeout(queued.opened, SAFETY, "the sends");
+      task.abort();
+      for (const peer of peers) {
+        const ending = await readUntilClosed(peer);
+        assertBytes(
+          ending.bytes,
+          THREE_BYTES.subarray(0, ending.bytes.byteLength),
+          "prefix",
+        );
+        received.push(ending.bytes.byteLength);
+      }
+    } finally {
+      for (const peer of peers) closeQuietly(peer);
+    }
+    await shutdownCleanly(loop);
+    assertEquals(otherReports(reports), []);
+    assertEquals(reports.length, 2, "one report per socket");
+    // Told apart by their addresses, in either order.
+    for (const [i, peer] of peers.entries()) {
+      const report = reports.find((r) =>
+        (r.error as UnsentDataError).localAddr.transport === "tcp" &&
+        ((r.error as UnsentDataError).localAddr as Deno.NetAddr).port ===
+          (peer.remoteAddr as Deno.NetAddr).port
+      );
+      assert(report !== undefined, `no report for socket ${i}`);
+      assertUnsent(report.error, {
+        peer,
+        bytesUnsent: THREE_BYTES.byteLength - received[i]!,
+        sends: 3,
+        method: "send",
+        cause: task.signal.reason,
+      });
+      assertStrictEquals(report.source, task);
+    }
+    assertEquals(loop.stats.sendsCutShort, 6);
+    assertEquals(
+      loop.stats.bytesUnsent,
+      2 * THREE_BYTES.byteLength - received[0]! - received[1]!,
+    );
+  });
+});
+
+Deno.test("EvSocket.writable: a write cut short by its task's abort is reported as an UnsentDataError of method writable", async () => {
+  await noUnhandledRejection(async () => {
+    const { loop, reports } = reportingLoop();
+    const queued = new Gate();
+    const { task, peer } = await spawnConnected(
+      loop,
+      async (socket, thread) => {
+        const writer = socket.writable.getWriter();
+        // The stream's own promise, not the library's: handled here.
+        writer.write(BIG).catch(noop);
+        queued.open();
+        await aborted(thread.signal);
+      },
+    );
+    let ending: Ending;
+    try {
+      await withTimeout(queued.opened, SAFETY, "the write");
+      task.abort();
+      ending = await readUntilClosed(peer);
+    } finally {
+      closeQuietly(peer);
+    }
+    await shutdownCleanly(loop);
+    assertEquals(otherReports(reports), []);
+    assertEquals(reports.length, 1);
+    assertUnsent(reports[0]!.error, {
+      peer,
+      bytesUnsent: BIG.byteLength - ending.bytes.byteLength,
+      sends: 1,
+      method: "writable",
+      cause: task.signal.reason,
+    });
+  });
+});
+
 Deno.test("EvLoop linger: a task that returns with sends its peer never reads keeps its slot for linger ms, then reports them unsent", async () => {
   await noUnhandledRejection(async () => {
     const LINGER = 100;
