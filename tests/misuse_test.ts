@@ -530,9 +530,10 @@ const METHODS: MethodCase[] = [
     name: "EvSocket.closeWrite()",
     scenarios: ALL,
     outcome: {
-      end: "after an un-awaited send writes it in full",
-      abort: "after an un-awaited send is cut short and reported once",
-      timeout: "after an un-awaited send stays queued: all is written",
+      end: "after an un-awaited send: every byte, then the end of stream",
+      abort: "after an un-awaited send: both cut short, reported once",
+      timeout:
+        "after an un-awaited send stays queued: every byte, then the end",
     },
     linger: { timeout: SAFETY },
     call: ({ socket }, s) => {
