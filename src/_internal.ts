@@ -6,8 +6,8 @@
 import type { TaskPool } from "./_pool.ts";
 import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
-import type { EvProxyInfo } from "./proxy_protocol.ts";
 import type { UnsentDataError } from "./errors.ts";
+import type { EvProxyInfo } from "./proxy_protocol.ts";
 import type {
   EvConnectionFactory,
   EvListenOptions,
@@ -20,17 +20,27 @@ import type { EvThread, EvThreadProc } from "./ev_thread.ts";
 export interface SocketHost {
   /** Aborted when the owning task is aborted or ends. */
   readonly signal: AbortSignal;
+  /**
+   * Whether each send records the stack of its caller (`new Error().stack`,
+   * about 2 us a call), so that an {@linkcode UnsentDataError} shows where
+   * the first send it cut short was called. Read at every send.
+   *
+   * Optional until every host implements it; absent means false.
+   */
+  readonly debug?: boolean;
   /** Counts a call that rejected with a TimeoutError. */
   countTimeout(): void;
   /** Forgets a socket that was closed. */
   release(socket: EvSocket): void;
-  /** Whether sends record the stack of their call site (for `unsent`). */
-  readonly debug: boolean;
   /**
-   * Reports sends cut short with bytes unwritten when the socket was
-   * aborted or closed (once per socket).
+   * Called once, synchronously from `socketInternals.abort` or `close()`,
+   * when the socket dropped queued sends (or a `closeWrite`) that still had
+   * bytes to write. Not called for sends that a write error (a peer reset)
+   * ended: their callers get that error.
+   *
+   * Optional until every host implements it.
    */
-  unsent(error: UnsentDataError): void;
+  unsent?(error: UnsentDataError): void;
 }
 
 /** What a task needs from its loop. */
@@ -96,16 +106,6 @@ export const socketInternals: {
   /** Resolves once the socket's in-flight reads and writes have settled. */
   settled: (socket: EvSocket) => Promise<void>;
   /**
-   * Whether queued sends (or a half-close) still have bytes to write,
-   * including sends whose callers stopped waiting.
-   */
-  pendingWrites: (socket: EvSocket) => boolean;
-  /**
-   * Resolves when the write queue is empty, or the socket can no longer
-   * write (an error or close); never rejects.
-   */
-  drained: (socket: EvSocket) => Promise<void>;
-  /**
    * `send` of bytes the caller hands over (it never touches them again),
    * so that even a send that can be abandoned need not copy them.
    */
@@ -139,8 +139,22 @@ export const socketInternals: {
     b: Uint8Array,
     options: { maxLength: number; timeout?: number },
   ) => Promise<Uint8Array | null>;
+  /**
+   * Whether a queued send or `closeWrite` still has bytes to write,
+   * including sends whose callers stopped waiting (a timeout, an abort
+   * through their signal). Cheap: one field.
+   */
+  pendingWrites: (socket: EvSocket) => boolean;
+  /**
+   * Resolves once the socket's write queue is empty, or once it can no
+   * longer write (a write error, `abort`, `close()`). Never rejects; the
+   * promise is made only when asked for (and shared until it resolves).
+   */
+  drained: (socket: EvSocket) => Promise<void>;
 } = {
   readUntilEither: unreachable,
+  pendingWrites: unreachable,
+  drained: unreachable,
   setProxy: unreachable,
   setTls: unreachable,
   readWaiting: unreachable,
@@ -148,8 +162,6 @@ export const socketInternals: {
   attach: unreachable,
   abort: unreachable,
   settled: unreachable,
-  pendingWrites: unreachable,
-  drained: unreachable,
   sendOwned: unreachable,
 };
 

@@ -35,8 +35,9 @@ export class PoolFullError extends Error {
 
 /**
  * Thrown by {@linkcode EvSocket.readLine} and {@linkcode EvSocket.readUntil}
- * when no delimiter arrives within `maxLength` bytes. The bytes stay buffered
- * in the socket: a later call (with a larger limit, or `recv`) gets them.
+ * when no delimiter arrives within `maxLength` bytes (`readLine`'s message
+ * says the line is too long). The bytes stay buffered in the socket: a later
+ * call (with a larger limit, or `recv`) gets them.
  *
  * @example Checking the limit
  * ```ts
@@ -56,9 +57,11 @@ export class LimitExceededError extends Error {
    * Constructs a new instance.
    *
    * @param limit The limit in bytes.
+   * @param message What was not found within the limit; by default
+   * `No delimiter found within the limit of ${limit} bytes`.
    */
-  constructor(limit: number) {
-    super(`No delimiter found within the limit of ${limit} bytes`);
+  constructor(limit: number, message?: string) {
+    super(message ?? `No delimiter found within the limit of ${limit} bytes`);
     this.name = "LimitExceededError";
     this.limit = limit;
   }
@@ -96,42 +99,113 @@ export class ProxyProtocolError extends Error {
 }
 
 /**
- * Reported to the loop's `onError` when a task's end or abort cut short
- * sends that still had bytes to write.
+ * Reported for a socket that was closed, or whose owning task was aborted
+ * (or ended), while bytes of its sends were still queued: those bytes were
+ * never written, and the peer may be left waiting for them. A send does not
+ * have to be awaited to be reported: a procedure that calls
+ * `socket.send(bytes)` without `await` and returns at once is the usual
+ * cause. A socket made with `new EvSocket(conn)`, which no task owns,
+ * reports nothing; a send cut short by the peer (a reset, a write error)
+ * is not reported either: the caller's promise rejects with that error.
+ *
+ * Its `stack` holds only the message (the library's frames would say
+ * nothing), unless the owning task records where sends are called (debug
+ * mode): then it shows where the first send cut short was called.
+ *
+ * @example The fields of a report
+ * ```ts
+ * import { UnsentDataError } from "@corothread/evthread";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new UnsentDataError("send", {
+ *   bytesUnsent: 1_000_000,
+ *   sends: 1,
+ *   localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 8000 },
+ *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40123 },
+ *   cause: new DOMException("The task ended", "AbortError"),
+ * });
+ * assertEquals(error.name, "UnsentDataError");
+ * assertEquals(
+ *   error.message,
+ *   "send cut short: 1000000 bytes unsent to 127.0.0.1:40123 from 127.0.0.1:8000 (AbortError: The task ended)",
+ * );
+ * assertEquals(error.sends, 1);
+ * ```
  */
 export class UnsentDataError extends Error {
-  /** The method whose bytes were cut short. */
+  /**
+   * The public method of the first queued call cut short: `"send"`,
+   * `"closeWrite"` (the end of stream was never sent), or `"writable"` (a
+   * chunk written to {@linkcode EvSocket.writable}).
+   */
   readonly method: "send" | "closeWrite" | "writable";
-  /** Bytes that were never written. */
+  /** Bytes of the queued sends that were not written, all sends together. */
   readonly bytesUnsent: number;
-  /** How many sends were cut short. */
+  /** How many queued calls (sends, and a `closeWrite`) were cut short. */
   readonly sends: number;
   /** The socket's local address. */
   readonly localAddr: Deno.Addr;
-  /** The socket's remote address. */
+  /** The address the bytes were for. */
   readonly remoteAddr: Deno.Addr;
 
   /**
    * Constructs a new instance.
    *
-   * @param info What was cut short, where, and why.
+   * @param method The public method of the first call cut short.
+   * @param details What was cut short, on which connection, and why
+   * (`cause`: the reason the socket was aborted or closed).
    */
-  constructor(info: {
-    method: "send" | "closeWrite" | "writable";
-    bytesUnsent: number;
-    sends: number;
-    localAddr: Deno.Addr;
-    remoteAddr: Deno.Addr;
-    cause: unknown;
-  }) {
-    super(`${info.method} cut short: ${info.bytesUnsent} bytes unsent`, {
-      cause: info.cause,
-    });
+  constructor(
+    method: "send" | "closeWrite" | "writable",
+    details: {
+      bytesUnsent: number;
+      sends: number;
+      localAddr: Deno.Addr;
+      remoteAddr: Deno.Addr;
+      cause?: unknown;
+    },
+  ) {
+    const { bytesUnsent, sends, localAddr, remoteAddr, cause } = details;
+    super(
+      `${method} cut short: ${bytesUnsent} bytes unsent to ${
+        formatAddr(remoteAddr)
+      } from ${formatAddr(localAddr)}${
+        cause === undefined ? "" : ` (${describe(cause)})`
+      }`,
+      { cause },
+    );
     this.name = "UnsentDataError";
-    this.method = info.method;
-    this.bytesUnsent = info.bytesUnsent;
-    this.sends = info.sends;
-    this.localAddr = info.localAddr;
-    this.remoteAddr = info.remoteAddr;
+    this.method = method;
+    this.bytesUnsent = bytesUnsent;
+    this.sends = sends;
+    this.localAddr = localAddr;
+    this.remoteAddr = remoteAddr;
   }
+}
+
+/** `host:port` (an IPv6 host in brackets), or a Unix socket's path. */
+function formatAddr(addr: Deno.Addr): string {
+  switch (addr.transport) {
+    case "tcp":
+    case "udp":
+      return addr.hostname.includes(":")
+        ? `[${addr.hostname}]:${addr.port}`
+        : `${addr.hostname}:${addr.port}`;
+    case "unix":
+    case "unixpacket":
+      // A Unix client socket has no name: Deno gives its path as null.
+      return (addr.path as string | null) ?? "(unnamed)";
+    default:
+      return JSON.stringify(addr);
+  }
+}
+
+/** `Name: message` of an error, or the value as a string. */
+function describe(reason: unknown): string {
+  if (reason instanceof Error || reason instanceof DOMException) {
+    return reason.message === ""
+      ? reason.name
+      : `${reason.name}: ${reason.message}`;
+  }
+  return String(reason);
 }

@@ -1,10 +1,32 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 
-import { buffers } from "./_buffer_pool.ts";
-import { indexOf } from "./_bytes.ts";
-import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
+import { deadlines } from "./_deadline_queue.ts";
 import { type SocketHost, socketInternals } from "./_internal.ts";
-import { checkTlsClientOptions, handshake } from "./_tls.ts";
+import {
+  type AnyRead,
+  CHUNK,
+  ReadBuffer,
+  readHooks,
+  ReadRequest,
+} from "./_read_buffer.ts";
+import {
+  armCall,
+  callTimeoutError,
+  closedError,
+  IDLE,
+  limitCall,
+  limitHooks,
+  type LimitMode,
+  READ,
+  SocketLimits,
+  WRITE,
+} from "./_socket_limits.ts";
+import {
+  socketReadable,
+  socketWritable,
+  streamHooks,
+} from "./_socket_streams.ts";
+import { tlsHooks, upgrade } from "./_socket_tls.ts";
 import {
   checkBytes,
   checkDeadline,
@@ -13,257 +35,28 @@ import {
   checkTimeout,
   timeoutError,
 } from "./_validate.ts";
-import { LimitExceededError } from "./errors.ts";
+import { writeHooks, WriteQueue, WriteRequest } from "./_write_queue.ts";
+import type { UnsentDataError } from "./errors.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
+import type {
+  EvCallOptions,
+  EvReadUntilOptions,
+  EvStartTlsOptions,
+} from "./_socket_options.ts";
 
-/** Options for a blocking socket call. */
-export interface EvCallOptions {
-  /**
-   * How long the call may wait, in milliseconds. `undefined` or `Infinity`
-   * means no limit; `0` means "only what is already buffered". On expiry the
-   * call rejects with a `DOMException` named `"TimeoutError"`, and no bytes
-   * are lost: see {@linkcode EvSocket}.
-   */
-  timeout?: number;
-  /**
-   * When the call must be done by: an absolute time, in epoch milliseconds
-   * (as `Date.now()` gives) or a `Date`. Unlike `timeout`, which a peer can
-   * keep from expiring by trickling a byte now and then across many calls,
-   * a deadline bounds a whole exchange: give every call of it the same one.
-   * With both, the earlier wins. A call made after its deadline rejects at
-   * once, even if bytes are buffered; expiry, like a timeout, rejects with
-   * a `DOMException` named `"TimeoutError"` and loses no bytes. See also
-   * {@linkcode EvSocket.setDeadline} for one deadline for every call.
-   */
-  deadline?: number | Date;
-  /** Aborting it makes the call reject with `signal.reason`. */
-  signal?: AbortSignal;
-}
-
-/**
- * TLS options of a client: {@linkcode EvSocket.startTls}, and the `tls`
- * option of {@linkcode EvThread.connect}.
- */
-export interface EvTlsClientOptions {
-  /**
-   * The server name to verify the certificate against (and to send as SNI).
-   * Defaults to the host name connected to.
-   */
-  hostname?: string;
-  /** Root certificates (PEM) to trust besides the system's. */
-  caCerts?: string[];
-  /** The ALPN protocols to offer, in order of preference. */
-  alpnProtocols?: string[];
-}
-
-/** Options for {@linkcode EvSocket.startTls}. */
-export interface EvStartTlsOptions extends EvTlsClientOptions, EvCallOptions {}
-
-/** Options for {@linkcode EvSocket.readLine} and {@linkcode EvSocket.readUntil}. */
-export interface EvReadUntilOptions extends EvCallOptions {
-  /**
-   * The most bytes a result may have, delimiter included. When no delimiter
-   * is found within it the call rejects with
-   * {@linkcode LimitExceededError} and the bytes stay buffered.
-   *
-   * @default {65536}
-   */
-  maxLength?: number;
-}
-
-/**
- * The error a timed-out {@linkcode EvSocket.send} rejects with: a
- * `DOMException` named `"TimeoutError"` that also says how many of the
- * call's bytes had been written. The rest stay queued and are still written,
- * ahead of any later send.
- */
-export interface EvSendTimeoutError extends DOMException {
-  /** Bytes of the call that the kernel had accepted when it timed out. */
-  bytesWritten: number;
-}
+export type {
+  EvCallOptions,
+  EvReadUntilOptions,
+  EvSendTimeoutError,
+  EvStartTlsOptions,
+  EvTlsClientOptions,
+} from "./_socket_options.ts";
 
 /** Default limit of {@linkcode EvSocket.readLine} / `readUntil`. */
 const DEFAULT_MAX_LENGTH = 65_536;
-/**
- * A read that starts with nothing buffered, after a read that did not fill
- * its buffer (the peer had sent all it had), reads into a buffer this small:
- * it may wait long (an idle keep-alive connection), and Deno holds its
- * buffer meanwhile. A read that fills it switches the socket to a 16 KiB
- * buffer from the shared pool, given back once everything is consumed.
- */
-const SMALL_READ = 512;
-/** Size of a socket's read buffer while bytes stream in (pooled). */
-const READ_BUFFER_SIZE = buffers.min;
-const EMPTY = new Uint8Array(0);
-/** The read buffer grows to a recv's buffer size, up to this. */
-const MAX_RECV_BUFFER = 1 << 20;
-/** Most bytes read ahead while only the end of the stream is awaited. */
-const READ_AHEAD_MAX = 65_536;
-/** Most bytes copied per write for a send that may be abandoned. */
-const COPY_CHUNK = 262_144;
 
-const KIND_RECV = 0;
-const KIND_FULL = 1;
-const KIND_UNTIL = 2;
-const KIND_CHUNK = 3;
-const KIND_PEEK = 4;
-
-/**
- * What a pending call's time limit does when it passes; set from
- * {@linkcode EvSocket}'s static block (it reaches the socket's private
- * state).
- */
-let expireRead: (socket: EvSocket, req: ReadRequest) => void;
-let expireWrite: (socket: EvSocket, req: WriteRequest) => void;
-
-/**
- * A socket's idle timeout and socket-wide deadlines. Made by the first
- * `setIdleTimeout` or `setDeadline` (or `setReadDeadline`,
- * `setWriteDeadline`): most sockets use neither, and spend no memory on them.
- */
-class SocketLimits {
-  // Idle timeout.
-  idleMs: number | undefined = undefined;
-  idleEntry: DeadlineEntry | undefined = undefined;
-  lastActivity = 0;
-  idleExpired = false;
-
-  // Socket-wide deadlines (epoch ms; Infinity: none). `fired` is set when the
-  // deadline's entry fires, which may be up to 1 ms before `Date.now()`
-  // reaches it, so that no call slips in after the pending ones expired.
-  readDeadline = Infinity;
-  readFired = false;
-  readEntry: DeadlineEntry | undefined = undefined;
-  writeDeadline = Infinity;
-  writeFired = false;
-  writeEntry: DeadlineEntry | undefined = undefined;
-}
-
-/**
- * A pending read call. With a timeout or a deadline it is its own entry in
- * the shared deadline queue (`at`, `index`, `fire`), so that a call that
- * waits costs no closure and no entry besides it.
- */
-class ReadRequest implements DeadlineEntry {
-  socket: EvSocket;
-  kind: number;
-  /** recv / readFull target. */
-  buf: Uint8Array | undefined;
-  /** readUntil delimiter. */
-  delim: Uint8Array | undefined;
-  /** readUntil: a second delimiter; the one that ends first wins. */
-  delim2: Uint8Array | undefined;
-  /** readUntil limit. */
-  max: number;
-  /** readUntil: bytes already searched without finding the delimiter. */
-  scanned = 0;
-  resolve: (value: Any) => void;
-  reject: (reason: unknown) => void;
-  /** The time limit, in ms, for the error message. */
-  ms = 0;
-  /** Whether the time limit is the call's deadline rather than its timeout. */
-  byDeadline = false;
-  /** Deadline queue: when it expires, and where it is in the heap. */
-  at = 0;
-  index = -1;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined = undefined;
-
-  constructor(
-    socket: EvSocket,
-    kind: number,
-    buf: Uint8Array | undefined,
-    delim: Uint8Array | undefined,
-    delim2: Uint8Array | undefined,
-    max: number,
-    resolve: (value: Any) => void,
-    reject: (reason: unknown) => void,
-    signal: AbortSignal | undefined,
-  ) {
-    this.socket = socket;
-    this.kind = kind;
-    this.buf = buf;
-    this.delim = delim;
-    this.delim2 = delim2;
-    this.max = max;
-    this.resolve = resolve;
-    this.reject = reject;
-    this.signal = signal;
-  }
-
-  /** The time limit passed. */
-  fire(): void {
-    expireRead(this.socket, this);
-  }
-}
-
-/**
- * A queued write; `resolve` is undefined once its caller stopped waiting.
- * Like {@linkcode ReadRequest}, it is its own deadline entry.
- */
-class WriteRequest implements DeadlineEntry {
-  socket: EvSocket;
-  /** The bytes to write; `undefined` marks a `closeWrite`. */
-  bytes: Uint8Array | undefined;
-  offset = 0;
-  /** Whether `bytes` is the socket's own copy rather than the caller's. */
-  owned: boolean;
-  resolve: (() => void) | undefined;
-  reject: (reason: unknown) => void;
-  /** The time limit, in ms, for the error message. */
-  ms = 0;
-  /** Whether the time limit is the call's deadline rather than its timeout. */
-  byDeadline = false;
-  /** Deadline queue: when it expires, and where it is in the heap. */
-  at = 0;
-  index = -1;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined = undefined;
-
-  constructor(
-    socket: EvSocket,
-    bytes: Uint8Array | undefined,
-    owned: boolean,
-    resolve: () => void,
-    reject: (reason: unknown) => void,
-    signal: AbortSignal | undefined,
-  ) {
-    this.socket = socket;
-    this.bytes = bytes;
-    this.owned = owned;
-    this.resolve = resolve;
-    this.reject = reject;
-    this.signal = signal;
-  }
-
-  /** The time limit passed. */
-  fire(): void {
-    expireWrite(this.socket, this);
-  }
-}
-
-// deno-lint-ignore no-explicit-any
-type Any = any;
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const LF = encoder.encode("\n");
-
-function closedError(): Error {
-  return new Deno.errors.BadResource("The socket is closed");
-}
-
-/** The `TimeoutError` of a call whose deadline (its own, or the socket's) passed. */
-function deadlineError(
-  direction: "read" | "send",
-  socketWide: boolean,
-): DOMException {
-  const what = direction === "read" ? "Read" : "Send";
-  return timeoutError(
-    socketWide
-      ? `The socket's ${direction} deadline has passed`
-      : `${what} deadline has passed`,
-  );
+function zero(): number {
+  return 0;
 }
 
 /**
@@ -295,6 +88,14 @@ function deadlineError(
  * **Full duplex.** Calls in the same direction queue in order; a read and a
  * write can be pending at the same time.
  *
+ * **A call not awaited cannot crash the process.** When a pending call
+ * rejects (its timeout, deadline or signal, the socket closing, its task
+ * aborting, the peer resetting the connection), the socket has marked the
+ * promise handled first: a `send` nobody awaits does not end the process
+ * with an unhandled rejection, and a caller that awaits still gets the
+ * error. Bytes of sends that a task's abort or a `close()` cut short are
+ * reported to the owning task as an {@linkcode UnsentDataError}.
+ *
  * | case | result |
  * |---|---|
  * | timeout (per call or idle) or deadline | `DOMException` named `"TimeoutError"` |
@@ -324,38 +125,14 @@ export class EvSocket implements AsyncDisposable {
   #host: SocketHost | undefined;
   #closed = false;
 
-  // Read side: bytes [#rs, #re) of #rbuf are buffered. Only #fill and
-  // #onRead move #re or the buffer itself, and never while a read is in
-  // flight; consumers only advance #rs.
-  #rbuf: Uint8Array = EMPTY;
-  /** This socket's small buffer for reads that may wait long. */
-  #small: Uint8Array | undefined;
-  /** Whether `#rbuf` came from the shared pool. */
-  #pooled = false;
-  /** Whether the last read of the connection filled what it asked for. */
-  #streaming = false;
-  /** Bytes the read in flight asked for. */
-  #asked = 0;
-  #rs = 0;
-  #re = 0;
+  // Read side: the buffer and the read calls waiting on it, and the read
+  // of the connection in flight (at most one).
+  #rb: ReadBuffer = new ReadBuffer();
   #reading: Promise<void> | undefined;
-  #eof = false;
-  #readError: unknown = undefined;
-  #readers: ReadRequest[] = [];
-  /** For `socketInternals.watchEnd`; made when first needed. */
-  #endWatchers: (() => void)[] | undefined;
 
-  // Write side.
-  #writers: WriteRequest[] = [];
+  // Write side: the queue, and the write of the connection in flight.
+  #writes: WriteQueue = new WriteQueue();
   #writing: Promise<void> | undefined;
-  /**
-   * Where a caller's bytes are copied before being written: a pooled 16 KiB
-   * buffer, or a larger one for bulk sends; given back when the write queue
-   * empties.
-   */
-  #stage: Uint8Array | undefined;
-  #writeError: unknown = undefined;
-  #writeClosed = false;
 
   /** Idle timeout and socket-wide deadlines, once either is set. */
   #limits: SocketLimits | undefined;
@@ -370,24 +147,24 @@ export class EvSocket implements AsyncDisposable {
   #tls: Deno.TlsHandshakeInfo | undefined;
 
   static {
-    expireRead = (socket, req) => socket.#expireRead(req);
-    expireWrite = (socket, req) => socket.#expireWrite(req);
+    readHooks.expire = (socket, req) => socket.#expireRead(req);
+    readHooks.drop = (socket, req, reason) => socket.#dropReader(req, reason);
+    writeHooks.expire = (socket, req) => socket.#expireWrite(req);
+    writeHooks.detach = (socket, req, reason) =>
+      socket.#writes.detach(req, reason);
+    limitHooks.waiting = (socket, mode) => socket.#waiting(mode);
+    limitHooks.expire = (socket, mode, error) => socket.#expire(mode, error);
+    limitHooks.countTimeout = (socket) => socket.#countTimeout();
     socketInternals.attach = (socket, host) => {
       socket.#host = host;
     };
-    socketInternals.abort = (socket, reason) => socket.#rejectAll(reason);
-    socketInternals.settled = (socket) => socket.#settled();
-    socketInternals.pendingWrites = (socket) =>
-      socket.#writers.length > 0 && !socket.#closed &&
-      socket.#writeError === undefined;
-    socketInternals.drained = async (socket) => {
-      while (socketInternals.pendingWrites(socket)) {
-        if (socket.#writing === undefined) return;
-        await socket.#writing;
-      }
+    socketInternals.abort = (socket, reason) => {
+      const unsent = socket.#rejectAll(reason);
+      if (unsent !== undefined) socket.#host!.unsent!(unsent);
     };
+    socketInternals.settled = (socket) => socket.#settled();
     socketInternals.sendOwned = (socket, bytes, options) =>
-      socket.#write(bytes, options, true);
+      socket.#write(new WriteRequest(socket, bytes, true, "send"), options);
     socketInternals.watchEnd = (socket, signal) => socket.#watchEnd(signal);
     socketInternals.setProxy = (socket, proxy) => {
       socket.#proxy = proxy;
@@ -395,17 +172,61 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.setTls = (socket, info) => {
       socket.#tls = info;
     };
-    socketInternals.readWaiting = (socket) => socket.#readers.length > 0;
+    socketInternals.readWaiting = (socket) => socket.#rb.readers.length > 0;
     socketInternals.readUntilEither = (socket, a, b, options) =>
-      socket.#read(
-        KIND_UNTIL,
+      socket.#read(ReadRequest.until(socket, a, b, options.maxLength), options);
+    streamHooks.pull = (socket) =>
+      socket.#read(ReadRequest.chunk(socket), undefined);
+    streamHooks.cancel = (socket, reason) => {
+      for (const req of [...socket.#rb.readers]) {
+        if (req.kind === CHUNK) socket.#dropReader(req, reason);
+      }
+    };
+    streamHooks.timedOut = (socket, stream) => {
+      if (socket.#readable === stream) socket.#readable = undefined;
+    };
+    streamHooks.write = (socket, chunk) =>
+      socket.#write(
+        new WriteRequest(socket, chunk, false, "writable"),
         undefined,
-        a,
-        options.maxLength,
-        options,
-        true,
-        b,
       );
+    tlsHooks.state = (socket) => ({
+      conn: socket.#conn,
+      closed: socket.#closed,
+      secure: socket.#tls !== undefined || socket.#upgrading,
+      busy: socket.#rb.readers.length > 0 || socket.#reading !== undefined ||
+        socket.#writes.pending || socket.#writing !== undefined ||
+        socket.#readable?.locked === true || socket.#writable?.locked === true,
+      buffered: socket.#rb.length,
+      ending: socket.#rb.eof || socket.#rb.error !== undefined ||
+        socket.#writes.ended,
+      hostSignal: socket.#host?.signal,
+    });
+    tlsHooks.hold = (socket, stop) => {
+      socket.#upgrading = stop !== undefined;
+      socket.#upgradeStop = stop;
+    };
+    tlsHooks.swap = (socket, tls) => {
+      if (socket.#closed) return false;
+      socket.#conn = tls;
+      return true;
+    };
+    tlsHooks.resume = (socket, info) => {
+      socket.#tls = info;
+      socket.#upgrading = false;
+      socket.#upgradeStop = undefined;
+      if (socket.#closed) return false;
+      if (socket.#rb.readers.length > 0 && socket.#reading === undefined) {
+        socket.#fill();
+      }
+      if (socket.#writes.pending && socket.#writing === undefined) {
+        socket.#startWrite();
+      }
+      return true;
+    };
+    tlsHooks.countTimeout = (socket) => socket.#countTimeout();
+    socketInternals.pendingWrites = (socket) => socket.#writes.pending;
+    socketInternals.drained = (socket) => socket.#writes.drained();
   }
 
   /**
@@ -464,7 +285,7 @@ export class EvSocket implements AsyncDisposable {
 
   /** Bytes received and buffered that no read call has taken yet. */
   get buffered(): number {
-    return this.#re - this.#rs;
+    return this.#rb.length;
   }
 
   // ---------------------------------------------------------------- reads
@@ -505,23 +326,22 @@ export class EvSocket implements AsyncDisposable {
       return Promise.reject(error);
     }
     // Fast path: bytes already buffered and nobody queued ahead (nor any
-    // reason to reject: #read checks those in the same order).
-    const have = this.#re - this.#rs;
+    // reason to reject: #admit checks those in the same order).
+    const rb = this.#rb;
+    const have = rb.end - rb.start;
     if (
-      have > 0 && this.#readers.length === 0 && !this.#closed &&
+      have > 0 && rb.readers.length === 0 && !this.#closed &&
       !this.#readable?.locked &&
-      (this.#limits === undefined ||
-        (!this.#limits.idleExpired &&
-          this.#limits.readDeadline === Infinity)) &&
+      (this.#limits === undefined || this.#limits.clear(READ)) &&
       options?.deadline === undefined &&
       !this.#host?.signal.aborted && !options?.signal?.aborted
     ) {
       const n = have < buf.byteLength ? have : buf.byteLength;
-      buf.set(this.#rbuf.subarray(this.#rs, this.#rs + n));
-      this.#rs += n;
+      buf.set(rb.bytes.subarray(rb.start, rb.start + n));
+      rb.start += n;
       return Promise.resolve(n);
     }
-    return this.#read(KIND_RECV, buf, undefined, 0, options, true);
+    return this.#read(ReadRequest.recv(this, buf), options);
   }
 
   /**
@@ -558,7 +378,7 @@ export class EvSocket implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#read(KIND_FULL, buf, undefined, 0, options, true);
+    return this.#read(ReadRequest.full(this, buf), options);
   }
 
   /**
@@ -605,7 +425,10 @@ export class EvSocket implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#read(KIND_UNTIL, undefined, delimiter, max, options, true);
+    return this.#read(
+      ReadRequest.until(this, delimiter, undefined, max),
+      options,
+    );
   }
 
   /**
@@ -634,27 +457,18 @@ export class EvSocket implements AsyncDisposable {
    * @throws {LimitExceededError} when a line is longer than `maxLength`;
    * its bytes stay buffered.
    */
-  async readLine(options?: EvReadUntilOptions): Promise<string | null> {
-    const max = checkInteger(
-      options?.maxLength ?? DEFAULT_MAX_LENGTH,
-      "maxLength",
-      1,
-    );
-    const bytes: Uint8Array | null = await this.#read(
-      KIND_UNTIL,
-      undefined,
-      undefined,
-      max,
-      options,
-      true,
-    );
-    if (bytes === null) return null;
-    let end = bytes.byteLength;
-    if (end > 0 && bytes[end - 1] === 0x0a) {
-      end--;
-      if (end > 0 && bytes[end - 1] === 0x0d) end--;
+  readLine(options?: EvReadUntilOptions): Promise<string | null> {
+    let max: number;
+    try {
+      max = checkInteger(
+        options?.maxLength ?? DEFAULT_MAX_LENGTH,
+        "maxLength",
+        1,
+      );
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return decoder.decode(bytes.subarray(0, end));
+    return this.#read(ReadRequest.line(this, max), options);
   }
 
   /**
@@ -689,272 +503,95 @@ export class EvSocket implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#read(KIND_PEEK, undefined, undefined, count, options, true);
+    return this.#read(ReadRequest.peek(this, count), options);
   }
 
-  #read(
-    kind: number,
-    buf: Uint8Array | undefined,
-    delim: Uint8Array | undefined,
-    max: number,
+  /**
+   * Starts a read call: settles it from the buffer if it can, else queues
+   * it and reads the connection. Returns the call's promise.
+   */
+  #read<R extends AnyRead>(
+    req: R,
     options: EvCallOptions | undefined,
-    publicCall: boolean,
-    delim2?: Uint8Array,
-  ): Promise<Any> {
+  ): R["promise"] {
     let timeout: number | undefined;
-    let signal: AbortSignal | undefined;
     let deadline: number | undefined;
     try {
       timeout = checkTimeout(options?.timeout);
-      signal = checkSignal(options?.signal);
+      req.signal = checkSignal(options?.signal);
       deadline = checkDeadline(options?.deadline);
-      if (publicCall && this.#readable !== undefined) {
+      if (req.kind !== CHUNK && this.#readable !== undefined) {
         if (this.#readable.locked) {
           throw new TypeError(
             "Cannot read from the socket: its readable stream is locked by a reader",
           );
         }
-        this.#withdrawStreamReads();
+        this.#rb.withdrawChunks();
       }
     } catch (error) {
-      return Promise.reject(error);
+      // Bad arguments: not marked handled, so that a call not awaited
+      // still shows the mistake.
+      req.reject(error);
+      return req.promise;
     }
-    if (this.#closed) return Promise.reject(closedError());
-    const hostSignal = this.#host?.signal;
-    if (hostSignal?.aborted) return Promise.reject(hostSignal.reason);
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const limits = this.#limits;
-    if (limits !== undefined) {
-      if (limits.idleExpired) {
-        limits.idleExpired = false;
-        return Promise.reject(this.#idleTimeoutError());
+    if (!this.#admit(req, READ, timeout, deadline)) return req.promise;
+    const rb = this.#rb;
+    if (rb.readers.length === 0 && rb.complete(req)) return req.promise;
+    if (req.ms === 0) {
+      // Read what the kernel holds into the buffer for the next call, so
+      // that polling with timeout 0 sees bytes once they have arrived.
+      if (rb.readers.length === 0 && this.#reading === undefined) {
+        this.#readAhead();
       }
-      if (
-        limits.readDeadline !== Infinity &&
-        (limits.readFired || Date.now() >= limits.readDeadline)
-      ) {
-        this.#countTimeout();
-        return Promise.reject(deadlineError("read", true));
-      }
+      this.#countTimeout();
+      req.fail(timeoutError("Nothing buffered to read (timeout 0)"));
+      return req.promise;
     }
-    let byDeadline = false;
-    if (deadline !== undefined) {
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        this.#countTimeout();
-        return Promise.reject(deadlineError("read", false));
-      }
-      if (timeout === undefined || left < timeout) {
-        timeout = left;
-        byDeadline = true;
-      }
-    }
-    return new Promise((resolve, reject) => {
-      const req = new ReadRequest(
-        this,
-        kind,
-        buf,
-        delim,
-        delim2,
-        max,
-        resolve,
-        reject,
-        signal,
-      );
-      if (this.#readers.length === 0 && this.#complete(req)) return;
-      if (timeout === 0 && !byDeadline) {
-        // Read what the kernel holds into the buffer for the next call, so
-        // that polling with timeout 0 sees bytes once they have arrived.
-        if (this.#readers.length === 0 && this.#reading === undefined) {
-          this.#readAhead();
-        }
-        this.#countTimeout();
-        reject(timeoutError("Nothing buffered to read (timeout 0)"));
-        return;
-      }
-      if (timeout !== undefined) {
-        // The request is its own deadline entry: see #expireRead.
-        req.ms = timeout;
-        req.byDeadline = byDeadline;
-        deadlines.add(req, timeout);
-      }
-      if (signal !== undefined) {
-        req.onAbort = () => {
-          req.onAbort = undefined;
-          this.#dropReader(req, signal.reason);
-        };
-        signal.addEventListener("abort", req.onAbort, { once: true });
-      }
-      // A queue of one is made anew rather than pushed to: an empty array
-      // that grows makes room for 17, and most sockets never queue two reads.
-      if (this.#readers.length === 0) this.#readers = [req];
-      else this.#readers.push(req);
-      if (this.#reading === undefined) this.#fill();
-    });
+    // The request is its own deadline entry: see #expireRead.
+    armCall(req);
+    rb.push(req);
+    if (this.#reading === undefined) this.#fill();
+    return req.promise;
   }
 
   /**
-   * A read call came while the readable stream is not locked: a read the
-   * stream left pending (its reader was released) must not take the bytes.
+   * Whether a new call (its `signal` set) may go ahead; if not, rejects it
+   * at once and returns false. It may not when the socket is closed, its
+   * write side is done (for sends), its task or the call's signal aborted,
+   * or a time limit has passed (see `limitCall`, which sets the call's).
    */
-  #withdrawStreamReads(): void {
-    const readers = this.#readers;
-    for (let i = readers.length - 1; i >= 0; i--) {
-      const req = readers[i]!;
-      if (req.kind !== KIND_CHUNK) continue;
-      readers.splice(i, 1);
-      this.#forget(req);
-      req.resolve(undefined);
+  #admit(
+    req: AnyRead | WriteRequest,
+    mode: typeof READ | typeof WRITE,
+    timeout: number | undefined,
+    deadline: number | undefined,
+  ): boolean {
+    let reason: unknown;
+    const hostSignal = this.#host?.signal;
+    if (this.#closed) {
+      reason = closedError();
+    } else if (mode === WRITE && this.#writes.error !== undefined) {
+      reason = this.#writes.error;
+    } else if (mode === WRITE && this.#writes.ended) {
+      reason = new Deno.errors.BrokenPipe("The socket's write side is closed");
+    } else if (hostSignal?.aborted) {
+      reason = hostSignal.reason;
+    } else if (req.signal?.aborted) {
+      reason = req.signal.reason;
+    } else {
+      return limitCall(this, this.#limits, req, mode, timeout, deadline);
     }
-  }
-
-  /** Tries to finish a read from the buffer; true when it settled. */
-  #complete(req: ReadRequest): boolean {
-    const rbuf = this.#rbuf;
-    const rs = this.#rs;
-    const have = this.#re - rs;
-    switch (req.kind) {
-      case KIND_RECV: {
-        const buf = req.buf!;
-        if (have > 0 || buf.byteLength === 0) {
-          const n = have < buf.byteLength ? have : buf.byteLength;
-          buf.set(rbuf.subarray(rs, rs + n));
-          this.#rs = rs + n;
-          req.resolve(n);
-          return true;
-        }
-        break;
-      }
-      case KIND_FULL: {
-        const buf = req.buf!;
-        const need = buf.byteLength;
-        if (have >= need) {
-          buf.set(rbuf.subarray(rs, rs + need));
-          this.#rs = rs + need;
-          req.resolve(buf);
-          return true;
-        }
-        if (this.#eof) {
-          if (have === 0) {
-            req.resolve(null);
-          } else {
-            buf.set(rbuf.subarray(rs, rs + have));
-            this.#rs = rs + have;
-            req.reject(
-              Object.assign(
-                new Deno.errors.UnexpectedEof(
-                  `The stream ended after ${have} of ${need} bytes`,
-                ),
-                { bytesRead: have },
-              ),
-            );
-          }
-          return true;
-        }
-        break;
-      }
-      case KIND_UNTIL: {
-        const delim = req.delim ?? LF;
-        let dlen = delim.byteLength;
-        const from = rs + req.scanned;
-        let found = indexOf(rbuf, from, this.#re, delim);
-        const other = req.delim2;
-        let span = dlen;
-        if (other !== undefined) {
-          const olen = other.byteLength;
-          if (olen > span) span = olen;
-          const at = indexOf(
-            rbuf,
-            from,
-            found < 0 ? this.#re : found + dlen,
-            other,
-          );
-          if (at >= 0 && (found < 0 || at + olen < found + dlen)) {
-            found = at;
-            dlen = olen;
-          }
-        }
-        if (found >= 0) {
-          const end = found - rs + dlen;
-          if (end > req.max) {
-            req.reject(new LimitExceededError(req.max));
-          } else {
-            req.resolve(rbuf.slice(rs, rs + end));
-            this.#rs = rs + end;
-          }
-          return true;
-        }
-        req.scanned = have >= span ? have - span + 1 : 0;
-        if (have >= req.max) {
-          req.reject(new LimitExceededError(req.max));
-          return true;
-        }
-        if (this.#eof) {
-          if (have === 0) {
-            req.resolve(null);
-          } else if (req.delim === undefined) {
-            // readLine: a last line without a line ending.
-            req.resolve(rbuf.slice(rs, rs + have));
-            this.#rs = rs + have;
-          } else {
-            req.reject(
-              Object.assign(
-                new Deno.errors.UnexpectedEof(
-                  `The stream ended after ${have} bytes without the delimiter`,
-                ),
-                { bytesRead: have },
-              ),
-            );
-          }
-          return true;
-        }
-        break;
-      }
-      case KIND_PEEK: {
-        const need = req.max;
-        if (have >= need || (this.#eof && have > 0)) {
-          req.resolve(rbuf.slice(rs, rs + (have < need ? have : need)));
-          return true;
-        }
-        break;
-      }
-      case KIND_CHUNK: {
-        if (have > 0) {
-          req.resolve(rbuf.slice(rs, this.#re));
-          this.#rs = this.#re;
-          return true;
-        }
-        break;
-      }
-    }
-    if (this.#eof) {
-      req.resolve(null);
-      return true;
-    }
-    if (this.#readError !== undefined) {
-      req.reject(this.#readError);
-      return true;
-    }
+    req.fail(reason);
     return false;
   }
 
   /** Settles queued reads in order while the buffer allows; reads more. */
   #serveReads(): void {
-    const readers = this.#readers;
-    while (readers.length > 0) {
-      const req = readers[0]!;
-      if (!this.#complete(req)) break;
-      readers.shift();
-      this.#forget(req);
-    }
+    const rb = this.#rb;
+    rb.serve();
     if (this.#reading === undefined) {
-      if (readers.length > 0) this.#fill();
-      else if (this.#watchingEnd()) this.#readAhead();
-    }
-    if (this.#watchingEnd() && (this.#eof || this.#readError !== undefined)) {
-      const watchers = this.#endWatchers!;
-      this.#endWatchers = undefined;
-      for (const notify of watchers) notify();
+      if (rb.readers.length > 0) this.#fill();
+      else if (rb.watchingEnd) this.#readAhead();
     }
   }
 
@@ -964,99 +601,23 @@ export class EvSocket implements AsyncDisposable {
    */
   #readAhead(): void {
     if (this.#upgrading) return;
-    if (this.#eof || this.#readError !== undefined || this.#closed) return;
-    const have = this.#re - this.#rs;
-    if (have >= READ_AHEAD_MAX) return;
-    if (have === 0 && !this.#streaming) {
-      this.#startRead(this.#useSmall());
-      return;
-    }
-    if (have === 0) this.#rs = this.#re = 0;
-    if (this.#rbuf.byteLength < READ_BUFFER_SIZE) {
-      this.#grow(READ_BUFFER_SIZE);
-    } else if (this.#rs > 0 && this.#rbuf.byteLength - this.#re < 4096) {
-      this.#rbuf.copyWithin(0, this.#rs, this.#re);
-      this.#rs = 0;
-      this.#re = have;
-    }
-    if (this.#re === this.#rbuf.byteLength) {
-      // Full, and still under the read-ahead limit: grow towards it.
-      this.#grow(Math.min(2 * this.#rbuf.byteLength, READ_AHEAD_MAX));
-    }
-    const end = Math.min(this.#rbuf.byteLength, this.#rs + READ_AHEAD_MAX);
-    this.#startRead(this.#rbuf.subarray(this.#re, end));
+    const rb = this.#rb;
+    if (rb.eof || rb.error !== undefined || this.#closed) return;
+    const view = rb.reserveAhead();
+    if (view !== undefined) this.#startRead(view);
   }
 
-  /** Starts a read of the connection into `view` (part of `#rbuf`). */
-  #startRead(view: Uint8Array): void {
-    this.#asked = view.byteLength;
-    this.#reading = this.#conn.read(view).then(this.#onRead, this.#onReadError);
-  }
-
-  /**
-   * With nothing buffered, makes the small buffer the read buffer (giving a
-   * pooled one back) and returns it.
-   */
-  #useSmall(): Uint8Array {
-    if (this.#pooled) {
-      buffers.put(this.#rbuf);
-      this.#pooled = false;
-    }
-    this.#rs = this.#re = 0;
-    return this.#rbuf = this.#small ??= new Uint8Array(SMALL_READ);
-  }
-
-  /**
-   * Moves the buffered bytes to a read buffer of at least `size` bytes (a
-   * pooled one when it is big enough). No read may be in flight.
-   */
-  #grow(size: number): void {
-    const have = this.#re - this.#rs;
-    const pooled = size <= buffers.max;
-    const bigger = pooled ? buffers.get(size) : new Uint8Array(size);
-    bigger.set(this.#rbuf.subarray(this.#rs, this.#re));
-    if (this.#pooled) buffers.put(this.#rbuf);
-    this.#rbuf = bigger;
-    this.#pooled = pooled;
-    this.#rs = 0;
-    this.#re = have;
-  }
-
-  /** Starts one read of the connection into the buffer. */
+  /** Starts one read of the connection into the buffer, for the first call. */
   #fill(): void {
     if (this.#upgrading) return;
-    if (this.#eof || this.#readError !== undefined || this.#closed) return;
-    const head = this.#readers[0]!;
-    const have = this.#re - this.#rs;
-    if (have === 0 && !this.#streaming) {
-      this.#startRead(this.#useSmall());
-      return;
-    }
-    if (have === 0) this.#rs = this.#re = 0;
-    if (this.#rbuf.byteLength < READ_BUFFER_SIZE) this.#grow(READ_BUFFER_SIZE);
-    const cap = this.#rbuf.byteLength;
-    let want = cap;
-    if (head.kind === KIND_RECV) {
-      // Let one read of the connection fill the caller's whole buffer.
-      const size = head.buf!.byteLength;
-      if (size > cap) want = size < MAX_RECV_BUFFER ? size : MAX_RECV_BUFFER;
-    } else if (head.kind === KIND_FULL) {
-      if (head.buf!.byteLength > cap) want = head.buf!.byteLength;
-    } else if (head.kind === KIND_PEEK) {
-      if (head.max > cap) want = head.max;
-    } else if (head.kind === KIND_UNTIL && have >= cap) {
-      // A full buffer and no delimiter yet (else it had settled): grow
-      // towards the limit, which is above `have`.
-      want = Math.min(2 * cap, head.max);
-    }
-    if (want > cap) {
-      this.#grow(want);
-    } else if (this.#rs > 0 && cap - this.#re < 4096) {
-      this.#rbuf.copyWithin(0, this.#rs, this.#re);
-      this.#rs = 0;
-      this.#re = have;
-    }
-    this.#startRead(this.#rbuf.subarray(this.#re));
+    const rb = this.#rb;
+    if (rb.eof || rb.error !== undefined || this.#closed) return;
+    this.#startRead(rb.reserve(rb.readers[0]!));
+  }
+
+  /** Starts a read of the connection into `view` (part of the buffer). */
+  #startRead(view: Uint8Array): void {
+    this.#reading = this.#conn.read(view).then(this.#onRead, this.#onReadError);
   }
 
   // The handlers of a read of the connection are made once per socket, not
@@ -1067,11 +628,10 @@ export class EvSocket implements AsyncDisposable {
     this.#reading = undefined;
     if (this.#closed) return;
     if (n === null) {
-      this.#eof = true;
+      this.#rb.eof = true;
     } else {
-      this.#re += n;
-      this.#streaming = n === this.#asked;
-      this.#active();
+      this.#rb.filled(n);
+      this.#limits?.active();
     }
     this.#serveReads();
   };
@@ -1079,39 +639,20 @@ export class EvSocket implements AsyncDisposable {
   #onReadError = (error: unknown): void => {
     this.#reading = undefined;
     if (this.#closed) return;
-    this.#readError = error;
+    this.#rb.error = error;
     this.#serveReads();
   };
 
   /** A caller stopped waiting: remove its read, keep the bytes. */
-  #dropReader(req: ReadRequest, reason: unknown): void {
-    const i = this.#readers.indexOf(req);
-    if (i < 0) return;
-    this.#readers.splice(i, 1);
-    this.#forget(req);
-    req.reject(reason);
+  #dropReader(req: AnyRead, reason: unknown): void {
     // A read behind it may be satisfied by what the dropped one waited on.
-    if (i === 0 && this.#readers.length > 0) this.#serveReads();
+    if (this.#rb.drop(req, reason)) this.#serveReads();
   }
 
   /** A read's time limit passed: it rejects, and the bytes stay. */
-  #expireRead(req: ReadRequest): void {
+  #expireRead(req: AnyRead): void {
     this.#countTimeout();
-    this.#dropReader(
-      req,
-      req.byDeadline
-        ? deadlineError("read", false)
-        : timeoutError(`Read timed out after ${req.ms} ms`),
-    );
-  }
-
-  #forget(req: ReadRequest | WriteRequest): void {
-    // A no-op unless its time limit is pending.
-    deadlines.cancel(req);
-    if (req.onAbort !== undefined) {
-      req.signal!.removeEventListener("abort", req.onAbort);
-      req.onAbort = undefined;
-    }
+    this.#dropReader(req, callTimeoutError(req, "read"));
   }
 
   // --------------------------------------------------------------- writes
@@ -1156,7 +697,7 @@ export class EvSocket implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#write(bytes, options);
+    return this.#write(new WriteRequest(this, bytes, false, "send"), options);
   }
 
   /**
@@ -1181,118 +722,44 @@ export class EvSocket implements AsyncDisposable {
    * @param options Timeout and signal for waiting on the queued sends.
    */
   closeWrite(options?: EvCallOptions): Promise<void> {
-    return this.#write(undefined, options);
+    return this.#write(
+      new WriteRequest(this, undefined, false, "closeWrite"),
+      options,
+    );
   }
 
-  #write(
-    bytes: Uint8Array | undefined,
-    options: EvCallOptions | undefined,
-    owned = false,
-  ): Promise<void> {
+  /** Queues a send or `closeWrite` and starts writing. Returns its promise. */
+  #write(req: WriteRequest, options: EvCallOptions | undefined): Promise<void> {
     let timeout: number | undefined;
-    let signal: AbortSignal | undefined;
     let deadline: number | undefined;
     try {
       timeout = checkTimeout(options?.timeout);
-      signal = checkSignal(options?.signal);
+      req.signal = checkSignal(options?.signal);
       deadline = checkDeadline(options?.deadline);
     } catch (error) {
-      return Promise.reject(error);
+      req.reject(error); // not marked handled, as in #read
+      return req.promise;
     }
-    if (this.#closed) return Promise.reject(closedError());
-    if (this.#writeError !== undefined) {
-      return Promise.reject(this.#writeError);
-    }
-    if (this.#writeClosed) {
-      return Promise.reject(
-        new Deno.errors.BrokenPipe("The socket's write side is closed"),
-      );
-    }
-    const hostSignal = this.#host?.signal;
-    if (hostSignal?.aborted) return Promise.reject(hostSignal.reason);
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const limits = this.#limits;
-    if (limits !== undefined) {
-      if (limits.idleExpired) {
-        limits.idleExpired = false;
-        return Promise.reject(this.#idleTimeoutError());
-      }
-      if (
-        limits.writeDeadline !== Infinity &&
-        (limits.writeFired || Date.now() >= limits.writeDeadline)
-      ) {
-        this.#countTimeout();
-        return Promise.reject(
-          Object.assign(deadlineError("send", true), { bytesWritten: 0 }),
-        );
-      }
-    }
-    let byDeadline = false;
-    if (deadline !== undefined) {
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        this.#countTimeout();
-        return Promise.reject(
-          Object.assign(deadlineError("send", false), { bytesWritten: 0 }),
-        );
-      }
-      if (timeout === undefined || left < timeout) {
-        timeout = left;
-        byDeadline = true;
-      }
-    }
-    if (bytes === undefined) this.#writeClosed = true;
-    else if (bytes.byteLength === 0) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const req = new WriteRequest(this, bytes, owned, resolve, reject, signal);
-      this.#writers.push(req);
-      if (timeout !== undefined) {
-        // The request is its own deadline entry: see #expireWrite.
-        req.ms = timeout;
-        req.byDeadline = byDeadline;
-        deadlines.add(req, timeout);
-      }
-      if (signal !== undefined) {
-        req.onAbort = () => {
-          req.onAbort = undefined;
-          this.#detachWriter(req, signal.reason);
-        };
-        signal.addEventListener("abort", req.onAbort, { once: true });
-      }
-      if (this.#writing === undefined && !this.#upgrading) this.#startWrite();
-    });
+    if (!this.#admit(req, WRITE, timeout, deadline)) return req.promise;
+    const writes = this.#writes;
+    if (req.bytes === undefined) writes.ended = true;
+    else if (req.bytes.byteLength === 0) return Promise.resolve();
+    // Where the caller is, for an UnsentDataError: costs microseconds.
+    if (this.#host?.debug === true) req.stack = new Error().stack;
+    writes.push(req);
+    // The request is its own deadline entry: see #expireWrite.
+    armCall(req);
+    if (this.#writing === undefined && !this.#upgrading) this.#startWrite();
+    return req.promise;
   }
 
   /** Starts the write (or half-close) at the head of the queue. */
   #startWrite(): void {
-    const req = this.#writers[0]!;
-    const bytes = req.bytes;
-    let op: Promise<number>;
-    if (bytes === undefined) {
-      op = this.#conn.closeWrite().then(() => 0);
-    } else if (!req.owned) {
-      // The caller may stop waiting (a timeout, a signal, an idle timeout or
-      // a deadline, even one set after the call began) and reuse its buffer
-      // while this write is still in flight: Deno's write reads the buffer
-      // when the socket becomes writable, not at the call. So a caller's
-      // bytes are written from copies, a piece at a time, through one
-      // staging buffer (writes go one at a time, so the next copy is made
-      // only once the kernel has taken the last). Measured, this is no
-      // slower than writing the caller's buffer in place (bench/socket_bench.ts).
-      const end = Math.min(bytes.byteLength, req.offset + COPY_CHUNK);
-      const length = end - req.offset;
-      let stage = this.#stage;
-      if (stage === undefined || stage.byteLength < length) {
-        if (stage !== undefined) buffers.put(stage);
-        stage = this.#stage = buffers.get(length);
-      }
-      stage.set(bytes.subarray(req.offset, end));
-      op = this.#conn.write(stage.subarray(0, length));
-    } else {
-      op = this.#conn.write(
-        req.offset === 0 ? bytes : bytes.subarray(req.offset),
-      );
-    }
+    const writes = this.#writes;
+    const req = writes.head!;
+    const op = req.bytes === undefined
+      ? this.#conn.closeWrite().then(zero)
+      : this.#conn.write(writes.chunk(req));
     this.#writing = op.then(
       (n) => this.#onWritten(req, n),
       (error) => this.#onWriteError(error),
@@ -1302,79 +769,36 @@ export class EvSocket implements AsyncDisposable {
   #onWritten(req: WriteRequest, n: number): void {
     this.#writing = undefined;
     if (this.#closed) return;
+    const writes = this.#writes;
     // Otherwise it was dropped while in flight (its task was aborted).
-    if (this.#writers[0] === req) {
+    if (writes.head === req) {
       if (req.bytes !== undefined) {
-        // A timeout may have swapped in a copy of the rest (offset 0): the
-        // write in flight started at that copy's first byte either way.
-        req.offset += n;
-        this.#active();
-        if (req.offset < req.bytes.byteLength) {
+        const more = writes.advance(req, n);
+        this.#limits?.active();
+        if (more) {
           this.#startWrite();
           return;
         }
       }
-      this.#writers.shift();
-      this.#forget(req);
-      req.resolve?.();
+      writes.shift();
     }
-    if (this.#writers.length > 0) this.#startWrite();
-    else if (this.#stage !== undefined) {
-      // Nothing queued and no write in flight: give the staging buffer back.
-      buffers.put(this.#stage);
-      this.#stage = undefined;
-    }
+    if (writes.head !== undefined) this.#startWrite();
+    else writes.idle();
   }
 
   #onWriteError(error: unknown): void {
     this.#writing = undefined;
     if (this.#closed) return;
-    this.#writeError = error;
-    this.#rejectWriters(error);
+    // The peer's doing (a reset): the callers get the error, and no
+    // UnsentDataError is reported.
+    this.#writes.error = error;
+    this.#writes.clear(error);
   }
 
   /** A send's time limit passed: it rejects, and its bytes stay queued. */
   #expireWrite(req: WriteRequest): void {
     this.#countTimeout();
-    this.#detachWriter(
-      req,
-      req.byDeadline
-        ? deadlineError("send", false)
-        : timeoutError(`Send timed out after ${req.ms} ms`),
-    );
-  }
-
-  /** A caller stopped waiting on a send: keep its bytes queued. */
-  #detachWriter(req: WriteRequest, reason: unknown): void {
-    if (req.resolve === undefined) return;
-    this.#forget(req);
-    req.resolve = undefined;
-    const bytes = req.bytes;
-    const written = req.offset;
-    if (bytes !== undefined) {
-      // The caller may reuse its buffer now: keep a copy of the rest.
-      if (!req.owned) {
-        req.bytes = bytes.slice(written);
-        req.offset = 0;
-        req.owned = true;
-      }
-      if (reason instanceof DOMException && reason.name === "TimeoutError") {
-        Object.assign(reason, { bytesWritten: written });
-      }
-    }
-    req.reject(reason);
-  }
-
-  #rejectWriters(reason: unknown): void {
-    const writers = this.#writers;
-    this.#writers = [];
-    for (const req of writers) {
-      this.#forget(req);
-      if (req.resolve !== undefined) {
-        req.resolve = undefined;
-        req.reject(reason);
-      }
-    }
+    this.#writes.detach(req, callTimeoutError(req, "send"));
   }
 
   // ------------------------------------------------------------------ TLS
@@ -1427,93 +851,8 @@ export class EvSocket implements AsyncDisposable {
    * @throws {DOMException} named `"TimeoutError"` when the handshake takes
    * too long.
    */
-  async startTls(options?: EvStartTlsOptions): Promise<void> {
-    const timeout = checkTimeout(options?.timeout);
-    const deadline = checkDeadline(options?.deadline);
-    const signal = checkSignal(options?.signal);
-    const tlsOptions = checkTlsClientOptions(options);
-    if (this.#closed) throw closedError();
-    const conn = this.#conn;
-    if (
-      this.#tls !== undefined || this.#upgrading ||
-      conn.localAddr.transport !== "tcp" ||
-      typeof (conn as Partial<Deno.TlsConn>).handshake === "function"
-    ) {
-      throw new TypeError("startTls() needs a plain TCP connection");
-    }
-    if (
-      this.#readers.length > 0 || this.#reading !== undefined ||
-      this.#writers.length > 0 || this.#writing !== undefined ||
-      this.#readable?.locked || this.#writable?.locked
-    ) {
-      throw new Deno.errors.Busy(
-        "startTls() needs the connection idle: a call, or a read of the connection that a timed-out call left armed, is in flight",
-      );
-    }
-    const have = this.#re - this.#rs;
-    if (have > 0) {
-      throw new Deno.errors.InvalidData(
-        `startTls(): ${have} bytes arrived before the TLS handshake; refusing to upgrade (they were not protected by it)`,
-      );
-    }
-    if (this.#eof || this.#readError !== undefined || this.#writeClosed) {
-      throw new Deno.errors.BrokenPipe(
-        "startTls(): the connection is already ending",
-      );
-    }
-    const hostSignal = this.#host?.signal;
-    if (hostSignal?.aborted) throw hostSignal.reason;
-    if (signal?.aborted) throw signal.reason;
-    let ms = timeout ?? Infinity;
-    if (deadline !== undefined) ms = Math.min(ms, deadline - Date.now());
-    if (ms <= 0) {
-      this.#countTimeout();
-      throw timeoutError("startTls(): the deadline has passed");
-    }
-    // Closing the socket meanwhile ends the handshake wait at once.
-    const closing = new AbortController();
-    this.#upgradeStop = closing;
-    const stop = AbortSignal.any(
-      [closing.signal, hostSignal, signal].filter((s) => s !== undefined),
-    );
-    this.#upgrading = true;
-    try {
-      const tls = await Deno.startTls(conn as Deno.TcpConn, {
-        hostname: tlsOptions.hostname ??
-          (conn.remoteAddr as Deno.NetAddr).hostname,
-        ...(tlsOptions.caCerts ? { caCerts: tlsOptions.caCerts } : {}),
-        ...(tlsOptions.alpnProtocols
-          ? { alpnProtocols: tlsOptions.alpnProtocols }
-          : {}),
-      });
-      // Deno.startTls took the TCP connection over when called: if the
-      // socket was closed while it ran, that close missed the new one.
-      if (this.#closed) {
-        try {
-          tls.close();
-        } catch {
-          // Already closed.
-        }
-        throw closedError();
-      }
-      this.#conn = tls;
-      this.#tls = await handshake(tls, ms, stop);
-    } catch (error) {
-      if (error instanceof DOMException && error.name === "TimeoutError") {
-        this.#countTimeout();
-      }
-      this.#upgrading = false;
-      this.#upgradeStop = undefined;
-      this.close();
-      throw error;
-    }
-    this.#upgrading = false;
-    this.#upgradeStop = undefined;
-    if (this.#closed) throw closedError();
-    if (this.#readers.length > 0 && this.#reading === undefined) this.#fill();
-    if (this.#writers.length > 0 && this.#writing === undefined) {
-      this.#startWrite();
-    }
+  startTls(options?: EvStartTlsOptions): Promise<void> {
+    return upgrade(this, options);
   }
 
   // ----------------------------------------------------- idle and closing
@@ -1541,48 +880,7 @@ export class EvSocket implements AsyncDisposable {
    * @param ms Milliseconds of silence allowed.
    */
   setIdleTimeout(ms: number | undefined): void {
-    const value = checkTimeout(ms, "ms");
-    if (value === undefined && this.#limits === undefined) return; // none set
-    const limits = this.#limits ??= new SocketLimits();
-    if (limits.idleEntry !== undefined) {
-      deadlines.cancel(limits.idleEntry);
-      limits.idleEntry = undefined;
-    }
-    limits.idleMs = value;
-    limits.idleExpired = false;
-    if (value === undefined || this.#closed) return;
-    limits.lastActivity = performance.now();
-    limits.idleEntry = deadlines.schedule(value, () => this.#onIdle());
-  }
-
-  /** Bytes moved: the idle timeout, if any, starts over. */
-  #active(): void {
-    const limits = this.#limits;
-    if (limits?.idleMs !== undefined) limits.lastActivity = performance.now();
-  }
-
-  #onIdle(): void {
-    const limits = this.#limits!;
-    limits.idleEntry = undefined;
-    const ms = limits.idleMs;
-    if (ms === undefined || this.#closed) return;
-    const quiet = performance.now() - limits.lastActivity;
-    if (quiet + 1 < ms) {
-      limits.idleEntry = deadlines.schedule(ms - quiet, () => this.#onIdle());
-      return;
-    }
-    const waiting = this.#readers.length > 0 ||
-      this.#writers.some((w) => w.resolve !== undefined);
-    if (waiting) {
-      const error = this.#idleTimeoutError();
-      this.#expireReads(error);
-      this.#expireWrites(error);
-      this.#countTimeout();
-    } else {
-      limits.idleExpired = true;
-    }
-    limits.lastActivity = performance.now();
-    limits.idleEntry = deadlines.schedule(ms, () => this.#onIdle());
+    this.#arm(IDLE, checkTimeout(ms, "ms") ?? Infinity);
   }
 
   /**
@@ -1621,8 +919,8 @@ export class EvSocket implements AsyncDisposable {
    */
   setDeadline(deadline: number | Date | undefined): void {
     const at = checkDeadline(deadline) ?? Infinity;
-    this.#setReadDeadline(at);
-    this.#setWriteDeadline(at);
+    this.#arm(READ, at);
+    this.#arm(WRITE, at);
   }
 
   /**
@@ -1649,7 +947,7 @@ export class EvSocket implements AsyncDisposable {
    * @throws {RangeError} if it is NaN or an invalid `Date`.
    */
   setReadDeadline(deadline: number | Date | undefined): void {
-    this.#setReadDeadline(checkDeadline(deadline) ?? Infinity);
+    this.#arm(READ, checkDeadline(deadline) ?? Infinity);
   }
 
   /**
@@ -1676,89 +974,29 @@ export class EvSocket implements AsyncDisposable {
    * @throws {RangeError} if it is NaN or an invalid `Date`.
    */
   setWriteDeadline(deadline: number | Date | undefined): void {
-    this.#setWriteDeadline(checkDeadline(deadline) ?? Infinity);
+    this.#arm(WRITE, checkDeadline(deadline) ?? Infinity);
   }
 
-  #setReadDeadline(at: number): void {
-    if (at === Infinity && this.#limits === undefined) return; // none set
-    const limits = this.#limits ??= new SocketLimits();
-    if (limits.readEntry !== undefined) {
-      deadlines.cancel(limits.readEntry);
-      limits.readEntry = undefined;
-    }
-    limits.readDeadline = at;
-    limits.readFired = false;
-    if (at === Infinity || this.#closed) return;
-    const left = at - Date.now();
-    if (left <= 0) this.#onReadDeadline();
-    else {
-      limits.readEntry = deadlines.schedule(left, () => this.#onReadDeadline());
-    }
+  /** Sets a socket-wide limit (see SocketLimits.arm); Infinity removes it. */
+  #arm(mode: LimitMode, value: number): void {
+    if (value === Infinity && this.#limits === undefined) return; // none set
+    (this.#limits ??= new SocketLimits(this)).arm(mode, value);
   }
 
-  #setWriteDeadline(at: number): void {
-    if (at === Infinity && this.#limits === undefined) return; // none set
-    const limits = this.#limits ??= new SocketLimits();
-    if (limits.writeEntry !== undefined) {
-      deadlines.cancel(limits.writeEntry);
-      limits.writeEntry = undefined;
-    }
-    limits.writeDeadline = at;
-    limits.writeFired = false;
-    if (at === Infinity || this.#closed) return;
-    const left = at - Date.now();
-    if (left <= 0) this.#onWriteDeadline();
-    else {
-      limits.writeEntry = deadlines.schedule(
-        left,
-        () => this.#onWriteDeadline(),
-      );
-    }
-  }
-
-  #onReadDeadline(): void {
-    const limits = this.#limits!;
-    limits.readEntry = undefined;
-    limits.readFired = true;
-    if (this.#closed || this.#readers.length === 0) return;
-    this.#countTimeout();
-    this.#expireReads(deadlineError("read", true));
-  }
-
-  #onWriteDeadline(): void {
-    const limits = this.#limits!;
-    limits.writeEntry = undefined;
-    limits.writeFired = true;
-    if (this.#closed || !this.#writers.some((w) => w.resolve !== undefined)) {
-      return;
-    }
-    this.#countTimeout();
-    this.#expireWrites(deadlineError("send", true));
-  }
-
-  /** Rejects every pending read with `error`; buffered bytes stay. */
-  #expireReads(error: DOMException): void {
-    const readers = this.#readers;
-    this.#readers = [];
-    for (const req of readers) {
-      this.#forget(req);
-      req.reject(error);
-    }
+  /** Whether a call in `mode`'s direction (IDLE: either) is waiting. */
+  #waiting(mode: LimitMode): boolean {
+    return (mode !== WRITE && this.#rb.readers.length > 0) ||
+      (mode !== READ && this.#writes.waiting);
   }
 
   /**
-   * Rejects every waiting send with a copy of `error` (each says its own
-   * `bytesWritten`); their unwritten bytes stay queued.
+   * A socket-wide limit passed: rejects the calls waiting in `mode`'s
+   * direction (IDLE: both). Every read gets `error`, every send a copy
+   * (each says its own `bytesWritten`); no bytes are lost.
    */
-  #expireWrites(error: DOMException): void {
-    for (const req of [...this.#writers]) {
-      if (req.resolve === undefined) continue;
-      this.#detachWriter(req, new DOMException(error.message, error.name));
-    }
-  }
-
-  #idleTimeoutError(): DOMException {
-    return timeoutError(`The socket was idle for ${this.#limits?.idleMs} ms`);
+  #expire(mode: LimitMode, error: DOMException): void {
+    if (mode !== WRITE) this.#rb.clear(error);
+    if (mode !== READ) this.#writes.expire(error);
   }
 
   #countTimeout(): void {
@@ -1768,42 +1006,27 @@ export class EvSocket implements AsyncDisposable {
   /**
    * Rejects every pending call with `reason` and drops the queued writes:
    * the task that owns the socket was aborted, or the socket was closed.
+   * Returns what that cut short, for the host to report (none without one).
    */
-  #rejectAll(reason: unknown): void {
-    const readers = this.#readers;
-    this.#readers = [];
-    for (const req of readers) {
-      this.#forget(req);
-      req.reject(reason);
-    }
-    this.#rejectWriters(reason);
-  }
-
-  /** Whether someone waits, through `#watchEnd`, for the stream to end. */
-  #watchingEnd(): boolean {
-    return this.#endWatchers !== undefined && this.#endWatchers.length > 0;
+  #rejectAll(reason: unknown): UnsentDataError | undefined {
+    this.#rb.clear(reason);
+    const writes = this.#writes;
+    const unsent = this.#host?.unsent !== undefined && writes.pending
+      ? writes.unsent(reason, this.localAddr, this.remoteAddr)
+      : undefined;
+    writes.clear(reason);
+    return unsent;
   }
 
   #watchEnd(signal: AbortSignal): Promise<void> {
-    if (this.#eof || this.#readError !== undefined) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      if (this.#closed || signal.aborted) return;
-      const notify = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        const watchers = this.#endWatchers ?? [];
-        const i = watchers.indexOf(notify);
-        if (i >= 0) watchers.splice(i, 1);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.#endWatchers ??= [];
-      this.#endWatchers.push(notify);
-      if (this.#reading === undefined && this.#readers.length === 0) {
-        this.#readAhead();
-      }
-    });
+    const rb = this.#rb;
+    const ended = rb.watchEnd(signal, this.#closed);
+    if (
+      rb.watchingEnd && this.#reading === undefined && rb.readers.length === 0
+    ) {
+      this.#readAhead();
+    }
+    return ended;
   }
 
   #settled(): Promise<void> {
@@ -1818,8 +1041,9 @@ export class EvSocket implements AsyncDisposable {
   /**
    * Closes the connection at once. Pending calls reject with
    * `Deno.errors.BadResource`; queued bytes not yet written are dropped (use
-   * {@linkcode EvSocket.closeWrite} first to flush them). Closing twice is a
-   * no-op.
+   * {@linkcode EvSocket.closeWrite} first to flush them), and a socket that
+   * a task owns reports them to it as an {@linkcode UnsentDataError}.
+   * Closing twice is a no-op.
    *
    * @example Closing
    * ```ts
@@ -1837,16 +1061,8 @@ export class EvSocket implements AsyncDisposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const limits = this.#limits;
-    if (limits !== undefined) {
-      for (
-        const entry of [limits.idleEntry, limits.readEntry, limits.writeEntry]
-      ) {
-        if (entry !== undefined) deadlines.cancel(entry);
-      }
-      limits.idleEntry = limits.readEntry = limits.writeEntry = undefined;
-    }
-    this.#rejectAll(closedError());
+    this.#limits?.cancel();
+    const unsent = this.#rejectAll(closedError());
     this.#upgradeStop?.abort(closedError());
     deadlines.settle();
     try {
@@ -1855,6 +1071,7 @@ export class EvSocket implements AsyncDisposable {
       // Already closed underneath us: nothing left to release.
     }
     this.#host?.release(this);
+    if (unsent !== undefined) this.#host!.unsent!(unsent);
   }
 
   /**
@@ -1975,42 +1192,7 @@ export class EvSocket implements AsyncDisposable {
    * ```
    */
   get readable(): ReadableStream<Uint8Array> {
-    if (this.#readable !== undefined) return this.#readable;
-    const stream: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        let chunk: Uint8Array | null | undefined;
-        try {
-          chunk = await this.#read(
-            KIND_CHUNK,
-            undefined,
-            undefined,
-            0,
-            undefined,
-            false,
-          );
-        } catch (error) {
-          // A timeout or deadline errors the stream for good, but not the
-          // socket: the next `readable` is a new stream.
-          if (
-            error instanceof DOMException && error.name === "TimeoutError" &&
-            this.#readable === stream
-          ) {
-            this.#readable = undefined;
-          }
-          throw error;
-        }
-        // undefined: a recv took over while no reader held the stream.
-        if (chunk === null) controller.close();
-        else if (chunk !== undefined) controller.enqueue(chunk);
-      },
-      cancel: (reason) => {
-        for (const req of [...this.#readers]) {
-          if (req.kind === KIND_CHUNK) this.#dropReader(req, reason);
-        }
-      },
-    }, { highWaterMark: 0 });
-    this.#readable = stream;
-    return stream;
+    return this.#readable ??= socketReadable(this);
   }
 
   /**
@@ -2033,14 +1215,6 @@ export class EvSocket implements AsyncDisposable {
    * ```
    */
   get writable(): WritableStream<Uint8Array> {
-    this.#writable ??= new WritableStream<Uint8Array>({
-      write: (chunk) => {
-        checkBytes(chunk, "chunk");
-        return this.#write(chunk, undefined);
-      },
-      close: () => this.closeWrite(),
-      abort: () => this.close(),
-    });
-    return this.#writable;
+    return this.#writable ??= socketWritable(this);
   }
 }

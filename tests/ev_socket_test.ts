@@ -677,6 +677,10 @@ Deno.test("EvSocket.readLine() rejects with LimitExceededError over maxLength an
   );
   assertEquals((error as LimitExceededError).limit, 5);
   assertEquals((error as LimitExceededError).name, "LimitExceededError");
+  assertEquals(
+    (error as LimitExceededError).message,
+    "Line too long: no end of line within 5 bytes",
+  );
   // The line ending counts: 11 bytes do not fit in 10.
   await assertRejects(
     () => pair.b.readLine({ maxLength: 10, timeout: SAFETY }),
@@ -695,6 +699,7 @@ Deno.test("EvSocket.readUntil() over maxLength leaves the bytes for recv", async
   await assertRejects(
     () => pair.b.readUntil(CRLF, { maxLength: 8, timeout: SAFETY }),
     LimitExceededError,
+    "No delimiter found within the limit of 8 bytes",
   );
   assertEquals(pair.b.buffered, 16);
   const buf = new Uint8Array(64);
