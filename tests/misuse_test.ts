@@ -15,6 +15,7 @@ import {
   assertGreaterOrEqual,
   assertInstanceOf,
   assertLess,
+  assertRejects,
   assertStrictEquals,
   assertStringIncludes,
   assertThrows,
@@ -325,6 +326,16 @@ async function peerSeesEnd(peer: Deno.TcpConn): Promise<Ending> {
   return ending;
 }
 
+/** The peer of a task that shut its loop down: the loop drains. */
+function peerSeesShutdown(
+  peer: Deno.TcpConn,
+  _scenario: Scenario,
+  { loop }: Env,
+): Promise<Ending> {
+  assert(loop.state !== "running", "the loop is not shutting down");
+  return peerSeesEnd(peer);
+}
+
 /** The default check: nothing reported, nothing cut short. */
 function nothingReported(o: Outcome): void {
   assertEquals(o.reports.map((r) => describe(r.error)), [], "reports");
@@ -447,8 +458,8 @@ async function peerReadsAll(
 /**
  * The check of a send (or of a half-close queued behind one): written in
  * full when the procedure returns, even past the call's timeout; cut short
- * by an abort and reported once, with exactly the bytes the peer did not
- * get.
+ * by an abort and reported once, with the bytes the peer did not get
+ * (`assertUnsent`); after a reset, nothing reported.
  */
 function checkSent(
   first: Uint8Array,
@@ -629,16 +640,28 @@ const METHODS: MethodCase[] = [
       unawaited(loop.shutdown(s === "timeout" ? { grace: SHORT } : {})),
     // The grace period ends by aborting the task.
     waitFor: { timeout: ({ thread }) => aborted(thread.signal) },
+    peer: peerSeesShutdown,
   },
   {
     name: "EvLoop[Symbol.asyncDispose]()",
     scenarios: ["end", "abort", "reset"],
     call: ({ loop }) => unawaited(loop[Symbol.asyncDispose]()),
+    peer: peerSeesShutdown,
   },
   {
     name: "EvTcpAcceptor.close()",
     scenarios: ["end", "abort", "reset"],
     call: ({ acceptor }) => unawaited(acceptor.close()),
+    peer: async (peer, _scenario, { acceptor }) => {
+      assert(acceptor.closed, "the acceptor was not closed");
+      // Once its accept loop is over, the port refuses connections.
+      await withTimeout(acceptor.close(), SAFETY, "the accept loop's end");
+      await assertRejects(
+        () => connect(acceptor.port),
+        Deno.errors.ConnectionRefused,
+      );
+      return await peerSeesEnd(peer);
+    },
   },
 ];
 
