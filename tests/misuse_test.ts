@@ -791,6 +791,13 @@ for (const c of AWAITED) {
             assertInstanceOf(outcome.error, DOMException);
             assertEquals(outcome.error.name, "TimeoutError");
             assertGreaterOrEqual(loop.stats.timeouts, 1);
+            if (c.name === "EvSocket.send()") {
+              // How much of it the kernel took before the timeout.
+              const { bytesWritten } = outcome.error as {
+                bytesWritten?: unknown;
+              };
+              assertEquals(typeof bytesWritten, "number");
+            }
           }
         } finally {
           closeQuietly(peer);
