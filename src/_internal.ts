@@ -36,7 +36,8 @@ export interface SocketHost {
    * Called once, synchronously from `socketInternals.abort` or `close()`,
    * when the socket dropped queued sends (or a `closeWrite`) that still had
    * bytes to write. Not called for sends that a write error (a peer reset)
-   * ended: their callers get that error.
+   * ended: their callers get that error. It must not throw: the socket is
+   * in the middle of being aborted or closed.
    *
    * Optional until every host implements it.
    */

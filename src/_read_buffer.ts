@@ -260,6 +260,7 @@ export class ReadBuffer {
     while (readers.length > 0) {
       if (!this.complete(readers[0]!)) break;
       forget(readers.shift()!);
+      if (readers.length === 0) this.readers = NO_READERS;
     }
     if (this.watchingEnd && (this.eof || this.error !== undefined)) {
       const watchers = this.#endWatchers!;
@@ -304,6 +305,7 @@ export class ReadBuffer {
     const i = this.readers.indexOf(req);
     if (i < 0) return false;
     this.readers.splice(i, 1);
+    if (this.readers.length === 0) this.readers = NO_READERS;
     forget(req);
     req.fail(reason);
     return i === 0 && this.readers.length > 0;
@@ -322,6 +324,7 @@ export class ReadBuffer {
       forget(req);
       req.resolve(undefined);
     }
+    if (readers.length === 0) this.readers = NO_READERS;
   }
 
   /** Rejects every waiting call with `reason`; the bytes stay. */

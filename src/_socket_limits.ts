@@ -1,9 +1,10 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 // The time limits of a socket's calls: each call's own timeout and deadline,
-// and the socket's idle timeout and read/write deadlines (SocketLimits). All
-// of them are entries of the one shared deadline queue. What expiry does to
-// the socket's pending calls goes through `limitHooks`, which EvSocket fills
-// in from its `static` block (its queues are private).
+// and the socket's idle timeout and read/write deadlines (SocketLimits), with
+// the errors a call rejects with when one passes (or the socket is closed).
+// All of them are entries of the one shared deadline queue. What expiry does
+// to the socket's pending calls goes through `limitHooks`, which EvSocket
+// fills in from its `static` block (its queues are private).
 
 import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
 import { timeoutError } from "./_validate.ts";

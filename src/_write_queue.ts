@@ -193,7 +193,7 @@ export class WriteQueue {
       buffers.put(this.#stage);
       this.#stage = undefined;
     }
-    settle(this.#drain);
+    this.#drain?.resolve();
     this.#drain = undefined;
   }
 
@@ -250,7 +250,7 @@ export class WriteQueue {
       if (req.resolve !== undefined) req.fail(reason);
       req = next;
     }
-    settle(this.#drain);
+    this.#drain?.resolve();
     this.#drain = undefined;
   }
 
@@ -306,9 +306,5 @@ export class WriteQueue {
   }
 }
 
-// No #private methods in WriteQueue: they would cost every instance a slot
+// WriteQueue has no #private methods: they would cost every instance a slot
 // (the class brand), and a socket has one for life.
-
-function settle(drain: PromiseWithResolvers<void> | undefined): void {
-  drain?.resolve();
-}

@@ -55,10 +55,6 @@ export type {
 /** Default limit of {@linkcode EvSocket.readLine} / `readUntil`. */
 const DEFAULT_MAX_LENGTH = 65_536;
 
-function zero(): number {
-  return 0;
-}
-
 /**
  * A connection: the seed's `EVSOCKET`. It wraps a `Deno.Conn` with calls that
  * take a per-call timeout, deadline and signal, buffered reads (`readFull`, `readLine`,
@@ -90,11 +86,13 @@ function zero(): number {
  *
  * **A call not awaited cannot crash the process.** When a pending call
  * rejects (its timeout, deadline or signal, the socket closing, its task
- * aborting, the peer resetting the connection), the socket has marked the
- * promise handled first: a `send` nobody awaits does not end the process
- * with an unhandled rejection, and a caller that awaits still gets the
- * error. Bytes of sends that a task's abort or a `close()` cut short are
- * reported to the owning task as an {@linkcode UnsentDataError}.
+ * aborting, the peer resetting the connection), or a call rejects at once
+ * because the socket is closed or its task aborted, the socket has marked
+ * the promise handled first: a `send` nobody awaits does not end the
+ * process with an unhandled rejection, and a caller that awaits still gets
+ * the error. (Bad arguments are the exception: their rejection shows the
+ * mistake.) Bytes of sends that a task's abort or a `close()` cut short
+ * are reported to the owning task as an {@linkcode UnsentDataError}.
  *
  * | case | result |
  * |---|---|
@@ -147,13 +145,27 @@ export class EvSocket implements AsyncDisposable {
   #tls: Deno.TlsHandshakeInfo | undefined;
 
   static {
-    readHooks.expire = (socket, req) => socket.#expireRead(req);
+    readHooks.expire = (socket, req) => {
+      // Its time limit passed: it rejects, and the bytes stay.
+      socket.#countTimeout();
+      socket.#dropReader(req, callTimeoutError(req, "read"));
+    };
     readHooks.drop = (socket, req, reason) => socket.#dropReader(req, reason);
-    writeHooks.expire = (socket, req) => socket.#expireWrite(req);
+    writeHooks.expire = (socket, req) => {
+      // Its time limit passed: it rejects, and its bytes stay queued.
+      socket.#countTimeout();
+      socket.#writes.detach(req, callTimeoutError(req, "send"));
+    };
     writeHooks.detach = (socket, req, reason) =>
       socket.#writes.detach(req, reason);
-    limitHooks.waiting = (socket, mode) => socket.#waiting(mode);
-    limitHooks.expire = (socket, mode, error) => socket.#expire(mode, error);
+    limitHooks.waiting = (socket, mode) =>
+      (mode !== WRITE && socket.#rb.readers.length > 0) ||
+      (mode !== READ && socket.#writes.waiting);
+    limitHooks.expire = (socket, mode, error) => {
+      // Reads get `error`, sends a copy each (with its own bytesWritten).
+      if (mode !== WRITE) socket.#rb.clear(error);
+      if (mode !== READ) socket.#writes.expire(error);
+    };
     limitHooks.countTimeout = (socket) => socket.#countTimeout();
     socketInternals.attach = (socket, host) => {
       socket.#host = host;
@@ -547,7 +559,7 @@ export class EvSocket implements AsyncDisposable {
       req.fail(timeoutError("Nothing buffered to read (timeout 0)"));
       return req.promise;
     }
-    // The request is its own deadline entry: see #expireRead.
+    // The request is its own deadline entry: see readHooks.expire.
     armCall(req);
     rb.push(req);
     if (this.#reading === undefined) this.#fill();
@@ -649,12 +661,6 @@ export class EvSocket implements AsyncDisposable {
     if (this.#rb.drop(req, reason)) this.#serveReads();
   }
 
-  /** A read's time limit passed: it rejects, and the bytes stay. */
-  #expireRead(req: AnyRead): void {
-    this.#countTimeout();
-    this.#dropReader(req, callTimeoutError(req, "read"));
-  }
-
   // --------------------------------------------------------------- writes
 
   /**
@@ -747,7 +753,7 @@ export class EvSocket implements AsyncDisposable {
     // Where the caller is, for an UnsentDataError: costs microseconds.
     if (this.#host?.debug === true) req.stack = new Error().stack;
     writes.push(req);
-    // The request is its own deadline entry: see #expireWrite.
+    // The request is its own deadline entry: see writeHooks.expire.
     armCall(req);
     if (this.#writing === undefined && !this.#upgrading) this.#startWrite();
     return req.promise;
@@ -758,7 +764,7 @@ export class EvSocket implements AsyncDisposable {
     const writes = this.#writes;
     const req = writes.head!;
     const op = req.bytes === undefined
-      ? this.#conn.closeWrite().then(zero)
+      ? this.#conn.closeWrite().then(() => 0)
       : this.#conn.write(writes.chunk(req));
     this.#writing = op.then(
       (n) => this.#onWritten(req, n),
@@ -793,12 +799,6 @@ export class EvSocket implements AsyncDisposable {
     // UnsentDataError is reported.
     this.#writes.error = error;
     this.#writes.clear(error);
-  }
-
-  /** A send's time limit passed: it rejects, and its bytes stay queued. */
-  #expireWrite(req: WriteRequest): void {
-    this.#countTimeout();
-    this.#writes.detach(req, callTimeoutError(req, "send"));
   }
 
   // ------------------------------------------------------------------ TLS
@@ -981,22 +981,6 @@ export class EvSocket implements AsyncDisposable {
   #arm(mode: LimitMode, value: number): void {
     if (value === Infinity && this.#limits === undefined) return; // none set
     (this.#limits ??= new SocketLimits(this)).arm(mode, value);
-  }
-
-  /** Whether a call in `mode`'s direction (IDLE: either) is waiting. */
-  #waiting(mode: LimitMode): boolean {
-    return (mode !== WRITE && this.#rb.readers.length > 0) ||
-      (mode !== READ && this.#writes.waiting);
-  }
-
-  /**
-   * A socket-wide limit passed: rejects the calls waiting in `mode`'s
-   * direction (IDLE: both). Every read gets `error`, every send a copy
-   * (each says its own `bytesWritten`); no bytes are lost.
-   */
-  #expire(mode: LimitMode, error: DOMException): void {
-    if (mode !== WRITE) this.#rb.clear(error);
-    if (mode !== READ) this.#writes.expire(error);
   }
 
   #countTimeout(): void {
