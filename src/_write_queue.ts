@@ -306,5 +306,30 @@ export class WriteQueue {
   }
 }
 
+/**
+ * `error` with `taken` fewer bytes unsent: what the kernel took of a write
+ * that was in flight when the queue was cleared. `undefined` if nothing is
+ * left unsent; `finished` when that write was taken whole (one send fewer).
+ */
+export function lessUnsent(
+  error: UnsentDataError,
+  taken: number,
+  finished: boolean,
+): UnsentDataError | undefined {
+  if (taken <= 0) return error;
+  const sends = finished ? error.sends - 1 : error.sends;
+  if (sends === 0) return undefined;
+  const less = new UnsentDataError(error.method, {
+    bytesUnsent: error.bytesUnsent - taken,
+    sends,
+    localAddr: error.localAddr,
+    remoteAddr: error.remoteAddr,
+    cause: error.cause,
+  });
+  const [, ...frames] = (error.stack ?? "").split("\n");
+  less.stack = [`${less.name}: ${less.message}`, ...frames].join("\n");
+  return less;
+}
+
 // WriteQueue has no #private methods: they would cost every instance a slot
 // (the class brand), and a socket has one for life.

@@ -35,7 +35,12 @@ import {
   checkTimeout,
   timeoutError,
 } from "./_validate.ts";
-import { writeHooks, WriteQueue, WriteRequest } from "./_write_queue.ts";
+import {
+  lessUnsent,
+  writeHooks,
+  WriteQueue,
+  WriteRequest,
+} from "./_write_queue.ts";
 import type { UnsentDataError } from "./errors.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
 import type {
@@ -170,10 +175,7 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.attach = (socket, host) => {
       socket.#host = host;
     };
-    socketInternals.abort = (socket, reason) => {
-      const unsent = socket.#rejectAll(reason);
-      if (unsent !== undefined) socket.#host!.unsent!(unsent);
-    };
+    socketInternals.abort = (socket, reason) => socket.#rejectAll(reason);
     socketInternals.settled = (socket) => socket.#settled();
     socketInternals.sendOwned = (socket, bytes, options) =>
       socket.#write(new WriteRequest(socket, bytes, true, "send"), options);
@@ -774,7 +776,12 @@ export class EvSocket implements AsyncDisposable {
 
   #onWritten(req: WriteRequest, n: number): void {
     this.#writing = undefined;
-    if (this.#closed) return;
+    if (this.#closed) {
+      // Dropped while in flight: what the kernel took still counts as
+      // written, for the report of what was cut short.
+      req.offset += n;
+      return;
+    }
     const writes = this.#writes;
     // Otherwise it was dropped while in flight (its task was aborted).
     if (writes.head === req) {
@@ -852,7 +859,10 @@ export class EvSocket implements AsyncDisposable {
    * too long.
    */
   startTls(options?: EvStartTlsOptions): Promise<void> {
-    return upgrade(this, options);
+    const upgrading = upgrade(this, options);
+    // Like every call here, one nobody awaits cannot crash the process.
+    upgrading.catch(() => {});
+    return upgrading;
   }
 
   // ----------------------------------------------------- idle and closing
@@ -990,16 +1000,35 @@ export class EvSocket implements AsyncDisposable {
   /**
    * Rejects every pending call with `reason` and drops the queued writes:
    * the task that owns the socket was aborted, or the socket was closed.
-   * Returns what that cut short, for the host to report (none without one).
+   * Reports what that cut short to the host, if it has one: once a write
+   * in flight has settled, since the kernel may still take (some of) it.
    */
-  #rejectAll(reason: unknown): UnsentDataError | undefined {
+  #rejectAll(reason: unknown): void {
     this.#rb.clear(reason);
     const writes = this.#writes;
-    const unsent = this.#host?.unsent !== undefined && writes.pending
-      ? writes.unsent(reason, this.localAddr, this.remoteAddr)
-      : undefined;
+    const host = this.#host;
+    if (host === undefined || !writes.pending) {
+      writes.clear(reason);
+      return;
+    }
+    const unsent = writes.unsent(reason, this.localAddr, this.remoteAddr);
+    const inFlight = this.#writing === undefined ? undefined : writes.head;
+    const offset = inFlight?.offset ?? 0;
     writes.clear(reason);
-    return unsent;
+    if (unsent === undefined) return;
+    if (inFlight === undefined) {
+      host.unsent(unsent);
+      return;
+    }
+    this.#writing!.then(() => {
+      const length = inFlight.bytes?.byteLength ?? 0;
+      const left = lessUnsent(
+        unsent,
+        inFlight.offset - offset,
+        inFlight.offset >= length,
+      );
+      if (left !== undefined) host.unsent(left);
+    });
   }
 
   #watchEnd(signal: AbortSignal): Promise<void> {
@@ -1046,7 +1075,7 @@ export class EvSocket implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#limits?.cancel();
-    const unsent = this.#rejectAll(closedError());
+    this.#rejectAll(closedError());
     this.#upgradeStop?.abort(closedError());
     deadlines.settle();
     try {
@@ -1055,7 +1084,6 @@ export class EvSocket implements AsyncDisposable {
       // Already closed underneath us: nothing left to release.
     }
     this.#host?.release(this);
-    if (unsent !== undefined) this.#host!.unsent!(unsent);
   }
 
   /**

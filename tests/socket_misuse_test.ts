@@ -411,6 +411,9 @@ Deno.test("EvSocket.writable rejections after an abort leave no unhandled reject
   p.host.abort(p.socket, reason);
   // The stream's own promise rejects for whoever holds it.
   assertStrictEquals(await assertRejects(() => written), reason);
+  // As the task does next: close, and wait for the write in flight (the
+  // report counts what the kernel took of it).
+  await p.socket[Symbol.asyncDispose]();
   await assertNoUnhandled(spy);
   assertEquals(p.host.reports[0]?.method, "writable");
   assertEquals(p.host.reports[0]?.bytesUnsent, 9);
@@ -494,7 +497,9 @@ Deno.test("SocketHost.unsent() gets one UnsentDataError when a socket with queue
   p.host.abort(p.socket, reason);
   assertStrictEquals(await assertRejects(() => first), reason);
   assertStrictEquals(await assertRejects(() => second), reason);
-  p.socket.close(); // as the task does next: nothing left to report
+  // As the task does next: close, and wait for the write in flight (the
+  // report counts what the kernel took of it).
+  await p.socket[Symbol.asyncDispose]();
   assertEquals(p.host.reports.length, 1);
   const error = p.host.reports[0]!;
   assertInstanceOf(error, UnsentDataError);
@@ -522,7 +527,7 @@ Deno.test("SocketHost.unsent() reports a cut-short closeWrite on close()", async
   await p.socket.send(encoder.encode("bye"));
   const closing = p.socket.closeWrite();
   await p.gate.held();
-  p.socket.close();
+  await p.socket[Symbol.asyncDispose]();
   await assertRejects(() => closing, Deno.errors.BadResource);
   assertEquals(p.host.reports.length, 1);
   const error = p.host.reports[0]!;
@@ -559,6 +564,7 @@ Deno.test("UnsentDataError's stack shows where the first cut-short send was call
     p.socket.send(encoder.encode("never written")).catch(() => {});
     await p.gate.held();
     p.host.abort(p.socket, new Error("aborted"));
+    await p.socket[Symbol.asyncDispose]();
     const error = p.host.reports[0]!;
     const stack = error.stack ?? "";
     if (debug) {
