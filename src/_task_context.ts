@@ -49,3 +49,33 @@ export function awaitedPromise(
   }
   return new Awaited((resolve, reject) => source.then(resolve, reject));
 }
+
+/**
+ * The callers that await a shutdown from inside the tasks it waits for: how
+ * many there are, and the promise they get, which resolves at `release()`
+ * (once the other tasks have ended) rather than when the shutdown is done.
+ */
+export class InsideCallers {
+  /** How many await it: the shutdown's waits leave that many tasks out. */
+  count = 0;
+  #released = false;
+  #ended: PromiseWithResolvers<void> | undefined;
+
+  /** The promise for one more caller; `onCounted` runs once it is awaited. */
+  wait(onCounted: () => void): Promise<void> {
+    const ended = this.#released
+      ? Promise.resolve()
+      : (this.#ended ??= Promise.withResolvers<void>()).promise;
+    return awaitedPromise(ended, () => {
+      this.count++;
+      onCounted();
+    });
+  }
+
+  /** Lets every caller resume, now and later; the waits count them again. */
+  release(): void {
+    this.#released = true;
+    this.count = 0;
+    this.#ended?.resolve();
+  }
+}

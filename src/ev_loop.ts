@@ -13,7 +13,7 @@ import { SlotReclaimer } from "./_reclaim.ts";
 import { abortError, checkFunction, checkInteger } from "./_validate.ts";
 import { PoolFullError, UnsentDataError } from "./errors.ts";
 import {
-  awaitedPromise,
+  InsideCallers,
   type ScopeRunner,
   scopeRunner,
   taskContext,
@@ -191,15 +191,8 @@ export class EvLoop implements AsyncDisposable {
   #enter: ScopeRunner = scopeRunner(this);
   /** The contexts of this loop's tasks: the loop's and its acceptors'. */
   #scopes = new WeakSet<object>([this]);
-  /**
-   * How many of the loop's tasks await `shutdown()` from inside: shutdown's
-   * waits do not wait for that many (they cannot end while they wait).
-   */
-  #awaitingInside = 0;
-  /** Resolves the promise that `shutdown()` gave to callers inside tasks. */
-  #othersEnded: Promise<void> | undefined;
-  #resolveOthersEnded: (() => void) | undefined;
-  #othersDone = false;
+  /** The loop's tasks that await `shutdown()` (they cannot end meanwhile). */
+  #inside = new InsideCallers();
   #grace = new GracePeriod();
   #finished: Promise<void>;
   #resolveFinished!: () => void;
@@ -386,7 +379,7 @@ export class EvLoop implements AsyncDisposable {
 
   /** Resolves the waits for "every task has ended" once that holds. */
   #wakeIdleWaiters(): void {
-    if (this.#threads.size > this.#awaitingInside) return;
+    if (this.#threads.size > this.#inside.count) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -536,13 +529,7 @@ export class EvLoop implements AsyncDisposable {
     // Called inside one of the loop's tasks: `all` would wait for that task
     // too, which cannot end while it awaits. Give it a promise that does
     // not, and count the task once it awaits.
-    this.#othersEnded ??= this.#othersDone
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => {
-        this.#resolveOthersEnded = resolve;
-      });
-    return awaitedPromise(this.#othersEnded, () => {
-      this.#awaitingInside++;
+    return this.#inside.wait(() => {
       if (this.#idleWaiters.length > 0) this.#wakeIdleWaiters();
     });
   }
@@ -557,9 +544,7 @@ export class EvLoop implements AsyncDisposable {
     for (const thread of this.#threads) thread.abort(reason);
     await this.#allEnded();
     // Tasks that await shutdown() from inside resume now, and end.
-    this.#othersDone = true;
-    this.#resolveOthersEnded?.();
-    this.#awaitingInside = 0;
+    this.#inside.release();
     if (this.#threads.size > 0) await this.#allEnded();
     deadlines.settle();
     this.#closed = true;
@@ -571,7 +556,7 @@ export class EvLoop implements AsyncDisposable {
    * await `shutdown()` from inside.
    */
   #allEnded(): Promise<void> {
-    if (this.#threads.size <= this.#awaitingInside) {
+    if (this.#threads.size <= this.#inside.count) {
       return Promise.resolve();
     }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));

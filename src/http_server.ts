@@ -13,7 +13,7 @@ import {
 } from "./_http_connection.ts";
 import { loopInternals, socketInternals } from "./_internal.ts";
 import type { ReclaimCandidate } from "./_reclaim.ts";
-import { awaitedPromise, taskContext } from "./_task_context.ts";
+import { InsideCallers, taskContext } from "./_task_context.ts";
 import {
   abortError,
   checkFunction,
@@ -283,14 +283,8 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
   #resolveFinished!: () => void;
   #idleWaiters: (() => void)[] = [];
   #removeCandidates: (() => void) | undefined;
-  /**
-   * How many handlers await `shutdown()`: shutdown's waits do not wait for
-   * that many connections (they cannot end while they wait).
-   */
-  #awaitingInside = 0;
-  #othersEnded: Promise<void> | undefined;
-  #resolveOthersEnded: (() => void) | undefined;
-  #othersDone = false;
+  /** Handlers that await `shutdown()` (their connections cannot end). */
+  #inside = new InsideCallers();
 
   /**
    * Not for direct use: call {@linkcode serve}.
@@ -351,15 +345,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     // which cannot end while its handler awaits: give it a promise that
     // does not, and count the handler once it awaits.
     if (taskContext.getStore() !== this.#acceptor) return all;
-    this.#othersEnded ??= this.#othersDone
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => {
-        this.#resolveOthersEnded = resolve;
-      });
-    return awaitedPromise(this.#othersEnded, () => {
-      this.#awaitingInside++;
-      this.#wakeIdleWaiters();
-    });
+    return this.#inside.wait(() => this.#wakeIdleWaiters());
   }
 
   async #doShutdown(grace: number): Promise<void> {
@@ -368,10 +354,10 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     await this.#acceptor.close();
     const started = performance.now();
     await this.#grace.wait(this.#allEnded(), grace);
-    if (this.#awaitingInside > 0 && this.#connections.size > 0) {
+    if (this.#inside.count > 0 && this.#connections.size > 0) {
       // Only connections whose handlers await this shutdown are left: they
       // resume now, and finish within what is left of the grace period.
-      this.#resumeInsiders();
+      this.#inside.release();
       const left = grace - (performance.now() - started);
       await this.#grace.wait(this.#allEnded(), left);
     }
@@ -379,7 +365,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     const reason = abortError("The server was shut down");
     for (const c of this.#connections) c.thread.abort(reason);
     await this.#allEnded();
-    this.#resumeInsiders();
+    this.#inside.release();
     await this.#allEnded();
     if (this.#ownLoop) await this.#loop.shutdown({ grace: 0 });
     this.#resolveFinished();
@@ -437,19 +423,12 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     };
   }
 
-  /** Resolves the promises that handlers awaiting `shutdown()` got. */
-  #resumeInsiders(): void {
-    this.#othersDone = true;
-    this.#resolveOthersEnded?.();
-    this.#awaitingInside = 0;
-  }
-
   /**
    * Resolves when every connection has ended, but for those whose handler
    * awaits `shutdown()`.
    */
   #allEnded(): Promise<void> {
-    if (this.#connections.size <= this.#awaitingInside) {
+    if (this.#connections.size <= this.#inside.count) {
       return Promise.resolve();
     }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
@@ -457,7 +436,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
 
   #wakeIdleWaiters(): void {
     if (this.#idleWaiters.length === 0) return;
-    if (this.#connections.size > this.#awaitingInside) return;
+    if (this.#connections.size > this.#inside.count) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const resolve of waiters) resolve();
