@@ -139,3 +139,39 @@ export function isIPv6Prefix(text: string): boolean {
   }
   return groups <= (gap === -1 ? 8 : 7);
 }
+
+/**
+ * The group a peer's address counts in, for the per-address limits of the
+ * task pool: an IPv4 address is its own group; an IPv6 address counts in its
+ * network of `ipv6PrefixLength` bits (`"2001:db8:1:2::/64"`), since one
+ * host usually holds a whole /64; an IPv4-mapped IPv6 address
+ * (`::ffff:a.b.c.d`, as a dual-stack listener reports IPv4 peers) is the
+ * IPv4 address. A hostname that is not an IP address (one with a zone, or
+ * anything else) is its own group, as it is.
+ */
+export function addressGroup(
+  hostname: string,
+  ipv6PrefixLength: number,
+): string {
+  if (!hostname.includes(":")) return hostname;
+  const groups = parseIPv6(hostname);
+  if (groups === undefined) return hostname;
+  if (
+    groups[0] === 0 && groups[1] === 0 && groups[2] === 0 &&
+    groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff
+  ) {
+    const high = groups[6]!;
+    const low = groups[7]!;
+    return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  }
+  if (ipv6PrefixLength >= 128) return formatIPv6(groups);
+  let bits = ipv6PrefixLength;
+  for (let i = 0; i < 8; i++) {
+    const take = Math.min(16, Math.max(0, bits));
+    bits -= take;
+    groups[i] = take === 0
+      ? 0
+      : groups[i]! & ((0xffff << (16 - take)) & 0xffff);
+  }
+  return `${formatIPv6(groups)}/${ipv6PrefixLength}`;
+}
