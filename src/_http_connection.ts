@@ -20,7 +20,7 @@ import {
 import { socketInternals } from "./_internal.ts";
 import type { SlotReclaimer } from "./_reclaim.ts";
 import { abortError } from "./_validate.ts";
-import { LimitExceededError } from "./errors.ts";
+import { EvictedError, LimitExceededError } from "./errors.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvThread } from "./ev_thread.ts";
 import type { ServeHandler, ServeHandlerInfo } from "./http_server.ts";
@@ -45,6 +45,11 @@ export interface Site {
   limits: Limits;
   /** The loop's slot reclaiming. */
   slots: SlotReclaimer;
+  /**
+   * Whether a connection waiting for a request head may be evicted to free
+   * a slot of the full pool (it is marked `handshaking` meanwhile).
+   */
+  evict: boolean;
   /** Raised when the server stops taking requests (shutdown). */
   draining: AbortSignal;
   /** Tells the server of a new connection (for shutdown and reclaiming). */
@@ -135,9 +140,13 @@ export async function serveConnection(
       socket.setNoDelay(true);
     }
     let timeout = site.limits.headerTimeout;
+    const evict = site.evict;
     while (true) {
       conn.idle = true;
       if (site.draining.aborted) return;
+      // Until its head is complete, the connection may be evicted for a
+      // client that waits for a slot of the full pool.
+      if (evict) thread.handshaking = true;
       const next = exchange(conn, timeout);
       // Its read of the next head now waits: if a client waits for a slot
       // of the full pool (it came while this one was busy), the idle
@@ -164,6 +173,7 @@ async function exchange(conn: Connection, timeout: number): Promise<boolean> {
   // Read the request.
   const bytes = await readHead(conn.socket, conn.site.limits, timeout);
   if (bytes === null) return false;
+  conn.thread.handshaking = false;
   conn.idle = false;
   let head: RequestHead | undefined;
   try {
@@ -248,7 +258,9 @@ async function readHead(
       await sendError(socket, status, sendTimeout);
       return null;
     }
-    if (isTimeout(error)) {
+    // Timed out, or evicted to free a slot: a head that had begun gets a
+    // 408 (the client may retry), a connection that sent nothing is closed.
+    if (isTimeout(error) || error instanceof EvictedError) {
       if (socket.buffered > 0) await sendError(socket, 408, sendTimeout);
       return null;
     }

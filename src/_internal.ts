@@ -7,7 +7,7 @@ import type { TaskPool } from "./_pool.ts";
 import type { SlotReclaimer } from "./_reclaim.ts";
 import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
-import type { UnsentDataError } from "./errors.ts";
+import type { EvictedError, UnsentDataError } from "./errors.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
 import type {
   EvConnectionFactory,
@@ -76,6 +76,8 @@ export interface AcceptorHost {
   readonly pool: TaskPool;
   accepted(): void;
   refused(): void;
+  /** Counts a connection closed for its address's limit (and refused). */
+  limited(): void;
   /**
    * Where the acceptor reports connections it holds, or refuses, for want
    * of a slot: the loop's servers then give one back.
@@ -124,6 +126,12 @@ export const socketInternals: {
    * aborting its task then cannot lose bytes that a read already took.
    */
   readWaiting: (socket: EvSocket) => boolean;
+  /**
+   * Rejects the read calls waiting on the socket with `reason`, as a
+   * timeout does: the read of the connection in flight stays armed and
+   * nothing is lost; the socket stays open.
+   */
+  interruptReads: (socket: EvSocket, reason: unknown) => void;
   /** Records the handshake of a connection accepted with TLS. */
   setTls: (socket: EvSocket, info: Deno.TlsHandshakeInfo) => void;
   /** `readUntil` that stops at whichever of two delimiters ends first. */
@@ -147,6 +155,7 @@ export const socketInternals: {
   drained: (socket: EvSocket) => Promise<void>;
 } = {
   readUntilEither: unreachable,
+  interruptReads: unreachable,
   pendingWrites: unreachable,
   drained: unreachable,
   setProxy: unreachable,
@@ -159,14 +168,42 @@ export const socketInternals: {
   sendOwned: unreachable,
 };
 
-/** Internal: starts tasks. */
+/** Internal: starts tasks, and evicts them. */
 export const threadInternals: {
   start: <T>(
     host: LoopHost,
     parent: EvThread<unknown> | undefined,
     proc: EvThreadProc<T>,
   ) => EvThread<T>;
-} = { start: unreachable };
+  /**
+   * If the task can be evicted now, a positive number that orders tasks by
+   * when their handshake began (smaller: earlier); else 0. It can be if it
+   * is in its handshake, running, not evicted yet, and waiting for its
+   * peer (a read call waits on one of its sockets), or if its acceptor
+   * still prepares its connection (see `preparing`).
+   */
+  evictable: (thread: EvThread<unknown>) => number;
+  /**
+   * Evicts the task: its sockets' waiting reads reject with `reason`, and
+   * it is aborted with it if it has not ended 1 s later (at once while its
+   * acceptor prepares the connection).
+   */
+  evict: (thread: EvThread<unknown>, reason: EvictedError) => void;
+  /** Whether bytes the task has not read yet wait in one of its sockets. */
+  buffered: (thread: EvThread<unknown>) => boolean;
+  /**
+   * For an acceptor: the task's connection is in its TLS handshake or its
+   * PROXY header (`true`) or past them (`false`); meanwhile an eviction
+   * aborts the task at once.
+   */
+  preparing: (thread: EvThread<unknown>, on: boolean) => void;
+} = {
+  start: unreachable,
+  evictable: unreachable,
+  evict: unreachable,
+  buffered: unreachable,
+  preparing: unreachable,
+};
 
 /** Internal: what servers need from their loop. */
 export const loopInternals: {

@@ -4,9 +4,15 @@
 // servers on the loop then give back slots that can be freed without harm:
 // the HTTP server's idle keep-alive connections, the one idle longest
 // first, and a connection that finishes a response while a client waits.
-// One SlotReclaimer per loop keeps the count; the loop, its acceptors and
-// its servers call into it.
+// When no idle connection can go, a connection still in its handshake (an
+// HTTP head not yet complete, a task marked `handshaking`) is evicted: from
+// the address that holds the most slots, the one whose handshake began
+// first. One SlotReclaimer per loop keeps the count and the slots each
+// address holds; the loop, its acceptors and its servers call into it.
 
+import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
+import { threadInternals } from "./_internal.ts";
+import { EvictedError } from "./errors.ts";
 import type { EvThread } from "./ev_thread.ts";
 
 /** A task that can be ended without harm to free its pool slot. */
@@ -29,6 +35,57 @@ export interface ReclaimCounters {
   held: number;
   /** Tasks ended (or made to end) to free a slot. */
   reclaimed: number;
+  /** Tasks in their handshake evicted to free a slot. */
+  evicted: number;
+}
+
+/**
+ * How many connections each address group holds (see `addressGroup` in
+ * `_ip_address.ts`): the loop's, for eviction, and an acceptor's, for its
+ * `maxConnectionsPerAddress`.
+ */
+export class AddressCounts {
+  #counts = new Map<string, number>();
+
+  /** Connections that `group` holds. */
+  get(group: string): number {
+    return this.#counts.get(group) ?? 0;
+  }
+
+  add(group: string): void {
+    this.#counts.set(group, (this.#counts.get(group) ?? 0) + 1);
+  }
+
+  remove(group: string): void {
+    const n = (this.#counts.get(group) ?? 0) - 1;
+    if (n > 0) this.#counts.set(group, n);
+    else this.#counts.delete(group);
+  }
+}
+
+/**
+ * A connection younger than this (ms since its task started) from which
+ * nothing has been received yet is not evicted: a client's request follows
+ * its connect at once, and may be on its way.
+ */
+export const EVICT_MIN_AGE = 250;
+/**
+ * While a client waits and the only connections in their handshake are too
+ * young, the next look comes this soon (ms), doubling up to RECHECK_MAX:
+ * their first bytes come within a turn or two of the event loop, and then
+ * they may go.
+ */
+const RECHECK_MIN = 1;
+const RECHECK_MAX = 64;
+
+/** A connection task an acceptor started: where its slot is counted. */
+export interface SlotHolder {
+  /** When its task started (`performance.now()`). */
+  readonly since: number;
+  /** Its address group. */
+  group: string;
+  /** The acceptor's counts it also adds to (a per-address limit), if any. */
+  limit: AddressCounts | undefined;
 }
 
 /**
@@ -48,9 +105,20 @@ export class SlotReclaimer {
   /** Tasks ending to give their slot to a held connection. */
   #yielding = new Set<EvThread<unknown>>();
   #sources = new Set<CandidateSource>();
+  /** The acceptors' connection tasks, and their address groups. */
+  #holders = new Map<EvThread<unknown>, SlotHolder>();
+  /** Slots held per address group, over all the loop's acceptors. */
+  #groups = new AddressCounts();
+  /**
+   * A second look for a connection to evict, when the only ones were too
+   * young (see EVICT_MIN_AGE) while a client waited.
+   */
+  #recheck: DeadlineEntry | undefined;
+  /** The wait before the next such look. */
+  #recheckDelay = RECHECK_MIN;
 
   /**
-   * @param counters The loop's counters (`held`, `reclaimed`).
+   * @param counters The loop's counters (`held`, `reclaimed`, `evicted`).
    * @param owns Whether a task is a running top-level task of the loop:
    * only those hold a slot.
    */
@@ -81,6 +149,11 @@ export class SlotReclaimer {
   /** For an acceptor: the held connection got a slot, or was closed. */
   unhold(): void {
     this.#holding--;
+    if (this.#holding === 0 && this.#recheck !== undefined) {
+      deadlines.cancel(this.#recheck);
+      this.#recheck = undefined;
+      deadlines.settle();
+    }
   }
 
   /**
@@ -119,10 +192,107 @@ export class SlotReclaimer {
   /** For the loop: a top-level task has ended and released its slot. */
   ended(thread: EvThread<unknown>): void {
     this.#yielding.delete(thread);
+    const holder = this.#holders.get(thread);
+    if (holder === undefined) return;
+    this.#holders.delete(thread);
+    this.#groups.remove(holder.group);
+    holder.limit?.remove(holder.group);
+  }
+
+  /**
+   * For an acceptor: `thread` serves a connection from address `group`
+   * (for now: behind a proxy, the proxy's, until its header says the
+   * client's). Returns its record, for `regroup`.
+   */
+  admit(thread: EvThread<unknown>, group: string): SlotHolder {
+    const holder: SlotHolder = {
+      since: performance.now(),
+      group,
+      limit: undefined,
+    };
+    this.#holders.set(thread, holder);
+    this.#groups.add(group);
+    return holder;
+  }
+
+  /** For an acceptor: the connection's address group is now `group`. */
+  regroup(holder: SlotHolder, group: string): void {
+    if (holder.group === group) return;
+    this.#groups.remove(holder.group);
+    holder.group = group;
+    this.#groups.add(group);
+  }
+
+  /** Frees one slot: an idle connection, else an eviction. */
+  #reclaimOne(): boolean {
+    return this.#reclaimIdle() || this.#evictOne();
+  }
+
+  /**
+   * Evicts a connection task in its handshake, waiting for its peer (and
+   * EVICT_MIN_AGE old, or with bytes received): of the address group that
+   * holds the most slots, the one whose handshake began first. True if
+   * there was one. If there was none but one will be old enough, looks
+   * again then.
+   */
+  #evictOne(): boolean {
+    let chosen: EvThread<unknown> | undefined;
+    let chosenSlots = 0;
+    let chosenSince = 0;
+    const now = performance.now();
+    let soonest = Infinity;
+    for (const [thread, holder] of this.#holders) {
+      const since = threadInternals.evictable(thread);
+      if (since === 0) continue;
+      if (
+        now - holder.since < EVICT_MIN_AGE && !threadInternals.buffered(thread)
+      ) {
+        if (holder.since < soonest) soonest = holder.since;
+        continue;
+      }
+      const slots = this.#groups.get(holder.group);
+      if (
+        slots > chosenSlots || (slots === chosenSlots && since < chosenSince)
+      ) {
+        chosen = thread;
+        chosenSlots = slots;
+        chosenSince = since;
+      }
+    }
+    if (chosen === undefined) {
+      if (soonest !== Infinity) {
+        this.#lookAgain(
+          Math.min(this.#recheckDelay, soonest + EVICT_MIN_AGE - now),
+        );
+      }
+      return false;
+    }
+    this.#recheckDelay = RECHECK_MIN;
+    const group = this.#holders.get(chosen)!.group;
+    threadInternals.evict(
+      chosen,
+      new EvictedError(
+        `Evicted in its handshake to free a slot of the full pool for a waiting client (address ${group} held ${chosenSlots})`,
+      ),
+    );
+    this.#yielding.add(chosen);
+    this.#counters.evicted++;
+    return true;
+  }
+
+  /** Runs `reclaim` again in `ms` (once), for the clients still waiting. */
+  #lookAgain(ms: number): void {
+    if (this.#recheck !== undefined || this.#holding === 0) return;
+    this.#recheckDelay = Math.min(2 * this.#recheckDelay, RECHECK_MAX);
+    this.#recheck = deadlines.schedule(Math.max(1, ms), () => {
+      this.#recheck = undefined;
+      this.reclaim();
+      deadlines.settle();
+    });
   }
 
   /** Ends the oldest candidate the sources offer; true if there was one. */
-  #reclaimOne(): boolean {
+  #reclaimIdle(): boolean {
     let best: ReclaimCandidate | undefined;
     for (const source of this.#sources) {
       const candidate = source();

@@ -99,6 +99,38 @@ export class ProxyProtocolError extends Error {
 }
 
 /**
+ * What the pending reads of a connection task reject with when the loop
+ * evicts it: its pool was full, a client waited for a slot, no idle
+ * keep-alive connection could be closed instead, and the task was still in
+ * its handshake ({@linkcode EvThread.handshaking}), waiting for its peer.
+ * The sockets stay open: the procedure may write a short goodbye (the HTTP
+ * server writes a 408) and return. A task that has not ended 1 second
+ * later is aborted with this error as its reason. It is never reported to
+ * the loop's `onError`.
+ *
+ * @example Telling it apart
+ * ```ts
+ * import { EvictedError } from "@corothread/evthread";
+ * import { assertEquals, assertInstanceOf } from "@std/assert";
+ *
+ * const error = new EvictedError("Evicted to free a slot");
+ * assertInstanceOf(error, Error);
+ * assertEquals(error.name, "EvictedError");
+ * ```
+ */
+export class EvictedError extends Error {
+  /**
+   * Constructs a new instance.
+   *
+   * @param message Why the task was evicted.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "EvictedError";
+  }
+}
+
+/**
  * Reported for a socket that was closed, or whose owning task was aborted
  * (or ended), while bytes of its sends were still queued: those bytes were
  * never written, and the peer may be left waiting for them. A send does not

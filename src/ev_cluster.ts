@@ -150,6 +150,8 @@ function zeroStats(): EvLoopStats {
     refused: 0,
     held: 0,
     reclaimed: 0,
+    evicted: 0,
+    addressLimited: 0,
     timeouts: 0,
     errors: 0,
     sendsCutShort: 0,

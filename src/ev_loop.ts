@@ -11,7 +11,7 @@ import {
 import { TaskPool } from "./_pool.ts";
 import { SlotReclaimer } from "./_reclaim.ts";
 import { abortError, checkFunction, checkInteger } from "./_validate.ts";
-import { PoolFullError, UnsentDataError } from "./errors.ts";
+import { EvictedError, PoolFullError, UnsentDataError } from "./errors.ts";
 import {
   InsideCallers,
   type ScopeRunner,
@@ -112,6 +112,19 @@ export interface EvLoopStats {
    * connections of the HTTP server, closed oldest first.
    */
   reclaimed: number;
+  /**
+   * Tasks evicted in their handshake to free a slot for a waiting
+   * connection when no idle one could be closed: HTTP connections whose
+   * request head was not complete, and tasks marked
+   * {@linkcode EvThread.handshaking}; from the address that held the most
+   * slots.
+   */
+  evicted: number;
+  /**
+   * Connections closed because their address already held an acceptor's
+   * `maxConnectionsPerAddress` (counted in `refused` too).
+   */
+  addressLimited: number;
   /** Calls that rejected with a TimeoutError. */
   timeouts: number;
   /** Errors reported to `onError`: failed tasks, factories and accepts. */
@@ -206,6 +219,8 @@ export class EvLoop implements AsyncDisposable {
     refused: 0,
     held: 0,
     reclaimed: 0,
+    evicted: 0,
+    addressLimited: 0,
     timeouts: 0,
     errors: 0,
     sendsCutShort: 0,
@@ -371,7 +386,8 @@ export class EvLoop implements AsyncDisposable {
     }
     if (
       failed && !observed && error !== thread.signal.reason &&
-      error !== this.#draining.signal.reason
+      error !== this.#draining.signal.reason &&
+      !(error instanceof EvictedError && thread.evicted)
     ) {
       this.#report(error, thread);
     }
@@ -466,6 +482,10 @@ export class EvLoop implements AsyncDisposable {
         stats.accepted++;
       },
       refused: () => {
+        stats.refused++;
+      },
+      limited: () => {
+        stats.addressLimited++;
         stats.refused++;
       },
       slots: this.#slots,

@@ -187,6 +187,8 @@ export class EvSocket implements AsyncDisposable {
       socket.#tls = info;
     };
     socketInternals.readWaiting = (socket) => socket.#rb.readers.length > 0;
+    socketInternals.interruptReads = (socket, reason) =>
+      socket.#rb.clear(reason);
     socketInternals.readUntilEither = (socket, a, b, options) =>
       socket.#read(ReadRequest.until(socket, a, b, options.maxLength), options);
     streamHooks.pull = (socket) =>

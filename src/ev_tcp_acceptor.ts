@@ -6,7 +6,10 @@ import {
   type AcceptorHost,
   acceptorInternals,
   socketInternals,
+  threadInternals,
 } from "./_internal.ts";
+import { addressGroup } from "./_ip_address.ts";
+import { AddressCounts, type SlotHolder } from "./_reclaim.ts";
 import { type ProxySettings, readProxyHeader } from "./_read_proxy_header.ts";
 import { scopeRunner } from "./_task_context.ts";
 import { handshake } from "./_tls.ts";
@@ -40,11 +43,46 @@ export interface EvListenOptions {
    * and servers on the loop that can give a slot back without harm do so
    * for the waiting client: the HTTP server closes its idle keep-alive
    * connections, the one idle longest first (see `EvLoopStats.held` and
-   * `reclaimed`).
+   * `reclaimed`); failing that, the loop evicts a task still in its
+   * handshake (see {@linkcode EvThread.handshaking}; the HTTP server's
+   * connections are, until their request head is complete).
    *
    * @default {"wait"}
    */
   policy?: EvPoolPolicy;
+  /**
+   * The most connections one client address may hold at once on this
+   * listener; beyond it, a new connection from that address is closed at
+   * once, without a pool slot and without running the factory (counted in
+   * `EvLoopStats.addressLimited` and `refused`, and reported to
+   * `onAddressLimit`). IPv6 addresses count by their network of
+   * `ipv6PrefixLength` bits. With `proxyProtocol`, the address is the
+   * client's from the PROXY header, never the proxy's: the check is made
+   * once the header has been read, in the connection's task, so such a
+   * connection holds a slot for that long.
+   *
+   * Off by default: behind a load balancer that does not send the PROXY
+   * protocol, every connection has the balancer's address.
+   *
+   * @default {Infinity}
+   */
+  maxConnectionsPerAddress?: number;
+  /**
+   * How many leading bits of an IPv6 address make the group that
+   * `maxConnectionsPerAddress` and eviction count it in (a host usually
+   * has a whole /64). IPv4 addresses, IPv4-mapped ones included, count
+   * alone.
+   *
+   * @default {64}
+   */
+  ipv6PrefixLength?: number;
+  /**
+   * Called when `maxConnectionsPerAddress` closes a connection, with the
+   * client's address and the group it counts in (the address, or for IPv6
+   * its network, such as `"2001:db8:1:2::/64"`). Errors it throws go to
+   * the loop's `onError`.
+   */
+  onAddressLimit?: (remoteAddr: Deno.NetAddr, group: string) => void;
   /**
    * With policy `"refuse"`: called with a connection about to be refused, to
    * write a short message. The connection is closed when the returned
@@ -179,6 +217,9 @@ function openListener(
         "hostname",
         "backlog",
         "reusePort",
+        "maxConnectionsPerAddress",
+        "ipv6PrefixLength",
+        "onAddressLimit",
       ]
     ) {
       if ((options as unknown as Record<string, unknown>)[name] !== undefined) {
@@ -307,6 +348,27 @@ function proxySettings(value: unknown): ProxySettings | undefined {
   };
 }
 
+/** The per-address limit of an acceptor. */
+interface AddressLimit {
+  max: number;
+  counts: AddressCounts;
+  onLimit: ((remoteAddr: Deno.NetAddr, group: string) => void) | undefined;
+}
+
+/** Checks `maxConnectionsPerAddress` and `onAddressLimit`. */
+function addressLimit(
+  options: EvListenOptions,
+): AddressLimit | undefined {
+  const { maxConnectionsPerAddress: max, onAddressLimit: onLimit } = options;
+  if (onLimit !== undefined) checkFunction(onLimit, "onAddressLimit");
+  if (max === undefined || max === Infinity) return undefined;
+  return {
+    max: checkInteger(max, "maxConnectionsPerAddress", 1),
+    counts: new AddressCounts(),
+    onLimit,
+  };
+}
+
 /** How long an `onRefuse` hook may take. */
 const REFUSE_HOOK_TIMEOUT = 1000;
 /** Backoff after a failed accept (EMFILE and the like). */
@@ -353,6 +415,8 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
   #policy: EvPoolPolicy = "wait";
   #onRefuse: ((conn: Deno.Conn) => void | Promise<void>) | undefined;
   #proxy: ProxySettings | undefined;
+  #limit: AddressLimit | undefined;
+  #ipv6PrefixLength = 64;
   #stop = new AbortController();
   #closed = false;
   #refed = true;
@@ -361,6 +425,7 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
   #accepted = 0;
   #refused = 0;
   #held = 0;
+  #limited = 0;
   #gone = 0;
   /** Whether the accept loop waits on the listener's accept. */
   #inAccept = false;
@@ -382,9 +447,17 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
       if (options.onRefuse !== undefined) {
         checkFunction(options.onRefuse, "onRefuse");
       }
-      const proxy = options.transport === "unix"
+      const tcp = options.transport === "unix" ? undefined : options;
+      const proxy = tcp === undefined
         ? undefined
-        : proxySettings(options.proxyProtocol);
+        : proxySettings(tcp.proxyProtocol);
+      const limit = tcp === undefined ? undefined : addressLimit(tcp);
+      const ipv6PrefixLength = checkInteger(
+        tcp?.ipv6PrefixLength ?? 64,
+        "ipv6PrefixLength",
+        0,
+        128,
+      );
       const { listener, tls } = openListener(options);
       constructing = true;
       const acceptor = new EvTcpAcceptor<Deno.Addr>();
@@ -395,6 +468,8 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
       acceptor.#policy = policy;
       acceptor.#onRefuse = options.onRefuse;
       acceptor.#proxy = proxy;
+      acceptor.#limit = limit;
+      acceptor.#ipv6PrefixLength = ipv6PrefixLength;
       // The accept loop, and so every task it starts, runs in the
       // acceptor's context: a shutdown awaited by one of them can tell.
       acceptor.#running = scopeRunner(acceptor)(() => acceptor.#run(), 0);
@@ -461,6 +536,14 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
   }
 
   /**
+   * Connections this acceptor closed because their address already held
+   * `maxConnectionsPerAddress` (counted in `refused` too).
+   */
+  get addressLimited(): number {
+    return this.#limited;
+  }
+
+  /**
    * Connections the client closed or reset before they could be accepted
    * (the accept failed with `NotConnected`, `ConnectionAborted` or
    * `ConnectionReset`): load balancers' TCP health checks, scanners. Not
@@ -514,8 +597,22 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
         this.#refuse(conn, false);
         break;
       }
+      const group = this.#groupOf(conn.remoteAddr);
+      // The per-address limit, unless the address comes in a PROXY header
+      // (then the connection's task checks it, once it has read it).
+      let limit = this.#proxy === undefined ? this.#limit : undefined;
+      if (limit !== undefined) {
+        if (limit.counts.get(group) >= limit.max) {
+          conn.close();
+          this.#overLimit(conn.remoteAddr as Deno.NetAddr, group);
+          continue;
+        }
+        limit.counts.add(group);
+      }
       if (!pool.tryAcquire()) {
         if (this.#policy === "refuse") {
+          limit?.counts.remove(group);
+          limit = undefined;
           this.#refuse(conn, true);
           this.#host.slots.wanted();
           continue;
@@ -530,21 +627,56 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
         try {
           await pool.acquire(stop);
         } catch {
+          limit?.counts.remove(group);
           this.#refuse(conn, false);
           break;
         } finally {
           this.#host.slots.unhold();
         }
       }
-      this.#host.start(this.#connectionTask(conn));
+      this.#host.start(this.#connectionTask(conn, group, limit));
     }
   }
 
-  #connectionTask(conn: Deno.Conn): EvThreadProc<unknown> {
+  /** The address group a peer counts in (see `addressGroup`). */
+  #groupOf(addr: Deno.Addr): string {
+    return addr.transport === "tcp"
+      ? addressGroup(addr.hostname, this.#ipv6PrefixLength)
+      : "";
+  }
+
+  /**
+   * Counts a connection closed for its address's limit, and tells the
+   * hook.
+   */
+  #overLimit(remoteAddr: Deno.NetAddr, group: string): void {
+    this.#refused++;
+    this.#limited++;
+    this.#host.limited();
+    const hook = this.#limit?.onLimit;
+    if (hook === undefined) return;
+    try {
+      hook(remoteAddr, group);
+    } catch (error) {
+      this.#host.report(error, this);
+    }
+  }
+
+  /**
+   * The task of a connection from address `group`; `limit`: the
+   * per-address counts that it was added to, if any.
+   */
+  #connectionTask(
+    conn: Deno.Conn,
+    group: string,
+    limit: AddressLimit | undefined,
+  ): EvThreadProc<unknown> {
     return (thread) => {
+      const holder = this.#host.slots.admit(thread, group);
+      holder.limit = limit?.counts;
       const socket = thread.adopt(conn);
       if (this.#tls !== undefined || this.#proxy !== undefined) {
-        return this.#prepare(conn, socket, thread);
+        return this.#prepare(conn, socket, thread, holder);
       }
       // Nothing to wait for before the factory: no async function runs here,
       // whose frame would last as long as the connection.
@@ -560,7 +692,45 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
     conn: Deno.Conn,
     socket: EvSocket,
     thread: EvThread<unknown>,
+    holder: SlotHolder,
   ): Promise<unknown> {
+    // Until the handshake and header are done, an eviction aborts the task.
+    threadInternals.preparing(thread, true);
+    try {
+      if (!await this.#handshakeAndHeader(conn, socket, thread)) return;
+    } finally {
+      threadInternals.preparing(thread, false);
+    }
+    const proxy = socket.proxy;
+    if (this.#proxy !== undefined) {
+      // The client's address is known now: count the connection in its
+      // group, and apply the per-address limit to it.
+      const remoteAddr = socket.remoteAddr as Deno.NetAddr;
+      const group = this.#groupOf(remoteAddr);
+      this.#host.slots.regroup(holder, group);
+      const limit = this.#limit;
+      if (limit !== undefined) {
+        if (limit.counts.get(group) >= limit.max) {
+          this.#overLimit(remoteAddr, group);
+          return;
+        }
+        limit.counts.add(group);
+        holder.limit = limit.counts;
+      }
+    }
+    return await this.#runFactory(socket, thread, proxy);
+  }
+
+  /**
+   * Does the TLS handshake and reads the PROXY header, as the listener
+   * has them; false if the connection is to be closed (counted as
+   * refused).
+   */
+  async #handshakeAndHeader(
+    conn: Deno.Conn,
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+  ): Promise<boolean> {
     if (this.#tls !== undefined) {
       try {
         const info = await handshake(
@@ -574,10 +744,9 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
         if (thread.signal.aborted) throw thread.signal.reason;
         this.#refused++;
         this.#host.refused();
-        return;
+        return false;
       }
     }
-    let proxy: EvProxyInfo | undefined;
     if (this.#proxy !== undefined) {
       const proxyAddr = conn.remoteAddr as Deno.NetAddr;
       let header;
@@ -593,14 +762,13 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
         // Closed without a byte (a TCP health check): nothing to report.
         this.#refused++;
         this.#host.refused();
-        return;
+        return false;
       }
       if (header !== undefined) {
-        proxy = { ...header, proxyAddr };
-        socketInternals.setProxy(socket, proxy);
+        socketInternals.setProxy(socket, { ...header, proxyAddr });
       }
     }
-    return await this.#runFactory(socket, thread, proxy);
+    return true;
   }
 
   /**

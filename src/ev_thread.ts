@@ -23,7 +23,7 @@ import {
   type EvTlsClientOptions,
 } from "./ev_socket.ts";
 import { checkTlsClientOptions } from "./_tls.ts";
-import type { UnsentDataError } from "./errors.ts";
+import type { EvictedError, UnsentDataError } from "./errors.ts";
 
 /**
  * The procedure a task runs. It receives its own {@linkcode EvThread}; what
@@ -59,6 +59,13 @@ export interface EvUnixConnectAddress {
 
 let nextId = 1;
 let constructing = false;
+/** Orders handshakes by when they began (`EvThread.handshaking`). */
+let handshakes = 0;
+/**
+ * How long an evicted task may take to end by itself (to write a goodbye)
+ * before it is aborted.
+ */
+const EVICT_GRACE = 1000;
 
 function noop(): void {}
 
@@ -165,6 +172,37 @@ class OwnedSockets implements SocketHost {
     else this.#more?.delete(socket);
   }
 
+  /** Whether a read call waits on any owned socket. */
+  readWaiting(): boolean {
+    if (
+      this.#first !== undefined && socketInternals.readWaiting(this.#first)
+    ) {
+      return true;
+    }
+    if (this.#more !== undefined) {
+      for (const socket of this.#more) {
+        if (socketInternals.readWaiting(socket)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Whether any owned socket holds bytes no read has taken. */
+  buffered(): boolean {
+    if (this.#first !== undefined && this.#first.buffered > 0) return true;
+    if (this.#more !== undefined) {
+      for (const socket of this.#more) if (socket.buffered > 0) return true;
+    }
+    return false;
+  }
+
+  /** Rejects the read calls waiting on every owned socket. */
+  interruptReads(reason: unknown): void {
+    for (const socket of this.list()) {
+      socketInternals.interruptReads(socket, reason);
+    }
+  }
+
   /** The sockets owned, in the order they were adopted (a copy). */
   list(): EvSocket[] {
     const list = this.#first === undefined ? [] : [this.#first];
@@ -219,6 +257,13 @@ export class EvThread<T = unknown> {
   #deadline: number | undefined;
   #deadlineEntry: DeadlineEntry | undefined;
   #done = false;
+  /**
+   * In its handshake since handshake number N (`handshaking`): N; while
+   * its acceptor prepares the connection: -N; else 0.
+   */
+  #handshake = 0;
+  /** Set once evicted: the reason, and the abort after the grace period. */
+  #eviction: { reason: EvictedError; entry: DeadlineEntry } | undefined;
   /** Whether `result` was read: its reader then handles a failure. */
   #observed = false;
   #result!: Promise<T>;
@@ -236,6 +281,22 @@ export class EvThread<T = unknown> {
       thread.#parent = parent;
       thread.#result = thread.#run(proc);
       return thread;
+    };
+    threadInternals.evictable = (thread) => {
+      const n = thread.#handshake;
+      if (
+        n === 0 || thread.#eviction !== undefined || thread.#done ||
+        thread.#controller.signal.aborted
+      ) {
+        return 0;
+      }
+      if (n < 0) return -n;
+      return thread.#sockets?.readWaiting() ? n : 0;
+    };
+    threadInternals.evict = (thread, reason) => thread.#evict(reason);
+    threadInternals.buffered = (thread) => thread.#sockets?.buffered() ?? false;
+    threadInternals.preparing = (thread, on) => {
+      thread.#handshake = on ? -++handshakes : 0;
     };
   }
 
@@ -368,6 +429,10 @@ export class EvThread<T = unknown> {
       this.#deadlineEntry = undefined;
       deadlines.settle();
     }
+    if (this.#eviction !== undefined) {
+      deadlines.cancel(this.#eviction.entry);
+      deadlines.settle();
+    }
     this.abort(abortError("The task ended"));
     // A child may spawn another while it winds down: wait for all of them.
     const children = this.#children;
@@ -382,6 +447,100 @@ export class EvThread<T = unknown> {
       }
     }
     if (this.#closing !== undefined) await Promise.all(this.#closing);
+  }
+
+  /**
+   * Whether the task is still in its handshake: its connection is not yet
+   * past what a well-behaved client sends at once (an HTTP request head, a
+   * line protocol's greeting or first command), so ending it costs the
+   * client nothing it was promised. `false` by default; set it to `true`
+   * while the procedure waits for such bytes, and back to `false` once
+   * they have come (a `try`/`finally` is the safe way).
+   *
+   * It protects the task pool from clients that open connections and hold
+   * them with a slow handshake (slowloris): when a client waits for a slot
+   * of the full pool and no idle keep-alive HTTP connection can be closed
+   * instead, the loop evicts one task that is in its handshake and waiting
+   * for its peer (a read call waits on one of its sockets), from the peer
+   * address that holds the most slots (IPv6 addresses grouped by their
+   * acceptor's `ipv6PrefixLength`), the one whose handshake began first;
+   * {@linkcode EvLoopStats.evicted} counts them. Eviction rejects the read
+   * calls waiting on the task's sockets with an {@linkcode EvictedError}
+   * (the sockets stay open, as after a timeout): the procedure may write a
+   * short goodbye and return. A task that has not ended 1 second later is
+   * aborted with that error as its reason. The error is not reported to
+   * `onError`.
+   *
+   * Only tasks that an acceptor started for a connection are evicted; on
+   * any other task the mark is kept but has no effect. A task is never
+   * evicted while it is not in its handshake, so a connection whose
+   * request is under way is never touched. The HTTP server marks each
+   * connection while it waits for a request head.
+   *
+   * @example A line protocol: protected until its first command
+   * ```ts
+   * import { EvictedError, EvLoop } from "@corothread/evthread";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using loop = new EvLoop({ capacity: 100 });
+   * const acceptor = loop.listen({ hostname: "127.0.0.1", port: 0 }, () =>
+   *   async (socket, thread) => {
+   *     let hello;
+   *     thread.handshaking = true;
+   *     try {
+   *       hello = await socket.readLine({ timeout: 10_000 });
+   *     } catch (error) {
+   *       if (!(error instanceof EvictedError)) throw error;
+   *       await socket.send(new TextEncoder().encode("421 too busy\n"));
+   *       return;
+   *     } finally {
+   *       thread.handshaking = false;
+   *     }
+   *     await socket.send(new TextEncoder().encode(`250 hello ${hello}\n`));
+   *   });
+   *
+   * using conn = await Deno.connect({ hostname: "127.0.0.1", port: acceptor.port });
+   * await conn.write(new TextEncoder().encode("ada\n"));
+   * const text = await new Response(conn.readable).text();
+   * assertEquals(text, "250 hello ada\n");
+   * ```
+   *
+   * @throws {TypeError} when set to something other than a boolean.
+   */
+  get handshaking(): boolean {
+    return this.#handshake > 0;
+  }
+
+  set handshaking(value: boolean) {
+    if (value === true) {
+      if (this.#eviction === undefined) this.#handshake = ++handshakes;
+    } else if (value === false) {
+      this.#handshake = 0;
+    } else {
+      throw new TypeError(
+        `'handshaking' must be a boolean: received ${typeof value}`,
+      );
+    }
+  }
+
+  /**
+   * Whether the loop evicted the task in its handshake to free its slot
+   * (see {@linkcode EvThread.handshaking}).
+   */
+  get evicted(): boolean {
+    return this.#eviction !== undefined;
+  }
+
+  /** Evicts the task (see `handshaking`). */
+  #evict(reason: EvictedError): void {
+    const preparing = this.#handshake < 0;
+    this.#handshake = 0;
+    this.#eviction = {
+      reason,
+      entry: deadlines.schedule(EVICT_GRACE, () => this.abort(reason)),
+    };
+    if (preparing) this.abort(reason);
+    else this.#sockets?.interruptReads(reason);
   }
 
   /**

@@ -99,6 +99,44 @@ export interface ServeOptions {
   /** What to do with new connections when the pool is full. @default {"wait"} */
   policy?: EvPoolPolicy;
   /**
+   * Keep one address from taking the whole pool with slow request heads
+   * (slowloris): when a client waits for a slot of the full pool and no
+   * idle keep-alive connection can be closed instead, close one connection
+   * whose request head is not complete yet (with a `408` if it had begun),
+   * from the client address that holds the most slots (IPv6: its network
+   * of `ipv6PrefixLength` bits), the one that has waited longest for its
+   * head. A connection whose head is complete, or whose response is under
+   * way, is never touched. Counted in `EvLoopStats.evicted`. `false` turns
+   * it off: the waiting client then waits for a header timeout or a
+   * finished response.
+   *
+   * @default {true}
+   */
+  evictUnderPressure?: boolean;
+  /**
+   * The most connections one client address may hold at once; beyond it a
+   * new connection from that address is closed at once, without a slot
+   * (`EvLoopStats.addressLimited`). Off by default: behind a load balancer
+   * that does not send the PROXY protocol, every connection has its
+   * address. With `proxyProtocol`, the address is the client's from the
+   * header. See `EvListenOptions.maxConnectionsPerAddress`.
+   *
+   * @default {Infinity}
+   */
+  maxConnectionsPerAddress?: number;
+  /**
+   * The leading bits of an IPv6 address that make the group counted by
+   * `maxConnectionsPerAddress` and by eviction.
+   *
+   * @default {64}
+   */
+  ipv6PrefixLength?: number;
+  /**
+   * Called with the client's address and its group when
+   * `maxConnectionsPerAddress` closes a connection.
+   */
+  onAddressLimit?: (remoteAddr: Deno.NetAddr, group: string) => void;
+  /**
    * Behind HAProxy, AWS NLB and the like: read a PROXY protocol header
    * (version 1 or 2) at the start of each connection from the trusted
    * peers, and give handlers the client's address it carries as
@@ -158,6 +196,9 @@ export interface ServeUnixOptions extends
     | "key"
     | "alpnProtocols"
     | "handshakeTimeout"
+    | "maxConnectionsPerAddress"
+    | "ipv6PrefixLength"
+    | "onAddressLimit"
     | "onListen"
   > {
   /** The transport. */
@@ -177,7 +218,7 @@ let serverInternals: {
   create: (
     loop: EvLoop,
     ownLoop: boolean,
-    app: Pick<Site, "handler" | "onError" | "limits">,
+    app: Pick<Site, "handler" | "onError" | "limits" | "evict">,
     listen: (site: Site) => EvTcpAcceptor<Deno.Addr>,
   ) => HttpServer<Deno.Addr>;
 };
@@ -611,10 +652,17 @@ export function serve(
   const signal = checkSignal(options.signal);
   const limits = limitsOf(options);
   const loop = loopOf(options);
+  const evict = options.evictUnderPressure ?? true;
+  if (typeof evict !== "boolean") {
+    throw new TypeError(
+      `'evictUnderPressure' must be a boolean: received ${typeof evict}`,
+    );
+  }
   const app = {
     handler: handler as ServeHandler<Deno.Addr>,
     onError: options.onError ?? defaultOnError,
     limits,
+    evict,
   };
   const server = serverInternals.create(
     loop,
@@ -652,6 +700,7 @@ const OWN_OPTIONS = new Set([
   "loop",
   "maxConnections",
   "policy",
+  "evictUnderPressure",
   "maxHeaderBytes",
   "maxHeaderFields",
   "maxUrlBytes",
@@ -732,6 +781,15 @@ function listen(
   if (options.backlog !== undefined) tcp.backlog = options.backlog;
   if (options.reusePort !== undefined) tcp.reusePort = options.reusePort;
   if (options.policy !== undefined) tcp.policy = options.policy;
+  if (options.maxConnectionsPerAddress !== undefined) {
+    tcp.maxConnectionsPerAddress = options.maxConnectionsPerAddress;
+  }
+  if (options.ipv6PrefixLength !== undefined) {
+    tcp.ipv6PrefixLength = options.ipv6PrefixLength;
+  }
+  if (options.onAddressLimit !== undefined) {
+    tcp.onAddressLimit = options.onAddressLimit;
+  }
   if (options.proxyProtocol !== undefined) {
     tcp.proxyProtocol = options.proxyProtocol;
   }
