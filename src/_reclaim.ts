@@ -17,6 +17,8 @@ import type { EvThread } from "./ev_thread.ts";
 
 /** A task that can be ended without harm to free its pool slot. */
 export interface ReclaimCandidate {
+  /** The task. */
+  thread: EvThread<unknown>;
   /** Since when it has been idle (`performance.now()`): oldest goes first. */
   since: number;
   /** Ends it; returns its task. */
@@ -223,23 +225,59 @@ export class SlotReclaimer {
     this.#groups.add(group);
   }
 
-  /** Frees one slot: an idle connection, else an eviction. */
+  /**
+   * Frees one slot, from the address group that holds the most slots: an
+   * idle keep-alive connection (the one idle longest), else an eviction.
+   * An idle connection goes first unless a connection in its handshake
+   * belongs to a group that holds more slots than the idle one's: with one
+   * address holding most of the pool with slow handshakes, its connections
+   * go before the other clients' keep-alive connections. True if a slot
+   * will come free.
+   */
   #reclaimOne(): boolean {
-    return this.#reclaimIdle() || this.#evictOne();
+    const idle = this.#oldestIdle();
+    const now = performance.now();
+    const evictee = this.#evictee(now);
+    if (
+      idle !== undefined &&
+      (evictee.thread === undefined ||
+        this.#slotsOf(idle.thread) >= evictee.slots)
+    ) {
+      const thread = idle.reclaim();
+      if (this.#owns(thread)) this.#yielding.add(thread);
+      this.#counters.reclaimed++;
+      return true;
+    }
+    if (evictee.thread !== undefined) {
+      this.#evict(evictee.thread, evictee.slots);
+      return true;
+    }
+    if (evictee.soonest !== Infinity) {
+      this.#lookAgain(
+        Math.min(this.#recheckDelay, evictee.soonest + EVICT_MIN_AGE - now),
+      );
+    }
+    return false;
+  }
+
+  /** The slots that the address group of `thread` holds. */
+  #slotsOf(thread: EvThread<unknown>): number {
+    const holder = this.#holders.get(thread);
+    return holder === undefined ? 0 : this.#groups.get(holder.group);
   }
 
   /**
-   * Evicts a connection task in its handshake, waiting for its peer (and
-   * EVICT_MIN_AGE old, or with bytes received): of the address group that
-   * holds the most slots, the one whose handshake began first. True if
-   * there was one. If there was none but one will be old enough, looks
-   * again then.
+   * The connection task to evict, if any: in its handshake, waiting for
+   * its peer (and EVICT_MIN_AGE old, or with bytes received), of the
+   * address group that holds the most slots, the one whose handshake began
+   * first. `soonest`: when the youngest that were passed over started.
    */
-  #evictOne(): boolean {
+  #evictee(
+    now: number,
+  ): { thread: EvThread<unknown> | undefined; slots: number; soonest: number } {
     let chosen: EvThread<unknown> | undefined;
     let chosenSlots = 0;
     let chosenSince = 0;
-    const now = performance.now();
     let soonest = Infinity;
     for (const [thread, holder] of this.#holders) {
       const since = threadInternals.evictable(thread);
@@ -259,25 +297,21 @@ export class SlotReclaimer {
         chosenSince = since;
       }
     }
-    if (chosen === undefined) {
-      if (soonest !== Infinity) {
-        this.#lookAgain(
-          Math.min(this.#recheckDelay, soonest + EVICT_MIN_AGE - now),
-        );
-      }
-      return false;
-    }
+    return { thread: chosen, slots: chosenSlots, soonest };
+  }
+
+  /** Evicts `thread`, whose address group holds `slots`. */
+  #evict(thread: EvThread<unknown>, slots: number): void {
     this.#recheckDelay = RECHECK_MIN;
-    const group = this.#holders.get(chosen)!.group;
+    const group = this.#holders.get(thread)!.group;
     threadInternals.evict(
-      chosen,
+      thread,
       new EvictedError(
-        `Evicted in its handshake to free a slot of the full pool for a waiting client (address ${group} held ${chosenSlots})`,
+        `Evicted in its handshake to free a slot of the full pool for a waiting client (address ${group} held ${slots})`,
       ),
     );
-    this.#yielding.add(chosen);
+    this.#yielding.add(thread);
     this.#counters.evicted++;
-    return true;
   }
 
   /** Runs `reclaim` again in `ms` (once), for the clients still waiting. */
@@ -291,8 +325,8 @@ export class SlotReclaimer {
     });
   }
 
-  /** Ends the oldest candidate the sources offer; true if there was one. */
-  #reclaimIdle(): boolean {
+  /** The oldest candidate the sources offer, if any. */
+  #oldestIdle(): ReclaimCandidate | undefined {
     let best: ReclaimCandidate | undefined;
     for (const source of this.#sources) {
       const candidate = source();
@@ -303,10 +337,6 @@ export class SlotReclaimer {
         best = candidate;
       }
     }
-    if (best === undefined) return false;
-    const thread = best.reclaim();
-    if (this.#owns(thread)) this.#yielding.add(thread);
-    this.#counters.reclaimed++;
-    return true;
+    return best;
   }
 }

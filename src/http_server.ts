@@ -454,6 +454,7 @@ export class HttpServer<A extends Deno.Addr = Deno.NetAddr>
     if (oldest === undefined) return undefined;
     const chosen = oldest;
     return {
+      thread: chosen.thread,
       since: chosen.idleSince,
       reclaim: () => {
         chosen.thread.abort(

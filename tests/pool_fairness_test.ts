@@ -378,6 +378,30 @@ Deno.test("serve() evicts from the address that holds the most slots, not the he
   }
 });
 
+Deno.test("serve() evicts a slow head of the address holding the most slots before it closes another client's idle keep-alive connection", async () => {
+  await using loop = new EvLoop({ capacity: 4, onError: () => {} });
+  await using server = helloServer(loop);
+  const port = server.addr.port;
+  // A keep-alive client of 127.0.0.2, idle after its first request; then
+  // three slow heads of 127.0.0.1.
+  await using kept = await Peer.connect(port, { localAddress: "127.0.0.2" });
+  await kept.write(GET);
+  assertEquals((await kept.response()).body, "ok");
+  const slow = await peers(3, port, SLOW_HEAD);
+  try {
+    await eventually(() => loop.stats.active === 4, "the pool to fill");
+    const answer = await timedRequest(port, "127.0.0.3");
+    assertEquals(answer.body, "ok");
+    assertEquals([loop.stats.evicted, loop.stats.reclaimed], [1, 0]);
+    await slow[0]!.endOfStream();
+    // The keep-alive connection still works.
+    await kept.write(GET);
+    assertEquals((await kept.response()).body, "ok");
+  } finally {
+    await closeAll(slow);
+  }
+});
+
 Deno.test("serve() never evicts a connection whose head is complete or whose response is under way", async () => {
   await using loop = new EvLoop({ capacity: 3, onError: () => {} });
   const release = Promise.withResolvers<void>();
