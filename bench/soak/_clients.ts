@@ -5,7 +5,7 @@
  * Usage (the orchestrator runs it; by hand for a reproduction):
  * ```sh
  * deno run --allow-net bench/soak/_clients.ts --target echo|http --port P \
- *   --seconds N [--seed S]
+ *   --seconds N [--seed S] [--flood N]
  * ```
  *
  * Output, JSON lines on stdout: `{"event":"progress",...}` every 5 s, then
@@ -66,8 +66,22 @@
  * a connection the server has not cut by then counts as `capped`, one the
  * server cut as `cut`.
  *
+ * **The pool flood** (`--flood N`, off by default): N more connections, all
+ * from {@linkcode FLOOD_ADDRESS} (the others come from 127.0.0.1), each
+ * sending the start of a request (or line) and then one byte every 1-3 s,
+ * never finishing it, and reconnecting at once whenever the server cuts it:
+ * with N above the pool, one address tries to hold every slot. It needs
+ * node:net (Deno.connect cannot bind a local address). For it the report
+ * gives the well-behaved clients' **wait for a slot**: on each fresh
+ * connection, the time from the start of the connect to the first byte of
+ * the response (the server answers at once once the connection has a
+ * slot; the rest is the exchange of a small request, under a millisecond
+ * when nothing waits).
+ *
  * @module
  */
+
+import net from "node:net";
 
 import { ECHO_LIMITS, patternSlice, type SoakTarget } from "./_server.ts";
 import { choice, integer, parseArgs, PORT, SECONDS } from "../_common/args.ts";
@@ -82,6 +96,8 @@ export const BURST_SIZE = 300;
 export const CLIENT_TIMEOUT_MS = 30_000;
 /** How long `neverread`, `slowloris` and `silent` wait to be cut. */
 export const HOSTILE_CAP_MS = 15_000;
+/** The address the pool flood comes from (any 127.0.0.0/8 works on Linux). */
+export const FLOOD_ADDRESS = "127.0.0.3";
 /** The least time between the starts of two bursts. */
 export const BURST_GAP_MS = 5_000;
 const BURST_FIRST_MS = 1_000;
@@ -160,6 +176,27 @@ export interface WellBehavedStats {
   p50Ms: number | null;
   p99Ms: number | null;
   maxMs: number | null;
+  /**
+   * Wait for a slot: on fresh connections, from the start of the connect
+   * to the first response byte, in milliseconds.
+   */
+  slotWaitP50Ms: number | null;
+  slotWaitP99Ms: number | null;
+  slotWaitMaxMs: number | null;
+}
+
+/** How the pool flood fared. */
+export interface FloodStats {
+  /** Flood clients (each one connection at a time). */
+  clients: number;
+  /** Connections opened. */
+  connections: number;
+  /** Connections the server closed (evicted, timed out, or limited). */
+  cut: number;
+  /** Of those, how many got a 408 first. */
+  got408: number;
+  /** Connects that failed. */
+  errors: number;
 }
 
 /** The `{"event":"result"}` line. */
@@ -179,6 +216,8 @@ export interface ClientsReport {
   hostileConnectionsPeak: number;
   /** The first unexpected hostile errors. */
   hostileErrorSamples: string[];
+  /** The pool flood, if any. */
+  flood: FloodStats;
 }
 
 /** A `{"event":"progress"}` line. */
@@ -316,6 +355,8 @@ class Reader {
   #end = 0;
   /** Bytes read from the connection in all. */
   total = 0;
+  /** When the first byte came (`performance.now()`), or 0. */
+  firstByteAt = 0;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
@@ -341,6 +382,7 @@ class Reader {
     }
     const n = await this.conn.read(this.#buf.subarray(this.#end));
     if (n === null) return false;
+    if (this.total === 0) this.firstByteAt = performance.now();
     this.#end += n;
     this.total += n;
     return true;
@@ -605,6 +647,9 @@ interface Run {
   startedAt: number;
   wb: WellBehavedStats;
   latencies: number[];
+  /** Waits for a slot: fresh connections, connect to first response byte. */
+  slotWaits: number[];
+  flood: FloodStats;
   hostile: Record<HostileKind, HostileStats>;
   hostileActive: number;
   hostilePeak: number;
@@ -697,6 +742,7 @@ async function wellBehaved(run: Run, id: number): Promise<void> {
       // One try, and one retry after a keep-alive close.
       for (let attempt = 0; attempt < 2; attempt++) {
         const fresh = session === undefined;
+        const connecting = performance.now();
         try {
           if (session === undefined) {
             session = new Session(
@@ -708,6 +754,9 @@ async function wellBehaved(run: Run, id: number): Promise<void> {
           wb.served++;
           wb.bytes += 2 * exchange.request.byteLength;
           run.latencies.push(performance.now() - started);
+          if (fresh) {
+            run.slotWaits.push(session.reader.firstByteAt - connecting);
+          }
           if (close || --left <= 0) {
             session.close();
             session = undefined;
@@ -1011,6 +1060,62 @@ async function hostileWorker(run: Run, index: number): Promise<void> {
   }
 }
 
+/**
+ * One client of the pool flood: from {@linkcode FLOOD_ADDRESS}, the start of
+ * a request, then a byte every 1-3 s; reconnects whenever it is cut.
+ */
+async function floodClient(run: Run, index: number): Promise<void> {
+  const rand = prng(subSeed(run.seed, 9000 + index));
+  const start = run.requests.slowStart;
+  const most = Math.ceil(run.seconds * 1000);
+  for (let i = 0; i < most && !run.stop.aborted; i++) {
+    let socket: net.Socket;
+    try {
+      socket = await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect({
+          host: HOST,
+          port: run.port,
+          localAddress: FLOOD_ADDRESS,
+        });
+        s.once("connect", () => resolve(s));
+        s.once("error", reject);
+      });
+    } catch {
+      run.flood.errors++;
+      if (!await sleep(100, run.stop)) return;
+      continue;
+    }
+    run.flood.connections++;
+    let text = "";
+    const cut = new Promise<void>((resolve) => {
+      socket.on("data", (chunk: Uint8Array) => {
+        if (text.length < 16) text += decoder.decode(chunk.subarray(0, 16));
+      });
+      socket.on("error", () => resolve());
+      socket.on("end", () => resolve());
+      socket.on("close", () => resolve());
+    });
+    let ended = false;
+    cut.then(() => ended = true);
+    socket.write(start);
+    while (!ended && !run.stop.aborted) {
+      const tick = sleep(1000 + rand() * 2000, run.stop);
+      await Promise.race([tick, cut]);
+      if (ended || run.stop.aborted) break;
+      socket.write("x");
+    }
+    if (ended && !run.stop.aborted) {
+      run.flood.cut++;
+      if (text.startsWith("HTTP/1.1 408")) run.flood.got408++;
+    }
+    const closed = new Promise<void>((resolve) =>
+      socket.once("close", resolve)
+    );
+    socket.destroy();
+    await closed;
+  }
+}
+
 function quantile(sorted: Float64Array, p: number): number | null {
   if (sorted.length === 0) return null;
   const rank = Math.ceil(p * sorted.length) - 1;
@@ -1023,6 +1128,7 @@ export async function runClients(
   port: number,
   seconds: number,
   seed: number,
+  flood = 0,
 ): Promise<ClientsReport> {
   const stop = new AbortController();
   const emptyHostile = (): HostileStats => ({
@@ -1056,8 +1162,13 @@ export async function runClients(
       p50Ms: null,
       p99Ms: null,
       maxMs: null,
+      slotWaitP50Ms: null,
+      slotWaitP99Ms: null,
+      slotWaitMaxMs: null,
     },
     latencies: [],
+    slotWaits: [],
+    flood: { clients: flood, connections: 0, cut: 0, got408: 0, errors: 0 },
     hostile: Object.fromEntries(
       HOSTILE_KINDS.map((k) => [k, emptyHostile()]),
     ) as Record<HostileKind, HostileStats>,
@@ -1089,6 +1200,7 @@ export async function runClients(
     await Promise.all([
       ...Array.from({ length: WELL_BEHAVED }, (_, i) => wellBehaved(run, i)),
       ...Array.from({ length: HOSTILE_MAX }, (_, i) => hostileWorker(run, i)),
+      ...Array.from({ length: flood }, (_, i) => floodClient(run, i)),
     ]);
   } finally {
     clearTimeout(timer);
@@ -1100,6 +1212,10 @@ export async function runClients(
   run.wb.p50Ms = quantile(sorted, 0.5);
   run.wb.p99Ms = quantile(sorted, 0.99);
   run.wb.maxMs = sorted.length === 0 ? null : sorted[sorted.length - 1]!;
+  const waits = Float64Array.from(run.slotWaits).sort();
+  run.wb.slotWaitP50Ms = quantile(waits, 0.5);
+  run.wb.slotWaitP99Ms = quantile(waits, 0.99);
+  run.wb.slotWaitMaxMs = waits.length === 0 ? null : waits[waits.length - 1]!;
   let hostileConnections = 0;
   for (const k of HOSTILE_KINDS) {
     hostileConnections += run.hostile[k].connections;
@@ -1116,19 +1232,21 @@ export async function runClients(
     hostilePeak: run.hostilePeak,
     hostileConnectionsPeak: run.hostileOpenPeak,
     hostileErrorSamples: run.hostileErrorSamples,
+    flood: run.flood,
   };
 }
 
 async function main(): Promise<void> {
-  const { target, port, seconds, seed } = parseArgs(
+  const { target, port, seconds, seed, flood } = parseArgs(
     Deno.args,
     {
       target: choice(["echo", "http"] as const),
       port: PORT,
       seconds: SECONDS,
       seed: integer(0, 2 ** 32 - 1),
+      flood: integer(0, 100_000),
     },
-    { target: "echo", port: 0, seconds: 0, seed: 1 },
+    { target: "echo", port: 0, seconds: 0, seed: 1, flood: 0 },
     {
       required: ["target", "port", "seconds"],
     },
@@ -1139,7 +1257,9 @@ async function main(): Promise<void> {
     Deno.exit(3);
   }, limit * 1000);
   try {
-    console.log(JSON.stringify(await runClients(target, port, seconds, seed)));
+    console.log(
+      JSON.stringify(await runClients(target, port, seconds, seed, flood)),
+    );
   } finally {
     clearTimeout(hardStop);
   }

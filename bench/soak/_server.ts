@@ -5,7 +5,8 @@
  *
  * Usage (the orchestrator runs it; by hand for a reproduction):
  * ```sh
- * deno run --allow-net bench/soak/_server.ts --target echo|http [--port 0]
+ * deno run --allow-net bench/soak/_server.ts --target echo|http [--port 0] \
+ *   [--evict on|off]
  * ```
  *
  * Control channel, JSON lines:
@@ -31,7 +32,9 @@
  * The HTTP server (`--target http`): `serve()` with `maxConnections`
  * {@linkcode POOL}, policy `"wait"`, and {@linkcode HTTP_LIMITS} (header and
  * idle timeouts tighter than the defaults so that slowloris and silent
- * clients are cut within a short run). Routes:
+ * clients are cut within a short run); `--evict off` sets
+ * `evictUnderPressure: false` (the defence against one address holding
+ * the pool with slow heads, on by default). Routes:
  * - `GET /gen?o=OFFSET&n=N`: `N` bytes of {@linkcode pattern} from `OFFSET`
  *   (wrapping), as a fixed body with `content-length`;
  * - `POST /echo`: the request body back;
@@ -216,13 +219,18 @@ function startEcho(
   };
 }
 
-function startHttp(port: number, errorSamples: string[]): Running {
+function startHttp(
+  port: number,
+  errorSamples: string[],
+  evict: boolean,
+): Running {
   const server = serve(
     {
       hostname: "127.0.0.1",
       port,
       maxConnections: POOL,
       policy: "wait",
+      evictUnderPressure: evict,
       ...HTTP_LIMITS,
       onListen() {},
       onError(error) {
@@ -264,13 +272,14 @@ function print(message: unknown): void {
 }
 
 async function main(): Promise<void> {
-  const { target, port } = parseArgs(
+  const { target, port, evict } = parseArgs(
     Deno.args,
     {
       target: choice(["echo", "http"] as const),
       port: PORT,
+      evict: choice(["on", "off"] as const),
     },
-    { target: "echo", port: 0 },
+    { target: "echo", port: 0, evict: "on" },
     { required: ["target"] },
   );
   const endings: Record<string, number> = {};
@@ -278,7 +287,7 @@ async function main(): Promise<void> {
   pattern(); // made before the baseline, not during the load
   const running = target === "echo"
     ? startEcho(port, endings, errorSamples)
-    : startHttp(port, errorSamples);
+    : startHttp(port, errorSamples, evict === "on");
 
   let stopping: Promise<void> | undefined;
   const stop = () => {

@@ -4,8 +4,17 @@
  * then checks that nothing failed and nothing leaked.
  *
  * ```sh
- * deno run -A bench/soak/soak.ts [--seconds 60] [--target echo|http|both] [--seed N]
+ * deno run -A bench/soak/soak.ts [--seconds 60] [--target echo|http|both] [--seed N] \
+ *   [--flood N] [--evict on|off|both]
  * ```
+ *
+ * `--flood N` adds the pool flood of `_clients.ts` (N slow heads from one
+ * other address, 127.0.0.3, each reconnecting whenever it is cut: one
+ * address trying to hold every slot), and the report gives the
+ * well-behaved clients' wait for a slot (fresh connection: connect to
+ * first response byte). `--evict both` runs the HTTP target twice, with
+ * the defence (`evictUnderPressure`, the default) and without it
+ * (`--evict off` alone: only without), side by side.
  *
  * Each target runs in turn for `--seconds` (so `both` takes twice as long,
  * plus a few seconds each), with three processes: the server
@@ -102,6 +111,7 @@ import {
   CLIENT_TIMEOUT_MS,
   type ClientsProgress,
   type ClientsReport,
+  FLOOD_ADDRESS,
   HOSTILE_CAP_MS,
   HOSTILE_KINDS,
   HOSTILE_MAX,
@@ -133,7 +143,48 @@ interface Options {
   seconds: number;
   targets: SoakTarget[];
   seed: number;
+  flood: number;
+  evict: ("on" | "off")[];
 }
+
+/** One run: a target, and for HTTP whether it evicts. */
+interface RunSpec {
+  target: SoakTarget;
+  evict: boolean;
+  /** The column and check label: `echo`, `http`, `http (no eviction)`. */
+  label: string;
+}
+
+/** The runs that the options ask for, in order. */
+function runSpecs(opts: Options): RunSpec[] {
+  const specs: RunSpec[] = [];
+  for (const target of opts.targets) {
+    if (target === "echo") {
+      specs.push({ target, evict: true, label: "echo" });
+      continue;
+    }
+    for (const e of opts.evict) {
+      specs.push({
+        target,
+        evict: e === "on",
+        label: e === "on" ? "http" : "http (no eviction)",
+      });
+    }
+  }
+  return specs;
+}
+
+/** `--evict on|off|both`. */
+const EVICT: Flag<("on" | "off")[]> = {
+  value: "on|off|both",
+  parse(raw, flag) {
+    if (raw === "both") return ["on", "off"];
+    if (raw === "on" || raw === "off") return [raw];
+    throw new TypeError(
+      `'${flag}' must be on, off or both: received '${raw}'`,
+    );
+  },
+};
 
 /** `--target echo|http|both`. */
 const TARGET: Flag<SoakTarget[]> = {
@@ -148,16 +199,20 @@ const TARGET: Flag<SoakTarget[]> = {
 };
 
 function parseOptions(args: string[]): Options {
-  const { seconds, target, seed } = parseArgs(args, {
+  const { seconds, target, seed, flood, evict } = parseArgs(args, {
     seconds: number(0, { exclusive: true, max: 24 * 3600 }),
     target: TARGET,
     seed: integer(0, 2 ** 32 - 1),
+    flood: integer(0, 100_000),
+    evict: EVICT,
   }, {
     seconds: 60,
     target: ["echo", "http"],
     seed: Math.floor(Math.random() * 2 ** 31),
+    flood: 0,
+    evict: ["on"],
   }, { usage: USAGE });
-  return { seconds, targets: target, seed };
+  return { seconds, targets: target, seed, flood, evict };
 }
 
 /** Children started, killed on SIGINT and at the end whatever happens. */
@@ -423,6 +478,9 @@ interface Sample {
 /** What one target's run gives. */
 interface TargetReport {
   target: SoakTarget;
+  /** As {@linkcode RunSpec}. */
+  label: string;
+  evict: boolean;
   limits: typeof ECHO_LIMITS | typeof HTTP_LIMITS;
   before: StatsReply & { lsFds: number; fdKinds: Record<string, number> };
   after:
@@ -441,7 +499,8 @@ interface TargetReport {
 }
 
 interface Check {
-  target: SoakTarget;
+  /** The run's label. */
+  target: string;
   name: string;
   ok: boolean;
   detail: string;
@@ -463,12 +522,20 @@ function denoArgs(
 }
 
 async function runTarget(
-  target: SoakTarget,
+  spec: RunSpec,
   opts: Options,
 ): Promise<TargetReport> {
+  const { target, label } = spec;
   const server = new JsonChild(
-    `${target} server`,
-    denoArgs("./soak/_server.ts", ["--expose-gc"], "--target", target),
+    `${label} server`,
+    denoArgs(
+      "./soak/_server.ts",
+      ["--expose-gc"],
+      "--target",
+      target,
+      "--evict",
+      spec.evict ? "on" : "off",
+    ),
     true,
   );
   let clients: JsonChild | undefined;
@@ -514,7 +581,7 @@ async function runTarget(
     );
 
     clients = new JsonChild(
-      `${target} clients`,
+      `${label} clients`,
       denoArgs(
         "./soak/_clients.ts",
         [],
@@ -526,6 +593,8 @@ async function runTarget(
         String(opts.seconds),
         "--seed",
         String(opts.seed),
+        "--flood",
+        String(opts.flood),
       ),
       false,
     );
@@ -617,6 +686,8 @@ async function runTarget(
     const serverStatus = await server.stop({ op: "quit" });
     return {
       target,
+      label,
+      evict: spec.evict,
       limits: target === "echo" ? ECHO_LIMITS : HTTP_LIMITS,
       before,
       after,
@@ -639,7 +710,7 @@ async function runTarget(
 function checksOf(r: TargetReport): Check[] {
   const checks: Check[] = [];
   const add = (name: string, ok: boolean, detail: string) =>
-    checks.push({ target: r.target, name, ok, detail });
+    checks.push({ target: r.label, name, ok, detail });
   const c = r.clients;
   add(
     "load ran to the end",
@@ -793,6 +864,20 @@ function table(reports: TargetReport[]): string {
         ? "n/a"
         : `${ms(wb.p50Ms)} / ${ms(wb.p99Ms)} / ${ms(wb.maxMs)}`;
     }],
+    ["wait for a slot p50 / p99 / max", (r) => {
+      const wb = r.clients?.wellBehaved;
+      return wb === undefined
+        ? "n/a"
+        : `${ms(wb.slotWaitP50Ms)} / ${ms(wb.slotWaitP99Ms)} / ${
+          ms(wb.slotWaitMaxMs)
+        }`;
+    }],
+    ["pool flood: clients, connections (cut, 408)", (r) => {
+      const f = r.clients?.flood;
+      return f === undefined || f.clients === 0
+        ? "none"
+        : `${f.clients}, ${n(f.connections)} (${n(f.cut)}, ${n(f.got408)})`;
+    }],
     ...HOSTILE_KINDS.map((k): [string, (r: TargetReport) => string] => [
       `hostile ${k}: connections (cut/capped)`,
       (r) => hostileCell(r, k),
@@ -816,11 +901,11 @@ function table(reports: TargetReport[]): string {
     ["server accepted", (r) => delta(r, "accepted")],
     ["server timeouts", (r) => delta(r, "timeouts")],
     [
-      "server refused / held / reclaimed",
+      "server refused / held / reclaimed / evicted",
       (r) =>
         `${delta(r, "refused")} / ${delta(r, "held")} / ${
           delta(r, "reclaimed")
-        }`,
+        } / ${delta(r, "evicted")}`,
     ],
     ["server errors", (r) => delta(r, "errors")],
     ["echo server: how connections ended", (r) => endings(r)],
@@ -846,7 +931,7 @@ function table(reports: TargetReport[]): string {
     ],
   ];
   const lines = [
-    `| | ${reports.map((r) => r.target).join(" | ")} |`,
+    `| | ${reports.map((r) => r.label).join(" | ")} |`,
     `| --- | ${reports.map(() => "---:").join(" | ")} |`,
   ];
   for (const [label, cell] of rows) {
@@ -900,21 +985,24 @@ async function main(): Promise<void> {
   const began = performance.now();
   console.error(
     `soak: ${
-      opts.targets.join(" then ")
+      runSpecs(opts).map((s) => s.label).join(" then ")
     } for ${opts.seconds} s each, seed ${opts.seed}; ` +
       `pool ${POOL} (policy "wait"), ${WELL_BEHAVED} well-behaved clients, ` +
-      `at most ${HOSTILE_MAX} hostile ones, bursts of ${BURST_SIZE}`,
+      `at most ${HOSTILE_MAX} hostile ones, bursts of ${BURST_SIZE}` +
+      (opts.flood > 0
+        ? `, a pool flood of ${opts.flood} from ${FLOOD_ADDRESS}`
+        : ""),
   );
   const reports: TargetReport[] = [];
-  const failedRuns: { target: SoakTarget; error: string }[] = [];
+  const failedRuns: { target: string; error: string }[] = [];
   try {
-    for (const target of opts.targets) {
+    for (const spec of runSpecs(opts)) {
       try {
-        reports.push(await runTarget(target, opts));
+        reports.push(await runTarget(spec, opts));
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        console.error(`${target}: the run failed: ${message}`);
-        failedRuns.push({ target, error: message });
+        console.error(`${spec.label}: the run failed: ${message}`);
+        failedRuns.push({ target: spec.label, error: message });
       }
     }
   } finally {
@@ -940,7 +1028,11 @@ async function main(): Promise<void> {
     `(${
       CLIENT_TIMEOUT_MS / 1000
     } s timeouts), at most ${HOSTILE_MAX} hostile ones, ` +
-    `bursts of ${BURST_SIZE}; ${totalSeconds.toFixed(0)} s in all.`,
+    `bursts of ${BURST_SIZE}` +
+    (opts.flood > 0
+      ? `, a pool flood of ${opts.flood} slow heads from ${FLOOD_ADDRESS} (the rest from 127.0.0.1)`
+      : "") +
+    `; ${totalSeconds.toFixed(0)} s in all.`,
     "",
   ];
   if (reports.length > 0) lines.push(table(reports), "");
@@ -953,15 +1045,13 @@ async function main(): Promise<void> {
     const samples = r.clients?.wellBehaved.failureSamples ?? [];
     if (samples.length > 0) {
       console.log(
-        `\n${r.target}: first well-behaved failures:\n  ${
-          samples.join("\n  ")
-        }`,
+        `\n${r.label}: first well-behaved failures:\n  ${samples.join("\n  ")}`,
       );
     }
     const hostile = r.clients?.hostileErrorSamples ?? [];
     if (hostile.length > 0) {
       console.log(
-        `\n${r.target}: first unexpected hostile errors:\n  ${
+        `\n${r.label}: first unexpected hostile errors:\n  ${
           hostile.join("\n  ")
         }`,
       );
@@ -974,6 +1064,8 @@ async function main(): Promise<void> {
       config: {
         seconds: opts.seconds,
         targets: opts.targets,
+        runs: runSpecs(opts).map((s) => s.label),
+        flood: opts.flood,
         seed: opts.seed,
         pool: POOL,
         policy: "wait",
@@ -989,7 +1081,7 @@ async function main(): Promise<void> {
       finishedAt: new Date().toISOString(),
       passed,
       checks,
-      targets: Object.fromEntries(reports.map((r) => [r.target, r])),
+      targets: Object.fromEntries(reports.map((r) => [r.label, r])),
       failedRuns,
     }),
   });
