@@ -4,11 +4,12 @@
 // servers on the loop then give back slots that can be freed without harm:
 // the HTTP server's idle keep-alive connections, the one idle longest
 // first, and a connection that finishes a response while a client waits.
-// When no idle connection can go, a connection still in its handshake (an
-// HTTP head not yet complete, a task marked `handshaking`) is evicted: from
-// the address that holds the most slots, the one whose handshake began
-// first. One SlotReclaimer per loop keeps the count and the slots each
-// address holds; the loop, its acceptors and its servers call into it.
+// When no idle connection can go (or the idle one's address holds fewer
+// slots), a connection still in its handshake (an HTTP head not yet
+// complete, a task marked `handshaking`) is evicted: from the address that
+// holds the most slots, the one whose handshake began first. One
+// SlotReclaimer per loop keeps the count and the slots each address holds;
+// the loop, its acceptors and its servers call into it.
 
 import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
 import { threadInternals } from "./_internal.ts";
