@@ -41,6 +41,8 @@ import {
   WriteQueue,
   WriteRequest,
 } from "./_write_queue.ts";
+// Only in JSDoc links (`{@linkcode UnsentDataError}`).
+// deno-lint-ignore no-unused-vars
 import type { UnsentDataError } from "./errors.ts";
 import type { EvProxyInfo } from "./proxy_protocol.ts";
 import type {
