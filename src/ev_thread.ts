@@ -460,10 +460,12 @@ export class EvThread<T = unknown> {
    * It protects the task pool from clients that open connections and hold
    * them with a slow handshake (slowloris): when a client waits for a slot
    * of the full pool and no idle keep-alive HTTP connection can be closed
-   * instead, the loop evicts one task that is in its handshake and waiting
-   * for its peer (a read call waits on one of its sockets), from the peer
-   * address that holds the most slots (IPv6 addresses grouped by their
-   * acceptor's `ipv6PrefixLength`), the one whose handshake began first;
+   * instead (or the idle one's address holds fewer slots), the loop evicts
+   * one task that is in its handshake and waiting for its peer (a read call
+   * waits on one of its sockets), from the peer address that holds the most
+   * slots (IPv6 addresses grouped by their acceptor's `ipv6PrefixLength`),
+   * the one whose handshake began first; a connection accepted less than
+   * 250 ms ago from which nothing has come yet is spared.
    * {@linkcode EvLoopStats.evicted} counts them. Eviction rejects the read
    * calls waiting on the task's sockets with an {@linkcode EvictedError}
    * (the sockets stay open, as after a timeout): the procedure may write a

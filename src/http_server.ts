@@ -101,14 +101,16 @@ export interface ServeOptions {
   /**
    * Keep one address from taking the whole pool with slow request heads
    * (slowloris): when a client waits for a slot of the full pool and no
-   * idle keep-alive connection can be closed instead, close one connection
-   * whose request head is not complete yet (with a `408` if it had begun),
-   * from the client address that holds the most slots (IPv6: its network
-   * of `ipv6PrefixLength` bits), the one that has waited longest for its
-   * head. A connection whose head is complete, or whose response is under
-   * way, is never touched. Counted in `EvLoopStats.evicted`. `false` turns
-   * it off: the waiting client then waits for a header timeout or a
-   * finished response.
+   * idle keep-alive connection can be closed instead (or the idle one's
+   * address holds fewer slots), close one connection whose request head is
+   * not complete yet (with a `408` if it had begun), from the client
+   * address that holds the most slots (IPv6: its network of
+   * `ipv6PrefixLength` bits), the one that has waited longest for its head.
+   * A connection whose head is complete, or whose response is under way,
+   * is never touched, nor one accepted less than 250 ms ago that has sent
+   * nothing yet. Counted in `EvLoopStats.evicted`. `false` turns it off:
+   * the waiting client then waits for a header timeout or a finished
+   * response.
    *
    * @default {true}
    */
