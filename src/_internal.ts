@@ -4,7 +4,7 @@
 // stays private and nothing here is exported from mod.ts.
 
 import type { TaskPool } from "./_pool.ts";
-import type { SlotReclaimer } from "./_reclaim.ts";
+import type { SlotHolder, SlotReclaimer } from "./_reclaim.ts";
 import type { EvLoop } from "./ev_loop.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvictedError, UnsentDataError } from "./errors.ts";
@@ -191,6 +191,9 @@ export const threadInternals: {
   evict: (thread: EvThread<unknown>, reason: EvictedError) => void;
   /** Whether bytes the task has not read yet wait in one of its sockets. */
   buffered: (thread: EvThread<unknown>) => boolean;
+  /** Where the slot of a task an acceptor started is counted. */
+  slot: (thread: EvThread<unknown>) => SlotHolder | undefined;
+  setSlot: (thread: EvThread<unknown>, holder: SlotHolder) => void;
   /**
    * For an acceptor: the task's connection is in its TLS handshake or its
    * PROXY header (`true`) or past them (`false`); meanwhile an eviction
@@ -202,6 +205,8 @@ export const threadInternals: {
   evictable: unreachable,
   evict: unreachable,
   buffered: unreachable,
+  slot: unreachable,
+  setSlot: unreachable,
   preparing: unreachable,
 };
 

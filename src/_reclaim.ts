@@ -81,9 +81,13 @@ export const EVICT_MIN_AGE = 250;
 const RECHECK_MIN = 1;
 const RECHECK_MAX = 64;
 
-/** A connection task an acceptor started: where its slot is counted. */
+/**
+ * A connection task an acceptor started: where its slot is counted. Kept
+ * on its task (`threadInternals.slot`): a field there costs less memory per
+ * idle connection than an entry in a map here.
+ */
 export interface SlotHolder {
-  /** When its task started (`performance.now()`). */
+  /** When its task started (`performance.now()`, whole ms: a small int). */
   readonly since: number;
   /** Its address group. */
   group: string;
@@ -108,8 +112,8 @@ export class SlotReclaimer {
   /** Tasks ending to give their slot to a held connection. */
   #yielding = new Set<EvThread<unknown>>();
   #sources = new Set<CandidateSource>();
-  /** The acceptors' connection tasks, and their address groups. */
-  #holders = new Map<EvThread<unknown>, SlotHolder>();
+  /** The loop's top-level tasks (the acceptors' among them). */
+  #threads: Iterable<EvThread<unknown>>;
   /** Slots held per address group, over all the loop's acceptors. */
   #groups = new AddressCounts();
   /**
@@ -124,13 +128,16 @@ export class SlotReclaimer {
    * @param counters The loop's counters (`held`, `reclaimed`, `evicted`).
    * @param owns Whether a task is a running top-level task of the loop:
    * only those hold a slot.
+   * @param threads The loop's running top-level tasks.
    */
   constructor(
     counters: ReclaimCounters,
     owns: (thread: EvThread<unknown>) => boolean,
+    threads: Iterable<EvThread<unknown>>,
   ) {
     this.#counters = counters;
     this.#owns = owns;
+    this.#threads = threads;
   }
 
   /** Registers a server's candidates; returns what removes them. */
@@ -195,9 +202,8 @@ export class SlotReclaimer {
   /** For the loop: a top-level task has ended and released its slot. */
   ended(thread: EvThread<unknown>): void {
     this.#yielding.delete(thread);
-    const holder = this.#holders.get(thread);
+    const holder = threadInternals.slot(thread);
     if (holder === undefined) return;
-    this.#holders.delete(thread);
     this.#groups.remove(holder.group);
     holder.limit?.remove(holder.group);
   }
@@ -209,11 +215,11 @@ export class SlotReclaimer {
    */
   admit(thread: EvThread<unknown>, group: string): SlotHolder {
     const holder: SlotHolder = {
-      since: performance.now(),
+      since: Math.floor(performance.now()),
       group,
       limit: undefined,
     };
-    this.#holders.set(thread, holder);
+    threadInternals.setSlot(thread, holder);
     this.#groups.add(group);
     return holder;
   }
@@ -263,7 +269,7 @@ export class SlotReclaimer {
 
   /** The slots that the address group of `thread` holds. */
   #slotsOf(thread: EvThread<unknown>): number {
-    const holder = this.#holders.get(thread);
+    const holder = threadInternals.slot(thread);
     return holder === undefined ? 0 : this.#groups.get(holder.group);
   }
 
@@ -280,7 +286,9 @@ export class SlotReclaimer {
     let chosenSlots = 0;
     let chosenSince = 0;
     let soonest = Infinity;
-    for (const [thread, holder] of this.#holders) {
+    for (const thread of this.#threads) {
+      const holder = threadInternals.slot(thread);
+      if (holder === undefined) continue;
       const since = threadInternals.evictable(thread);
       if (since === 0) continue;
       if (
@@ -304,7 +312,7 @@ export class SlotReclaimer {
   /** Evicts `thread`, whose address group holds `slots`. */
   #evict(thread: EvThread<unknown>, slots: number): void {
     this.#recheckDelay = RECHECK_MIN;
-    const group = this.#holders.get(thread)!.group;
+    const group = threadInternals.slot(thread)!.group;
     threadInternals.evict(
       thread,
       new EvictedError(

@@ -230,6 +230,7 @@ export class EvLoop implements AsyncDisposable {
   #slots = new SlotReclaimer(
     this.#stats,
     (thread) => thread.parent === undefined && this.#threads.has(thread),
+    this.#threads,
   );
 
   /**

@@ -24,6 +24,7 @@ import {
 } from "./ev_socket.ts";
 import { checkTlsClientOptions } from "./_tls.ts";
 import type { EvictedError, UnsentDataError } from "./errors.ts";
+import type { SlotHolder } from "./_reclaim.ts";
 
 /**
  * The procedure a task runs. It receives its own {@linkcode EvThread}; what
@@ -264,6 +265,8 @@ export class EvThread<T = unknown> {
   #handshake = 0;
   /** Set once evicted: the reason, and the abort after the grace period. */
   #eviction: { reason: EvictedError; entry: DeadlineEntry } | undefined;
+  /** For a task an acceptor started: where its slot is counted. */
+  #slot: SlotHolder | undefined;
   /** Whether `result` was read: its reader then handles a failure. */
   #observed = false;
   #result!: Promise<T>;
@@ -295,6 +298,10 @@ export class EvThread<T = unknown> {
     };
     threadInternals.evict = (thread, reason) => thread.#evict(reason);
     threadInternals.buffered = (thread) => thread.#sockets?.buffered() ?? false;
+    threadInternals.slot = (thread) => thread.#slot;
+    threadInternals.setSlot = (thread, holder) => {
+      thread.#slot = holder;
+    };
     threadInternals.preparing = (thread, on) => {
       thread.#handshake = on ? -++handshakes : 0;
     };
