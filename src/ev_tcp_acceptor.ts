@@ -8,7 +8,7 @@ import {
   socketInternals,
 } from "./_internal.ts";
 import { type ProxySettings, readProxyHeader } from "./_read_proxy_header.ts";
-import { scopeRunner } from "./_task_context.ts";
+import { inScope } from "./_task_context.ts";
 import { handshake } from "./_tls.ts";
 import { createTrustMatcher } from "./_trusted_addresses.ts";
 import { checkFunction, checkInteger, checkTimeout } from "./_validate.ts";
@@ -397,7 +397,7 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
       acceptor.#proxy = proxy;
       // The accept loop, and so every task it starts, runs in the
       // acceptor's context: a shutdown awaited by one of them can tell.
-      acceptor.#running = scopeRunner(acceptor)(() => acceptor.#run(), 0);
+      acceptor.#running = inScope(acceptor, (a) => a.#run(), acceptor);
       return acceptor;
     };
   }
