@@ -1247,17 +1247,21 @@ export class EvWebSocket extends EventTarget
 
   /**
    * Ends the connection: after a closing handshake or a failure, writes
-   * what is queued (the close frame last), ends this side of TCP first and
-   * waits for the peer's end, all within the close timeout; then closes the
-   * socket and dispatches `error` (after a failure) and `close`.
+   * what is queued (the close frame last) and ends this side of TCP first,
+   * within the close timeout; `error` (after a failure) and `close` are
+   * then dispatched. The peer's end of TCP is awaited (what it still sends
+   * is dropped) until the close timeout, so that closing never resets a
+   * connection whose close frame the peer has not read yet; then the socket
+   * closes.
    */
   async #finish(
     socket: EvSocket,
     thread: EvThread<unknown>,
     outcome: number,
   ): Promise<void> {
+    let linger = false;
+    const deadline = this.#closeAt;
     if (outcome !== ABNORMAL && !thread.signal.aborted && !socket.closed) {
-      const deadline = this.#closeAt;
       const ms = Math.max(0, deadline - Date.now());
       const limit: Limit = {
         until: performance.now() + ms,
@@ -1268,19 +1272,28 @@ export class EvWebSocket extends EventTarget
       try {
         await bounded(this.#closeWritten!, limit, "Close");
         await socket.closeWrite({ deadline });
-        if (this.#awaitEof) {
-          // RFC 6455 7.1.1: the server ends TCP first; the client's end,
-          // and anything it still sends, is read and dropped.
-          const scratch = new Uint8Array(4096);
-          while (await socket.recv(scratch, { deadline }) !== null) {
-            // Discarded.
-          }
-        }
+        linger = this.#awaitEof;
       } catch {
-        // Out of time, or the connection failed: close it anyway.
+        // Out of time, or the connection failed: close it now.
       }
     }
+    if (!linger) socket.close();
+    this.#closeDone(outcome);
+    if (!linger) return;
+    try {
+      // RFC 6455 7.1.1: the server ends TCP first; then the client's end.
+      const scratch = new Uint8Array(4096);
+      while (await socket.recv(scratch, { deadline }) !== null) {
+        // Dropped.
+      }
+    } catch {
+      // Out of time, reset, or the task was aborted.
+    }
     socket.close();
+  }
+
+  /** `CLOSED`: ends the waits, dispatches `error` and `close`. */
+  #closeDone(outcome: number): void {
     this.#state = CLOSED;
     this.#closeSent = true;
     this.#resolveOpened(false);

@@ -484,10 +484,10 @@ export class RawClient implements AsyncDisposable {
   }
 
   /**
-   * Expects the server's close frame with `code` (and `reason`, if given),
-   * then end of stream: the server ends TCP first. Returns the reason.
+   * Reads the server's close frame, which must carry `code` (`null`: an
+   * empty body) and `reason`, if given. Returns the reason.
    */
-  async expectClose(code: number | null, reason?: string): Promise<string> {
+  async readClose(code: number | null, reason?: string): Promise<string> {
     const f = await this.nextFrame(`a close frame with ${code}`);
     assertEquals(
       f.opcode,
@@ -496,7 +496,6 @@ export class RawClient implements AsyncDisposable {
     );
     if (code === null) {
       assertEquals(f.payload.byteLength, 0, "an empty close frame");
-      await this.expectEnd();
       return "";
     }
     assert(f.payload.byteLength >= 2, "a close frame with a code");
@@ -504,13 +503,36 @@ export class RawClient implements AsyncDisposable {
     const gotReason = decoder.decode(f.payload.subarray(2));
     assertEquals(got, code, `close code (reason: ${gotReason})`);
     if (reason !== undefined) assertEquals(gotReason, reason);
-    await this.expectEnd();
     return gotReason;
   }
 
-  /** Expects end of stream with no more frames. */
+  /**
+   * Expects the server's close frame with `code` (and `reason`, if given),
+   * then end of stream: the server ends TCP first. Returns the reason.
+   */
+  async expectClose(code: number | null, reason?: string): Promise<string> {
+    const got = await this.readClose(code, reason);
+    await this.expectEnd();
+    return got;
+  }
+
+  /**
+   * Answers a close the server started: reads its close frame (`code`),
+   * replies with the same code, then expects end of stream.
+   */
+  async answerClose(code: number | null, reason?: string): Promise<void> {
+    await this.readClose(code, reason);
+    await this.send(code === null ? close() : close(code));
+    await this.expectEnd();
+  }
+
+  /**
+   * Expects end of stream with no more frames, and then closes the
+   * connection, as a client does once the server has ended TCP.
+   */
   async expectEnd(): Promise<void> {
     const f = await this.readFrame();
+    this.close();
     if (f !== null) {
       fail(
         `expected end of stream, got opcode ${f.opcode} ${
