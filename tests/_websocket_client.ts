@@ -22,7 +22,9 @@ export const HOST = "127.0.0.1";
 export const WAIT_MS = 10_000;
 
 export const encoder: TextEncoder = new TextEncoder();
-export const decoder: TextDecoder = new TextDecoder();
+export const decoder: TextDecoder = new TextDecoder("utf-8", {
+  ignoreBOM: true,
+});
 
 /** Opcodes. */
 export const OP = {
