@@ -555,6 +555,114 @@ export class EvWebSocket extends EventTarget
     this.#setHandler("close", fn);
   }
 
+  /**
+   * Adds a listener, typed by event as on the `WebSocket` interface:
+   * `"open"`, `"message"` (a `MessageEvent`), `"error"`, `"close"` (a
+   * `CloseEvent`).
+   *
+   * @example Listening for messages
+   * ```ts
+   * import { serve, upgradeWebSocket } from "@corothread/evthread/http";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using server = serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+   *   const { socket, response } = upgradeWebSocket(req);
+   *   socket.addEventListener("message", (event) => socket.send(`${event.data}!`));
+   *   return response;
+   * });
+   * const client = new WebSocket(`ws://127.0.0.1:${server.addr.port}/`);
+   * await new Promise((resolve) => client.onopen = resolve);
+   * client.send("hey");
+   * const reply = await new Promise((resolve) => client.onmessage = (event) => resolve(event.data));
+   * assertEquals(reply, "hey!");
+   * client.close();
+   * await new Promise((resolve) => client.onclose = resolve);
+   * ```
+   *
+   * @param type The event type.
+   * @param listener Called with the event.
+   * @param options As for `EventTarget.addEventListener`.
+   */
+  override addEventListener<K extends keyof WebSocketEventMap>(
+    type: K,
+    listener: (this: WebSocket, event: WebSocketEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Adds a listener for any event type.
+   *
+   * @param type The event type.
+   * @param listener Called with the event.
+   * @param options As for `EventTarget.addEventListener`.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Removes a listener added with `addEventListener`.
+   *
+   * @example Removing a listener
+   * ```ts
+   * import { serve, upgradeWebSocket } from "@corothread/evthread/http";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using server = serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+   *   const { socket, response } = upgradeWebSocket(req);
+   *   const once = (event: MessageEvent) => {
+   *     socket.removeEventListener("message", once);
+   *     socket.send(`first: ${event.data}`);
+   *     socket.close();
+   *   };
+   *   socket.addEventListener("message", once);
+   *   return response;
+   * });
+   * const client = new WebSocket(`ws://127.0.0.1:${server.addr.port}/`);
+   * await new Promise((resolve) => client.onopen = resolve);
+   * client.send("a");
+   * const reply = await new Promise((resolve) => client.onmessage = (event) => resolve(event.data));
+   * assertEquals(reply, "first: a");
+   * await new Promise((resolve) => client.onclose = resolve);
+   * ```
+   *
+   * @param type The event type.
+   * @param listener The listener to remove.
+   * @param options As for `EventTarget.removeEventListener`.
+   */
+  override removeEventListener<K extends keyof WebSocketEventMap>(
+    type: K,
+    listener: (this: WebSocket, event: WebSocketEventMap[K]) => unknown,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Removes a listener for any event type.
+   *
+   * @param type The event type.
+   * @param listener The listener to remove.
+   * @param options As for `EventTarget.removeEventListener`.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
+  }
+
   // deno-lint-ignore no-explicit-any
   #handler(type: string): any {
     return this.#handlers?.get(type)?.fn ?? null;
