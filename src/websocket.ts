@@ -37,7 +37,23 @@ import { upgrade } from "./http_server.ts";
 
 export { WebSocketHandshakeError };
 
-/** Options for {@linkcode upgradeWebSocket}. */
+/**
+ * Options for {@linkcode upgradeWebSocket}: `protocol` and `idleTimeout`
+ * (seconds) as for `Deno.upgradeWebSocket`, and this module's
+ * `maxMessageBytes` and `closeTimeout` (milliseconds).
+ *
+ * @example Options for a chat protocol
+ * ```ts
+ * import type { UpgradeWebSocketOptions } from "@corothread/evthread/http";
+ *
+ * const options: UpgradeWebSocketOptions = {
+ *   protocol: "chat.v1", // must be one the client offers
+ *   idleTimeout: 60, // seconds: ping after 30 s of silence, close at 60 s
+ *   maxMessageBytes: 65_536, // larger messages fail with 1009
+ *   closeTimeout: 2000, // ms for the closing handshake
+ * };
+ * ```
+ */
 export interface UpgradeWebSocketOptions {
   /**
    * The subprotocol to select, answered in `Sec-WebSocket-Protocol`. It
@@ -76,7 +92,21 @@ export interface UpgradeWebSocketOptions {
   closeTimeout?: number;
 }
 
-/** What {@linkcode upgradeWebSocket} returns, as `Deno.upgradeWebSocket` does. */
+/**
+ * What {@linkcode upgradeWebSocket} returns, as `Deno.upgradeWebSocket`
+ * does.
+ *
+ * @example Destructuring in a handler
+ * ```ts
+ * import { type ServeHandler, upgradeWebSocket } from "@corothread/evthread/http";
+ *
+ * const handler: ServeHandler = (request) => {
+ *   const { socket, response } = upgradeWebSocket(request);
+ *   socket.onmessage = (event) => socket.send(event.data);
+ *   return response;
+ * };
+ * ```
+ */
 export interface WebSocketUpgrade {
   /** The WebSocket, open once the handler has returned `response`. */
   socket: EvWebSocket;
@@ -84,7 +114,23 @@ export interface WebSocketUpgrade {
   response: Response;
 }
 
-/** A message as {@linkcode EvWebSocket.receive} gives it: text or bytes. */
+/**
+ * A message as {@linkcode EvWebSocket.receive} gives it: a `string` for a
+ * text message, a `Uint8Array` for a binary one.
+ *
+ * @example Telling text from binary
+ * ```ts
+ * import type { WebSocketMessage } from "@corothread/evthread/http";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function describe(message: WebSocketMessage): string {
+ *   return typeof message === "string"
+ *     ? `text of ${message.length} characters`
+ *     : `binary of ${message.byteLength} bytes`;
+ * }
+ * assertEquals(describe(new Uint8Array(3)), "binary of 3 bytes");
+ * ```
+ */
 export type WebSocketMessage = string | Uint8Array<ArrayBuffer>;
 
 const CONNECTING = 0;
@@ -286,23 +332,27 @@ let run: (
  * bytes not yet written in `bufferedAmount`; `await write()` instead waits
  * until the frame is written.
  *
- * **Closing.** `close(code, reason)` sends a close frame, and
- * {@linkcode EvWebSocket.closed} resolves with the `CloseEvent` once the
- * peer answered and the TCP connection is closed, or `closeTimeout` passed.
- * A close frame from the client is answered with the same code; in pull
- * mode, once `receive()` has returned the messages before it (and then
- * `null`), so that replies written meanwhile still go out. The server
- * closes its end of TCP first. A protocol error fails the connection: a
- * close frame with the code (1002, 1007, 1009), then `error` and `close`
- * events (code 1006, as no close frame came back). When the server shuts
- * down (`thread.draining`, raised by `EvLoop.shutdown`), the socket closes
- * with 1001 within the grace period; a task aborted after it closes the TCP
- * connection at once.
+ * **Closing.** `close(code, reason)` sends a close frame after the frames
+ * already queued, and {@linkcode EvWebSocket.closed} resolves with the
+ * `CloseEvent` once the peer has answered and the server has ended its side
+ * of TCP (it ends TCP first, RFC 6455 7.1.1), or `closeTimeout` has passed.
+ * A close frame from the client is answered with the same code. In pull
+ * mode it is answered once `receive()` has returned the messages before it
+ * and then `null`, so that replies written meanwhile still go out first:
+ * keep calling `receive()` until `null` (a `for await` loop does), or call
+ * `close()`; otherwise the answer waits for `closeTimeout`. A protocol
+ * error fails the connection: a close frame with the code (1002, 1007,
+ * 1009) and the problem as its reason, then `error` and `close` events
+ * (code 1006, as no close frame came back). When the server shuts down
+ * (`thread.draining`, raised by `EvLoop.shutdown`), the socket closes with
+ * 1001 "going away" within the grace period; a task aborted after it
+ * closes the TCP connection at once.
  *
- * Messages never arrive fragmented and are never sent fragmented;
- * extensions (permessage-deflate) are declined. As with any `EventTarget`,
- * an exception in a listener is reported as uncaught (as it is with
- * Deno's own WebSocket), so handle errors in listeners.
+ * Messages are delivered whole (fragments joined, text checked as UTF-8)
+ * and sent as single frames; extensions (permessage-deflate) are declined.
+ * As with any `EventTarget`, an exception in a listener is reported as
+ * uncaught (as it is with Deno's own WebSocket), so handle errors in
+ * listeners.
  *
  * @example Echo, as with Deno.serve
  * ```ts
@@ -371,7 +421,6 @@ export class EvWebSocket extends EventTarget
   #maxBytes = DEFAULT_MAX_MESSAGE_BYTES;
   #closeMs = DEFAULT_CLOSE_TIMEOUT;
   #socket: EvSocket | undefined;
-  #thread: EvThread<unknown> | undefined;
   #handlers: Map<string, Handler> | undefined;
 
   // Pull mode.
@@ -505,9 +554,12 @@ export class EvWebSocket extends EventTarget
   }
 
   /**
-   * Resolves with the `CloseEvent` once the connection is closed: the
-   * peer's code and reason and `wasClean: true` after a closing handshake,
-   * else code 1006 and `wasClean: false`. Never rejects.
+   * Resolves with the `CloseEvent` (the one dispatched) once the socket is
+   * `CLOSED`: after a closing handshake, with the peer's code and reason
+   * and `wasClean: true`; else (a failure, a lost connection, a close
+   * timeout, an abort) with code 1006 and `wasClean: false`. Never rejects.
+   * The connection's task may still wait, within `closeTimeout`, for the
+   * client to end its side of TCP.
    */
   get closed(): Promise<CloseEvent> {
     return this.#closed;
@@ -1196,7 +1248,6 @@ export class EvWebSocket extends EventTarget
     extra: { draining?: AbortSignal } | undefined,
   ): Promise<void> {
     this.#socket = socket;
-    this.#thread = thread;
     const onAbort = () => this.#wake();
     thread.signal.addEventListener("abort", onAbort, { once: true });
     const drains = [thread.draining];
