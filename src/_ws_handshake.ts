@@ -17,9 +17,9 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  * request is not a valid WebSocket upgrade (RFC 6455 4.2.1), or does not
  * offer the subprotocol the server requires.
  * {@linkcode upgradeWebSocket} throws it, as `Deno.upgradeWebSocket`
- * throws a `TypeError`; `status` is the answer it calls for: 400, or 426
+ * throws a `TypeError`; `status` is the answer it calls for: 400, 426
  * with the `headers` (`Sec-WebSocket-Version: 13`) for a version other
- * than 13.
+ * than 13, or 503 when the server takes no more WebSockets.
  *
  * @example Answering a failed handshake
  * ```ts
@@ -50,8 +50,11 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  * ```
  */
 export class WebSocketHandshakeError extends TypeError {
-  /** The status to answer with: 400 Bad Request, or 426 Upgrade Required. */
-  readonly status: 400 | 426;
+  /**
+   * The status to answer with: 400 Bad Request, 426 Upgrade Required, or
+   * 503 Service Unavailable.
+   */
+  readonly status: 400 | 426 | 503;
   /** Header fields the answer needs (for 426: `Sec-WebSocket-Version`). */
   readonly headers: Record<string, string>;
 
@@ -59,9 +62,10 @@ export class WebSocketHandshakeError extends TypeError {
    * Constructs a new instance.
    *
    * @param message What was expected and what was received.
-   * @param status 400 (the default), or 426 for an unsupported version.
+   * @param status 400 (the default), 426 for an unsupported version, 503
+   * when no more WebSockets are taken.
    */
-  constructor(message: string, status: 400 | 426 = 400) {
+  constructor(message: string, status: 400 | 426 | 503 = 400) {
     super(message);
     this.name = "WebSocketHandshakeError";
     this.status = status;

@@ -1628,6 +1628,8 @@ export function upgradeWebSocket(
       { headers },
     );
   } catch (error) {
+    // Refused by the server with a status of its own (such as 503).
+    if (error instanceof WebSocketHandshakeError) throw error;
     if (request instanceof HttpRequest) {
       // The server did not take it as an upgrade request: HTTP/1.0, or a
       // request with a body.
