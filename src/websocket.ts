@@ -385,7 +385,7 @@ let run: (
  *     for await (const message of socket) {
  *       await socket.write(`${message}`.toUpperCase(), { timeout: 5000 });
  *     }
- *   })();
+ *   })().catch(() => socket.close(1011)); // a write failed or timed out
  *   return response;
  * });
  *
@@ -832,7 +832,10 @@ export class EvWebSocket extends EventTarget
    * @param options `timeout` (ms), `deadline` (epoch ms or a `Date`), `signal`.
    * @returns Resolves when the frame is written.
    * @throws {DOMException} `InvalidStateError` (as a rejection) once
-   * closing has begun.
+   * closing has begun; the connection's error (such as
+   * `Deno.errors.BadResource` or `ConnectionReset`) if it is lost before
+   * the frame is written. In a loop of its own, catch it: an unhandled
+   * rejection ends a Deno process.
    */
   write(
     data: string | ArrayBufferLike | Blob | ArrayBufferView,
@@ -1019,7 +1022,7 @@ export class EvWebSocket extends EventTarget
    *   const { socket, response } = upgradeWebSocket(req);
    *   (async () => {
    *     for await (const message of socket) await socket.write(message);
-   *   })();
+   *   })().catch(() => socket.close(1011));
    *   return response;
    * });
    *
