@@ -9,8 +9,11 @@ import {
   serveConnection,
   type Site,
   upgradable,
+  type UpgradeInfo,
   upgrades,
+  WEBSOCKET,
 } from "./_http_connection.ts";
+import { WebSocketHandshakeError } from "./_ws_handshake.ts";
 import { loopInternals, socketInternals } from "./_internal.ts";
 import type { ReclaimCandidate } from "./_reclaim.ts";
 import { InsideCallers, taskContext } from "./_task_context.ts";
@@ -96,6 +99,12 @@ export interface ServeOptions {
    * makes its own loop. @default {1024}
    */
   maxConnections?: number;
+  /**
+   * Most WebSockets open at once ({@linkcode upgradeWebSocket}); beyond it
+   * the handshake is answered `503`, so that long-lived sockets, which hold
+   * a pool slot each, leave slots for plain requests. @default {Infinity}
+   */
+  maxWebSockets?: number;
   /** What to do with new connections when the pool is full. @default {"wait"} */
   policy?: EvPoolPolicy;
   /**
@@ -177,7 +186,10 @@ let serverInternals: {
   create: (
     loop: EvLoop,
     ownLoop: boolean,
-    app: Pick<Site, "handler" | "onError" | "limits">,
+    app: Pick<
+      Site,
+      "handler" | "onError" | "limits" | "webSockets" | "maxWebSockets"
+    >,
     listen: (site: Site) => EvTcpAcceptor<Deno.Addr>,
   ) => HttpServer<Deno.Addr>;
 };
@@ -235,14 +247,30 @@ function timeoutOption(
  */
 export function upgrade(
   request: Request,
-  proc: (socket: EvSocket, thread: EvThread<unknown>) => unknown,
-  options?: { headers?: HeadersInit },
+  proc: (
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+    info: UpgradeInfo,
+  ) => unknown,
+  options?: { headers?: HeadersInit; [WEBSOCKET]?: boolean },
 ): Response {
   checkFunction(proc, "proc");
-  if (!upgradable.has(request)) {
+  const entry = upgradable.get(request);
+  if (entry === undefined) {
     throw new TypeError(
       "The request did not ask to upgrade (Connection: upgrade and Upgrade), or is not from this server",
     );
+  }
+  if (options?.[WEBSOCKET] && !entry.reserved) {
+    const site = entry.site;
+    if (site.webSockets >= site.maxWebSockets) {
+      throw new WebSocketHandshakeError(
+        `The server takes no more WebSockets: ${site.maxWebSockets} are open`,
+        503,
+      );
+    }
+    site.webSockets++;
+    entry.reserved = true;
   }
   const response = new Response(null, { status: 200 });
   upgrades.set(response, {
@@ -252,6 +280,8 @@ export function upgrade(
   });
   return response;
 }
+
+export type { UpgradeInfo };
 
 /**
  * A running HTTP/1.1 server made by {@linkcode serve}.
@@ -615,6 +645,11 @@ export function serve(
     handler: handler as ServeHandler<Deno.Addr>,
     onError: options.onError ?? defaultOnError,
     limits,
+    webSockets: 0,
+    maxWebSockets: options.maxWebSockets === undefined ||
+        options.maxWebSockets === Infinity
+      ? Infinity
+      : checkInteger(options.maxWebSockets, "maxWebSockets", 0),
   };
   const server = serverInternals.create(
     loop,
@@ -651,6 +686,7 @@ const OWN_OPTIONS = new Set([
   "onError",
   "loop",
   "maxConnections",
+  "maxWebSockets",
   "policy",
   "maxHeaderBytes",
   "maxHeaderFields",

@@ -33,6 +33,7 @@ import {
 import { type Incoming, MessageReader } from "./_ws_reader.ts";
 import type { EvCallOptions, EvSocket } from "./ev_socket.ts";
 import type { EvThread } from "./ev_thread.ts";
+import { WEBSOCKET } from "./_http_connection.ts";
 import { upgrade } from "./http_server.ts";
 
 export { WebSocketHandshakeError };
@@ -1628,7 +1629,7 @@ export function upgradeWebSocket(
         thread: EvThread<unknown>,
         extra?: { draining?: AbortSignal },
       ) => run(socket, conn, thread, extra),
-      { headers },
+      { headers: { ...headers, upgrade: "websocket" }, [WEBSOCKET]: true },
     );
   } catch (error) {
     // Refused by the server with a status of its own (such as 503).

@@ -608,7 +608,7 @@ export interface WsServer extends AsyncDisposable {
 /**
  * Starts a server whose sockets echo every message (event mode: `send()` in
  * a `message` listener; pull mode: `for await` + `await write()`), or run
- * `use` instead. Handshake errors are answered as `serve()` should:
+ * `use` instead. Handshake errors are answered as `serve()` does:
  * `error.status` and `error.headers`.
  */
 export function startWsServer(

@@ -1,7 +1,7 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 // upgradeWebSocket()'s opening handshake (RFC 6455 4.2), over raw loopback
 // sockets: what it accepts, what it refuses (the test server answers a
-// WebSocketHandshakeError with its status and headers, as serve() is to do
+// WebSocketHandshakeError with its status and headers, as serve() does
 // by itself), Sec-WebSocket-Accept, subprotocols, declined extensions, and
 // the socket's state before the 101.
 //

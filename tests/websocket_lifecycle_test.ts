@@ -9,13 +9,14 @@
 
 import { assertEquals, assertLess } from "@std/assert";
 import { EvLoop } from "../mod.ts";
+import { serve, upgradeWebSocket } from "../http.ts";
 import {
   close,
   HOST,
   type Mode,
   OP,
   openClient,
-  type RawClient,
+  RawClient,
   startWsServer,
   text,
   within,
@@ -97,9 +98,6 @@ Deno.test("EvLoop.shutdown() with no grace closes the TCP connection at once", a
 });
 
 Deno.test("HttpServer.shutdown() ends an open WebSocket by the end of its grace", async () => {
-  // serve()'s own loop raises thread.draining only once its connections
-  // have ended: until http_server.ts passes its drain to upgraded
-  // connections, the socket is aborted (TCP closed) when the grace ends.
   await using server = startWsServer("event", { ws: { closeTimeout: 60_000 } });
   await using client = await openClient(server.port);
   const stopping = server.server.shutdown({ grace: 300 });
@@ -108,21 +106,78 @@ Deno.test("HttpServer.shutdown() ends an open WebSocket by the end of its grace"
   await within(stopping, "the shutdown");
 });
 
-Deno.test({
-  name:
-    "HttpServer.shutdown() closes an open WebSocket with 1001 within the grace",
-  // Needs serve() to pass its drain signal to upgrade()'s procedure (the
-  // third argument, `{ draining }`): see the report for http_server.ts.
-  ignore: true,
-  async fn() {
-    await using server = startWsServer("event");
-    await using client = await openClient(server.port);
-    const stopping = server.server.shutdown({ grace: 10_000 });
-    await client.readClose(1001, "going away");
-    await client.send(close(1001));
-    await client.expectEnd();
-    await within(stopping, "the shutdown");
-  },
+Deno.test("HttpServer.shutdown() closes an open WebSocket with 1001 within the grace", async () => {
+  await using server = startWsServer("event");
+  await using client = await openClient(server.port);
+  const stopping = server.server.shutdown({ grace: 10_000 });
+  await client.readClose(1001, "going away");
+  await client.send(close(1001));
+  await client.expectEnd();
+  await within(stopping, "the shutdown");
+});
+
+Deno.test("serve() answers a WebSocketHandshakeError that escapes the handler with its status, not 500, and does not report it", async () => {
+  const reported: unknown[] = [];
+  await using server = serve({
+    hostname: HOST,
+    port: 0,
+    onListen() {},
+    onError(error) {
+      reported.push(error);
+      return new Response("handler failed", { status: 500 });
+    },
+    maxWebSockets: 1,
+  }, (request) => {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onmessage = (event) => socket.send(event.data);
+    return response;
+  });
+  const port = server.addr.port;
+  const bad = await RawClient.open(port, {
+    headers: { "sec-websocket-key": "too short" },
+  });
+  bad.client.close();
+  assertEquals(bad.response.status, 400);
+  const old = await RawClient.open(port, {
+    headers: { "sec-websocket-version": "8" },
+  });
+  old.client.close();
+  assertEquals(old.response.status, 426);
+  assertEquals(old.response.headers["sec-websocket-version"], "13");
+  const good = await openClient(port);
+  const full = await RawClient.open(port);
+  full.client.close();
+  assertEquals(full.response.status, 503);
+  assertEquals(full.response.headers["retry-after"], "5");
+  await good.closeNormally();
+  assertEquals(reported, []);
+});
+
+Deno.test("serve({ maxWebSockets }) answers 503 beyond the cap, and takes a WebSocket again once one closes", async () => {
+  await using server = startWsServer("event", { serve: { maxWebSockets: 1 } });
+  await using first = await openClient(server.port);
+  const refused = await RawClient.open(server.port);
+  refused.client.close();
+  assertEquals(refused.response.status, 503);
+  // Plain requests still get served meanwhile.
+  const plain = await fetch(`http://${HOST}:${server.port}/`);
+  await plain.body?.cancel();
+  assertEquals(plain.status, 400); // the test server answers a non-handshake 400
+  await first.closeNormally();
+  await within(server.closed[0]!, "the first socket to close");
+  await using second = await openClient(server.port);
+  await second.send(text("again"));
+  await second.expectText("again");
+  await second.closeNormally();
+});
+
+Deno.test("upgradeWebSocket()'s 101 names the protocol chosen in its Upgrade field", async () => {
+  await using server = startWsServer("event");
+  const { client, response } = await RawClient.open(server.port);
+  assertEquals(response.status, 101);
+  assertEquals(response.headers["upgrade"], "websocket");
+  await client.closeNormally();
+  client.close();
 });
 
 Deno.test("a WebSocket holds its pool slot until it closes; the reclaimer leaves it alone", async () => {
