@@ -111,13 +111,46 @@ export interface Upgradable {
   reserved: boolean;
 }
 
-/** `upgrade()`'s private option: count the connection as a WebSocket. */
-export const WEBSOCKET: unique symbol = Symbol("websocket");
-
 /** Responses returned by `upgrade()`, and what they stand for. */
 export const upgrades = new WeakMap<Response, Upgrade>();
 /** The requests that may be upgraded. */
 export const upgradable = new WeakMap<Request, Upgradable>();
+
+/**
+ * The response that `upgrade()` (or `upgradeWebSocket()`, with
+ * `webSocket`, which takes one of the server's `maxWebSockets` places)
+ * returns for `request`: the server answers 101 and runs `proc`.
+ *
+ * @throws {TypeError} if the request did not ask to upgrade.
+ * @throws {WebSocketHandshakeError} (503) when no WebSocket place is left.
+ */
+export function upgradeResponse(
+  request: Request,
+  proc: Upgrade["proc"],
+  headers: HeadersInit | undefined,
+  webSocket: boolean,
+): Response {
+  const entry = upgradable.get(request);
+  if (entry === undefined) {
+    throw new TypeError(
+      "The request did not ask to upgrade (Connection: upgrade and Upgrade), or is not from this server",
+    );
+  }
+  if (webSocket && !entry.reserved) {
+    const site = entry.site;
+    if (site.webSockets >= site.maxWebSockets) {
+      throw new WebSocketHandshakeError(
+        `The server takes no more WebSockets: ${site.maxWebSockets} are open`,
+        503,
+      );
+    }
+    site.webSockets++;
+    entry.reserved = true;
+  }
+  const response = new Response(null, { status: 200 });
+  upgrades.set(response, { request, proc, headers: new Headers(headers) });
+  return response;
+}
 
 const CRLFCRLF = new Uint8Array([0x0d, 0x0a, 0x0d, 0x0a]);
 // A head ended by bare LFs is found (and rejected) at once, rather than

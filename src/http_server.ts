@@ -8,12 +8,9 @@ import {
   type Limits,
   serveConnection,
   type Site,
-  upgradable,
   type UpgradeInfo,
-  upgrades,
-  WEBSOCKET,
+  upgradeResponse,
 } from "./_http_connection.ts";
-import { WebSocketHandshakeError } from "./_ws_handshake.ts";
 import { loopInternals, socketInternals } from "./_internal.ts";
 import type { ReclaimCandidate } from "./_reclaim.ts";
 import { InsideCallers, taskContext } from "./_task_context.ts";
@@ -252,33 +249,10 @@ export function upgrade(
     thread: EvThread<unknown>,
     info: UpgradeInfo,
   ) => unknown,
-  options?: { headers?: HeadersInit; [WEBSOCKET]?: boolean },
+  options?: { headers?: HeadersInit },
 ): Response {
   checkFunction(proc, "proc");
-  const entry = upgradable.get(request);
-  if (entry === undefined) {
-    throw new TypeError(
-      "The request did not ask to upgrade (Connection: upgrade and Upgrade), or is not from this server",
-    );
-  }
-  if (options?.[WEBSOCKET] && !entry.reserved) {
-    const site = entry.site;
-    if (site.webSockets >= site.maxWebSockets) {
-      throw new WebSocketHandshakeError(
-        `The server takes no more WebSockets: ${site.maxWebSockets} are open`,
-        503,
-      );
-    }
-    site.webSockets++;
-    entry.reserved = true;
-  }
-  const response = new Response(null, { status: 200 });
-  upgrades.set(response, {
-    request,
-    proc,
-    headers: new Headers(options?.headers),
-  });
-  return response;
+  return upgradeResponse(request, proc, options?.headers, false);
 }
 
 export type { UpgradeInfo };

@@ -33,8 +33,7 @@ import {
 import { type Incoming, MessageReader } from "./_ws_reader.ts";
 import type { EvCallOptions, EvSocket } from "./ev_socket.ts";
 import type { EvThread } from "./ev_thread.ts";
-import { WEBSOCKET } from "./_http_connection.ts";
-import { upgrade } from "./http_server.ts";
+import { upgradeResponse } from "./_http_connection.ts";
 
 export { WebSocketHandshakeError };
 
@@ -1622,14 +1621,11 @@ export function upgradeWebSocket(
   setUp(socket, setup);
   let response: Response;
   try {
-    response = upgrade(
+    response = upgradeResponse(
       request,
-      (
-        conn: EvSocket,
-        thread: EvThread<unknown>,
-        extra?: { draining?: AbortSignal },
-      ) => run(socket, conn, thread, extra),
-      { headers: { ...headers, upgrade: "websocket" }, [WEBSOCKET]: true },
+      (conn, thread, extra) => run(socket, conn, thread, extra),
+      { ...headers, upgrade: "websocket" },
+      true,
     );
   } catch (error) {
     // Refused by the server with a status of its own (such as 503).
