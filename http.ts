@@ -23,3 +23,4 @@
  */
 
 export * from "./src/http_server.ts";
+export * from "./src/websocket.ts";

@@ -2,6 +2,7 @@
 // A connection of the HTTP server, as Go's `conn.serve`: its requests in
 // order, each read, answered and finished, on the connection's task.
 
+import { WebSocketHandshakeError } from "./_ws_handshake.ts";
 import { BodyReader } from "./_http_body.ts";
 import {
   HttpError,
@@ -52,6 +53,9 @@ export interface Site {
   evict: boolean;
   /** Raised when the server stops taking requests (shutdown). */
   draining: AbortSignal;
+  /** WebSockets open or being opened, and the most allowed. */
+  webSockets: number;
+  maxWebSockets: number;
   /** Tells the server of a new connection (for shutdown and reclaiming). */
   track: (connection: Connection) => void;
   /** Tells the server of a connection that has ended. */
@@ -83,17 +87,75 @@ export interface Connection {
   scratch: Uint8Array | undefined;
 }
 
+/** What an upgraded connection's procedure learns besides its socket. */
+export interface UpgradeInfo {
+  /**
+   * Aborted when the server starts to shut down (its `shutdown()`, or its
+   * loop's): finish up (a WebSocket closes with 1001) within the grace
+   * period.
+   */
+  draining: AbortSignal;
+}
+
 /** A switch of protocols that `upgrade()` asked for. */
 export interface Upgrade {
   request: Request;
-  proc: (socket: EvSocket, thread: EvThread<unknown>) => unknown;
+  proc: (
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+    info: UpgradeInfo,
+  ) => unknown;
   headers: Headers;
+}
+
+/** A request that may be upgraded: the protocol it asked for, its server. */
+export interface Upgradable {
+  protocol: string;
+  site: Site;
+  /** Whether it holds one of the server's WebSocket places. */
+  reserved: boolean;
 }
 
 /** Responses returned by `upgrade()`, and what they stand for. */
 export const upgrades = new WeakMap<Response, Upgrade>();
-/** The upgrade protocol a request asked for. */
-export const upgradable = new WeakMap<Request, string>();
+/** The requests that may be upgraded. */
+export const upgradable = new WeakMap<Request, Upgradable>();
+
+/**
+ * The response that `upgrade()` (or `upgradeWebSocket()`, with
+ * `webSocket`, which takes one of the server's `maxWebSockets` places)
+ * returns for `request`: the server answers 101 and runs `proc`.
+ *
+ * @throws {TypeError} if the request did not ask to upgrade.
+ * @throws {WebSocketHandshakeError} (503) when no WebSocket place is left.
+ */
+export function upgradeResponse(
+  request: Request,
+  proc: Upgrade["proc"],
+  headers: HeadersInit | undefined,
+  webSocket: boolean,
+): Response {
+  const entry = upgradable.get(request);
+  if (entry === undefined) {
+    throw new TypeError(
+      "The request did not ask to upgrade (Connection: upgrade and Upgrade), or is not from this server",
+    );
+  }
+  if (webSocket && !entry.reserved) {
+    const site = entry.site;
+    if (site.webSockets >= site.maxWebSockets) {
+      throw new WebSocketHandshakeError(
+        `The server takes no more WebSockets: ${site.maxWebSockets} are open`,
+        503,
+      );
+    }
+    site.webSockets++;
+    entry.reserved = true;
+  }
+  const response = new Response(null, { status: 200 });
+  upgrades.set(response, { request, proc, headers: new Headers(headers) });
+  return response;
+}
 
 const CRLFCRLF = new Uint8Array([0x0d, 0x0a, 0x0d, 0x0a]);
 // A head ended by bare LFs is found (and rejected) at once, rather than
@@ -321,6 +383,8 @@ class Exchange implements WriteContext {
   readonly info: Info;
   /** Stops watching for a disconnect (once `request.signal` is made). */
   watch: AbortController | undefined = undefined;
+  /** Set when the request asked to upgrade. */
+  upgrade: Upgradable | undefined = undefined;
   // How the response goes out; `started` is shared with the body reader.
   readonly socket: EvSocket;
   readonly isHead: boolean;
@@ -365,7 +429,14 @@ class Exchange implements WriteContext {
       body: this.body === undefined ? null : this.body.stream(),
       signal: () => this.#requestSignal(),
     }) as unknown as Request;
-    if (head.upgrade !== undefined) upgradable.set(this.request, head.upgrade);
+    if (head.upgrade !== undefined) {
+      this.upgrade = {
+        protocol: head.upgrade,
+        site: conn.site,
+        reserved: false,
+      };
+      upgradable.set(this.request, this.upgrade);
+    }
     this.info = new Info(conn.remoteAddr, socket.proxy);
   }
 
@@ -395,6 +466,11 @@ class Exchange implements WriteContext {
    * if no response was sent.
    */
   end(): void {
+    const upgrade = this.upgrade;
+    if (upgrade?.reserved) {
+      upgrade.reserved = false;
+      upgrade.site.webSockets--;
+    }
     this.watch?.abort();
     if (this.info.pending) {
       this.info.failed(
@@ -429,6 +505,16 @@ async function handlerFailed(
 ): Promise<Response | false> {
   if (x.signal.aborted && error === x.signal.reason) throw error;
   if (x.body?.failed) return await bodyFailed(x);
+  // A refused WebSocket handshake is the client's error (or the server at
+  // its limit), not the handler's: 400, 426 or 503, and not reported.
+  if (error instanceof WebSocketHandshakeError) {
+    return new Response(`${error.message}\n`, {
+      status: error.status,
+      headers: error.status === 503
+        ? { ...error.headers, "retry-after": "5" }
+        : error.headers,
+    });
+  }
   return await errorResponse(x.conn, error);
 }
 
@@ -497,7 +583,7 @@ async function switchProtocols(x: Exchange, up: Upgrade): Promise<false> {
   await sendSwitching(x.socket, x.head.upgrade!, up.headers, x.timeout);
   x.info.sent();
   x.watch?.abort();
-  await up.proc(x.socket, x.conn.thread);
+  await up.proc(x.socket, x.conn.thread, { draining: x.conn.site.draining });
   return false;
 }
 

@@ -419,7 +419,10 @@ export function sendSwitching(
   timeout: number,
 ): Promise<void> {
   let head = statusLine(101);
-  head += `connection: upgrade\r\nupgrade: ${protocol}\r\n`;
+  // The protocol chosen (such as `websocket`), or else what was asked for.
+  head += `connection: upgrade\r\nupgrade: ${
+    headers.get("upgrade") ?? protocol
+  }\r\n`;
   headers.forEach((value, name) => {
     if (name !== "connection" && name !== "upgrade") {
       head += `${name}: ${value}\r\n`;

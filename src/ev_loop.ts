@@ -12,12 +12,7 @@ import { TaskPool } from "./_pool.ts";
 import { SlotReclaimer } from "./_reclaim.ts";
 import { abortError, checkFunction, checkInteger } from "./_validate.ts";
 import { EvictedError, PoolFullError, UnsentDataError } from "./errors.ts";
-import {
-  InsideCallers,
-  type ScopeRunner,
-  scopeRunner,
-  taskContext,
-} from "./_task_context.ts";
+import { inScope, InsideCallers, taskContext } from "./_task_context.ts";
 import type {
   EvConnectionFactory,
   EvListenOptions,
@@ -200,8 +195,6 @@ export class EvLoop implements AsyncDisposable {
   #threads = new Set<EvThread<unknown>>();
   #acceptors = new Set<EvTcpAcceptor<Deno.Addr>>();
   #idleWaiters: (() => void)[] = [];
-  /** Runs code in the loop's context (see `_task_context.ts`). */
-  #enter: ScopeRunner = scopeRunner(this);
   /** The contexts of this loop's tasks: the loop's and its acceptors'. */
   #scopes = new WeakSet<object>([this]);
   /** The loop's tasks that await `shutdown()` (they cannot end meanwhile). */
@@ -361,8 +354,10 @@ export class EvLoop implements AsyncDisposable {
     }
     if (!this.#pool.tryAcquire()) throw new PoolFullError(this.capacity);
     // In the loop's context, wherever spawn is called from.
-    return this.#enter((p) => this.#startHeld(p), proc);
+    return inScope(this, this.#startTop, proc);
   }
+
+  #startTop = <T>(proc: EvThreadProc<T>): EvThread<T> => this.#startHeld(proc);
 
   /** Starts a top-level task in a slot the caller already holds. */
   #startHeld<T>(proc: EvThreadProc<T>): EvThread<T> {

@@ -11,7 +11,7 @@ import {
 import { addressGroup } from "./_ip_address.ts";
 import { AddressCounts, type SlotHolder } from "./_reclaim.ts";
 import { type ProxySettings, readProxyHeader } from "./_read_proxy_header.ts";
-import { scopeRunner } from "./_task_context.ts";
+import { inScope } from "./_task_context.ts";
 import { handshake } from "./_tls.ts";
 import { createTrustMatcher } from "./_trusted_addresses.ts";
 import { checkFunction, checkInteger, checkTimeout } from "./_validate.ts";
@@ -472,7 +472,7 @@ export class EvTcpAcceptor<A extends Deno.Addr = Deno.NetAddr>
       acceptor.#ipv6PrefixLength = ipv6PrefixLength;
       // The accept loop, and so every task it starts, runs in the
       // acceptor's context: a shutdown awaited by one of them can tell.
-      acceptor.#running = scopeRunner(acceptor)(() => acceptor.#run(), 0);
+      acceptor.#running = inScope(acceptor, (a) => a.#run(), acceptor);
       return acceptor;
     };
   }

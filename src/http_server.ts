@@ -8,8 +8,8 @@ import {
   type Limits,
   serveConnection,
   type Site,
-  upgradable,
-  upgrades,
+  type UpgradeInfo,
+  upgradeResponse,
 } from "./_http_connection.ts";
 import { loopInternals, socketInternals } from "./_internal.ts";
 import type { ReclaimCandidate } from "./_reclaim.ts";
@@ -96,6 +96,12 @@ export interface ServeOptions {
    * makes its own loop. @default {1024}
    */
   maxConnections?: number;
+  /**
+   * Most WebSockets open at once ({@linkcode upgradeWebSocket}); beyond it
+   * the handshake is answered `503`, so that long-lived sockets, which hold
+   * a pool slot each, leave slots for plain requests. @default {Infinity}
+   */
+  maxWebSockets?: number;
   /** What to do with new connections when the pool is full. @default {"wait"} */
   policy?: EvPoolPolicy;
   /**
@@ -220,7 +226,15 @@ let serverInternals: {
   create: (
     loop: EvLoop,
     ownLoop: boolean,
-    app: Pick<Site, "handler" | "onError" | "limits" | "evict">,
+    app: Pick<
+      Site,
+      | "handler"
+      | "onError"
+      | "limits"
+      | "evict"
+      | "webSockets"
+      | "maxWebSockets"
+    >,
     listen: (site: Site) => EvTcpAcceptor<Deno.Addr>,
   ) => HttpServer<Deno.Addr>;
 };
@@ -278,23 +292,18 @@ function timeoutOption(
  */
 export function upgrade(
   request: Request,
-  proc: (socket: EvSocket, thread: EvThread<unknown>) => unknown,
+  proc: (
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+    info: UpgradeInfo,
+  ) => unknown,
   options?: { headers?: HeadersInit },
 ): Response {
   checkFunction(proc, "proc");
-  if (!upgradable.has(request)) {
-    throw new TypeError(
-      "The request did not ask to upgrade (Connection: upgrade and Upgrade), or is not from this server",
-    );
-  }
-  const response = new Response(null, { status: 200 });
-  upgrades.set(response, {
-    request,
-    proc,
-    headers: new Headers(options?.headers),
-  });
-  return response;
+  return upgradeResponse(request, proc, options?.headers, false);
 }
+
+export type { UpgradeInfo };
 
 /**
  * A running HTTP/1.1 server made by {@linkcode serve}.
@@ -666,6 +675,11 @@ export function serve(
     onError: options.onError ?? defaultOnError,
     limits,
     evict,
+    webSockets: 0,
+    maxWebSockets: options.maxWebSockets === undefined ||
+        options.maxWebSockets === Infinity
+      ? Infinity
+      : checkInteger(options.maxWebSockets, "maxWebSockets", 0),
   };
   const server = serverInternals.create(
     loop,
@@ -702,6 +716,7 @@ const OWN_OPTIONS = new Set([
   "onError",
   "loop",
   "maxConnections",
+  "maxWebSockets",
   "policy",
   "evictUnderPressure",
   "maxHeaderBytes",

@@ -1,0 +1,248 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// Reads WebSocket messages and control frames from an EvSocket (RFC 6455
+// 5.4-5.6): frames are checked as their headers arrive, fragments are
+// joined, control frames between fragments are returned as they come, text
+// is checked as UTF-8 as its bytes arrive (failing at the first bad byte,
+// not at the message's end), and a message over the size limit fails at the
+// header that would take it over, before its payload is read.
+//
+// `next()` can be called again after it rejects with a timeout: every read
+// of the socket either takes its bytes (and they are processed before the
+// next await) or takes none, so the reader's state is always consistent and
+// nothing is lost. The payload is read straight into the buffers that the
+// message keeps, and memory grows only with the bytes that actually
+// arrive: a header announcing 16 MiB allocates nothing up front.
+
+import type { EvSocket } from "./ev_socket.ts";
+import { parseCloseBody } from "./_ws_close.ts";
+import {
+  BINARY,
+  CLOSE,
+  CONTINUATION,
+  decodeHeader,
+  FrameError,
+  type FrameHeader,
+  headerRest,
+  MAX_CONTROL_PAYLOAD,
+  PING,
+  TEXT,
+  unmask,
+} from "./_ws_frame.ts";
+import { Utf8Decoder } from "./_ws_utf8.ts";
+
+/** What `next()` returns: a whole message, or a control frame. */
+export type Incoming =
+  | { type: "text"; data: string; size: number }
+  | { type: "binary"; data: Uint8Array<ArrayBuffer> }
+  | { type: "ping"; data: Uint8Array<ArrayBuffer> }
+  | { type: "pong"; data: Uint8Array<ArrayBuffer> }
+  | { type: "close"; code: number; reason: string };
+
+/** Largest buffer a binary payload is read into; bigger ones take several. */
+const PIECE = 262_144;
+/** Largest buffer text is read into before it is decoded. */
+const TEXT_PIECE = 16_384;
+
+const STAGE_HEAD = 0;
+const STAGE_REST = 1;
+const STAGE_PAYLOAD = 2;
+
+/** The message reader of one connection. */
+export class MessageReader {
+  #socket: EvSocket;
+  #max: number;
+  #head = new Uint8Array(14);
+  #stage = STAGE_HEAD;
+  #rest = 0;
+  #frame: FrameHeader | undefined;
+  /** Payload bytes of the current frame read so far. */
+  #done = 0;
+  /** Opcode of the message in progress (TEXT or BINARY), 0 for none. */
+  #message = 0;
+  /** Bytes of the message in progress so far. */
+  #size = 0;
+  #utf8: Utf8Decoder | undefined;
+  /** Binary message: its filled buffers, and the one being filled. */
+  #pieces: Uint8Array<ArrayBuffer>[] = [];
+  #piece: Uint8Array<ArrayBuffer> | undefined;
+  #filled = 0;
+
+  /**
+   * @param socket The connection, after the handshake.
+   * @param maxMessageBytes The largest message taken; more fails with 1009.
+   */
+  constructor(socket: EvSocket, maxMessageBytes: number) {
+    this.#socket = socket;
+    this.#max = maxMessageBytes;
+  }
+
+  /**
+   * The next message or control frame; `null` when the stream ends (at a
+   * frame boundary or not).
+   *
+   * @throws {FrameError} for a protocol violation, with its close code.
+   * @throws what the socket's reads throw (a timeout leaves the reader
+   * ready to go on).
+   */
+  async next(
+    options: { timeout?: number },
+  ): Promise<Incoming | null> {
+    const head = this.#head;
+    while (true) {
+      if (this.#stage === STAGE_HEAD) {
+        if (await this.#readFull(head.subarray(0, 2), options) === null) {
+          return null;
+        }
+        this.#rest = headerRest(head[0]!, head[1]!);
+        this.#stage = STAGE_REST;
+      }
+      if (this.#stage === STAGE_REST) {
+        const rest = head.subarray(2, 2 + this.#rest);
+        if (await this.#readFull(rest, options) === null) return null;
+        this.#begin(decodeHeader(
+          head,
+          (head[0]! & 0x0f) >= CLOSE
+            ? MAX_CONTROL_PAYLOAD
+            : this.#max - (this.#message === 0 ? 0 : this.#size),
+        ));
+      }
+      const frame = this.#frame!;
+      if (frame.opcode >= CLOSE) return await this.#control(frame, options);
+      if (!await this.#payload(frame, options)) return null;
+      this.#stage = STAGE_HEAD;
+      this.#frame = undefined;
+      if (frame.fin) return this.#end();
+    }
+  }
+
+  /** A header was decoded: checks the order of data frames. */
+  #begin(frame: FrameHeader): void {
+    const opcode = frame.opcode;
+    if (opcode === CONTINUATION) {
+      if (this.#message === 0) {
+        throw new FrameError(
+          1002,
+          "a continuation frame came with no fragmented message to continue",
+        );
+      }
+    } else if (opcode === TEXT || opcode === BINARY) {
+      if (this.#message !== 0) {
+        throw new FrameError(
+          1002,
+          "a new message began before the fragmented one ended",
+        );
+      }
+      this.#message = opcode;
+      this.#size = 0;
+      if (opcode === TEXT) this.#utf8 ??= new Utf8Decoder();
+    }
+    this.#frame = frame;
+    this.#done = 0;
+    this.#stage = STAGE_PAYLOAD;
+  }
+
+  /** Reads a control frame's payload (at most 125 bytes) in one call. */
+  async #control(
+    frame: FrameHeader,
+    options: { timeout?: number },
+  ): Promise<Incoming | null> {
+    const data = new Uint8Array(frame.length);
+    if (frame.length > 0 && await this.#readFull(data, options) === null) {
+      return null;
+    }
+    unmask(data, frame.mask, 0);
+    this.#stage = STAGE_HEAD;
+    this.#frame = undefined;
+    if (frame.opcode === PING) return { type: "ping", data };
+    if (frame.opcode !== CLOSE) return { type: "pong", data };
+    const body = parseCloseBody(data);
+    if (!body.ok) throw new FrameError(body.code, body.problem);
+    return { type: "close", code: body.code, reason: body.reason };
+  }
+
+  /**
+   * Reads the rest of a data frame's payload, unmasking and (for text)
+   * decoding each piece as it comes. Returns `false` at end of stream.
+   */
+  async #payload(
+    frame: FrameHeader,
+    options: { timeout?: number },
+  ): Promise<boolean> {
+    const text = this.#message === TEXT;
+    while (this.#done < frame.length) {
+      const left = frame.length - this.#done;
+      let piece = this.#piece;
+      if (piece === undefined) {
+        piece = this.#piece = new Uint8Array(
+          Math.min(left, text ? TEXT_PIECE : PIECE),
+        );
+        this.#filled = 0;
+      }
+      const room = piece.subarray(
+        this.#filled,
+        Math.min(piece.byteLength, this.#filled + left),
+      );
+      const n = await this.#socket.recv(room, options);
+      if (n === null) return false;
+      const fresh = room.subarray(0, n);
+      unmask(fresh, frame.mask, this.#done);
+      this.#done += n;
+      this.#size += n;
+      this.#filled += n;
+      if (text) {
+        if (!this.#utf8!.push(fresh)) {
+          throw new FrameError(1007, "a text message is not valid UTF-8");
+        }
+        // Decoded: the buffer can take the next bytes.
+        this.#filled = 0;
+        if (this.#done === frame.length) this.#piece = undefined;
+      } else if (this.#filled === piece.byteLength) {
+        this.#pieces.push(piece);
+        this.#piece = undefined;
+      }
+    }
+    if (text) this.#piece = undefined;
+    return true;
+  }
+
+  /** The last frame of a message was read: the whole message. */
+  #end(): Incoming {
+    const opcode = this.#message;
+    const size = this.#size;
+    this.#message = 0;
+    this.#size = 0;
+    if (opcode === TEXT) {
+      const data = this.#utf8!.end();
+      if (data === null) {
+        throw new FrameError(
+          1007,
+          "a text message ends inside a UTF-8 sequence",
+        );
+      }
+      return { type: "text", data, size };
+    }
+    const pieces = this.#pieces;
+    this.#pieces = [];
+    if (pieces.length === 1) return { type: "binary", data: pieces[0]! };
+    const data = new Uint8Array(size);
+    let at = 0;
+    for (const piece of pieces) {
+      data.set(piece, at);
+      at += piece.byteLength;
+    }
+    return { type: "binary", data };
+  }
+
+  /** `readFull`, with an early end of stream as `null`. */
+  async #readFull(
+    buf: Uint8Array,
+    options: { timeout?: number },
+  ): Promise<Uint8Array | null> {
+    try {
+      return await this.#socket.readFull(buf, options);
+    } catch (error) {
+      if (error instanceof Deno.errors.UnexpectedEof) return null;
+      throw error;
+    }
+  }
+}
