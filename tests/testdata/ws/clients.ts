@@ -673,6 +673,12 @@ class Browser implements AsyncDisposable {
         "--disable-dev-shm-usage",
         url,
       ],
+      // Chromium's crash reporter and caches write under these: keep all
+      // of it in the temporary profile.
+      env: {
+        XDG_CONFIG_HOME: this.#profile,
+        XDG_CACHE_HOME: this.#profile,
+      },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
