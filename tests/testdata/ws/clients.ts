@@ -286,9 +286,10 @@ async function importWs(): Promise<NodeWsClass | string> {
     const module = await import("ws");
     return module.default as unknown as NodeWsClass;
   } catch (error) {
-    return `npm:ws cannot be imported (${
-      String(error).split("\n")[0]
-    }); run \`deno install\` with the npm registry reachable`;
+    const why = String(error).split("\n")[0];
+    return error instanceof Deno.errors.NotCapable
+      ? `npm:ws cannot be imported (${why})`
+      : `npm:ws cannot be imported (${why}); run \`deno install\` with the npm registry reachable`;
   }
 }
 
@@ -502,7 +503,9 @@ const python = await probe(PYTHON, [
 const pythonClient: Client = {
   name: "Python websockets",
   absent: "reason" in python
-    ? `${python.reason} (install Debian's python3-websockets)`
+    ? python.reason.includes("No module named")
+      ? `${python.reason} (install Debian's python3-websockets)`
+      : python.reason
     : undefined,
   requiredBy: "EVTHREAD_REQUIRE_PYTHON_WEBSOCKETS",
   version: "out" in python
@@ -536,8 +539,22 @@ const pythonClient: Client = {
 
 /** Where Chromium is, or why it cannot run. */
 async function findChromium(): Promise<
-  { path: string; version: string } | { reason: string }
+  { path: string; version: string; page: string } | { reason: string }
 > {
+  // It runs a program, reads the page's script, makes a temporary profile.
+  const missing = (["run", "read", "write"] as const).filter((name) =>
+    Deno.permissions.querySync({ name }).state !== "granted"
+  );
+  if (missing.length > 0) {
+    return {
+      reason: `the Chromium client needs ${
+        missing.map((name) => `--allow-${name}`).join(", ")
+      }`,
+    };
+  }
+  const page = await Deno.readTextFile(
+    new URL("./chromium_client.js", import.meta.url),
+  );
   const named = envVar("EVTHREAD_CHROMIUM");
   const candidates = named !== undefined ? [named] : (envVar("PATH") ?? "")
     .split(":").filter((dir) => dir !== "").flatMap((dir) => [
@@ -551,7 +568,7 @@ async function findChromium(): Promise<
       continue;
     }
     const found = await probe(path, ["--version"]);
-    return "out" in found ? { path, version: found.out } : found;
+    return "out" in found ? { path, version: found.out, page } : found;
   }
   return {
     reason: named !== undefined
@@ -561,9 +578,6 @@ async function findChromium(): Promise<
 }
 
 const chromium = await findChromium();
-const PAGE_SCRIPT = await Deno.readTextFile(
-  new URL("./chromium_client.js", import.meta.url),
-);
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <title>evthread WebSocket interop</title>
@@ -612,6 +626,7 @@ class PageCommands {
 
 /** The page and its two routes, on the test server. */
 function pageRoutes(
+  script: string,
   commands: PageCommands,
   reports: Reports,
 ): NonNullable<WsServer["pages"]> {
@@ -623,7 +638,7 @@ function pageRoutes(
       });
     }
     if (pathname === "/__interop/client.js") {
-      return new Response(PAGE_SCRIPT, {
+      return new Response(script, {
         headers: { "content-type": "text/javascript; charset=utf-8" },
       });
     }
@@ -737,7 +752,7 @@ const chromiumClient: Client = {
     if ("reason" in chromium) throw new Error(chromium.reason);
     const reports = new Reports(this.name);
     const commands = new PageCommands();
-    server.pages = pageRoutes(commands, reports);
+    server.pages = pageRoutes(chromium.page, commands, reports);
     const query = protocols.map((p) => `protocol=${encodeURIComponent(p)}`)
       .join("&");
     const browser = new Browser(
