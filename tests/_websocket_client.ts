@@ -597,6 +597,13 @@ export interface WsServer extends AsyncDisposable {
   port: number;
   /** The sockets made, in order. */
   sockets: EvWebSocket[];
+  /** The fields of each upgrade request, in order of sockets. */
+  handshakes: Headers[];
+  /**
+   * Answers the requests without an `Upgrade` field, when set: a page for
+   * a browser, on the same origin as the WebSocket.
+   */
+  pages?: ServeHandler;
   /** Resolves with each socket's CloseEvent, in order of sockets. */
   closed: Promise<CloseEvent>[];
   /** `error` events seen. */
@@ -620,10 +627,14 @@ export function startWsServer(
   } = {},
 ): WsServer {
   const sockets: EvWebSocket[] = [];
+  const handshakes: Headers[] = [];
   const closed: Promise<CloseEvent>[] = [];
   const errors: string[] = [];
   const failures: unknown[] = [];
-  const handler: ServeHandler = (request) => {
+  const handler: ServeHandler = (request, info) => {
+    if (ws.pages !== undefined && !request.headers.has("upgrade")) {
+      return ws.pages(request, info);
+    }
     let upgraded;
     try {
       upgraded = upgradeWebSocket(request, options.ws);
@@ -638,6 +649,7 @@ export function startWsServer(
     }
     const { socket, response } = upgraded;
     sockets.push(socket);
+    handshakes.push(new Headers(request.headers));
     closed.push(socket.closed);
     socket.addEventListener("error", (event) => {
       errors.push((event as ErrorEvent).message);
@@ -659,10 +671,11 @@ export function startWsServer(
     onListen() {},
     ...options.serve,
   }, handler);
-  return {
+  const ws: WsServer = {
     server,
     port: server.addr.port,
     sockets,
+    handshakes,
     closed,
     errors,
     failures,
@@ -673,6 +686,7 @@ export function startWsServer(
       }
     },
   };
+  return ws;
 }
 
 /** Opens a raw client that must be upgraded (101). */
