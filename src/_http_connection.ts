@@ -196,6 +196,9 @@ export async function serveConnection(
     { once: true },
   );
   site.track(conn);
+  // The server awaits every write it makes and decides itself to drop what
+  // a timed-out or aborted response leaves queued: nothing to report.
+  socketInternals.setQuiet(socket, true);
   try {
     // Only plain TCP connections have the option (not TLS, nor Unix).
     if (socket.localAddr.transport === "tcp" && socket.tls === undefined) {
@@ -583,6 +586,9 @@ async function switchProtocols(x: Exchange, up: Upgrade): Promise<false> {
   await sendSwitching(x.socket, x.head.upgrade!, up.headers, x.timeout);
   x.info.sent();
   x.watch?.abort();
+  // A WebSocket writes through its own queue; any other protocol is the
+  // procedure's own code, whose cut-short sends are reported as any task's.
+  if (x.upgrade?.reserved !== true) socketInternals.setQuiet(x.socket, false);
   await up.proc(x.socket, x.conn.thread, { draining: x.conn.site.draining });
   return false;
 }

@@ -153,7 +153,13 @@ export const socketInternals: {
    * promise is made only when asked for (and shared until it resolves).
    */
   drained: (socket: EvSocket) => Promise<void>;
+  /**
+   * Whether the socket's owner writes it itself and decides what to drop
+   * (the HTTP server): then sends cut short are not reported to the host.
+   */
+  setQuiet: (socket: EvSocket, quiet: boolean) => void;
 } = {
+  setQuiet: unreachable,
   readUntilEither: unreachable,
   interruptReads: unreachable,
   pendingWrites: unreachable,

@@ -128,6 +128,8 @@ const DEFAULT_MAX_LENGTH = 65_536;
 export class EvSocket implements AsyncDisposable {
   #conn: Deno.Conn;
   #host: SocketHost | undefined;
+  /** Cut-short sends are not reported (see `socketInternals.setQuiet`). */
+  #quiet = false;
   #closed = false;
 
   // Read side: the buffer and the read calls waiting on it, and the read
@@ -178,6 +180,9 @@ export class EvSocket implements AsyncDisposable {
       socket.#host = host;
     };
     socketInternals.abort = (socket, reason) => socket.#rejectAll(reason);
+    socketInternals.setQuiet = (socket, quiet) => {
+      socket.#quiet = quiet;
+    };
     socketInternals.settled = (socket) => socket.#settled();
     socketInternals.sendOwned = (socket, bytes, options) =>
       socket.#write(new WriteRequest(socket, bytes, true, "send"), options);
@@ -1011,7 +1016,7 @@ export class EvSocket implements AsyncDisposable {
     this.#rb.clear(reason);
     const writes = this.#writes;
     const host = this.#host;
-    if (host === undefined || !writes.pending) {
+    if (host === undefined || this.#quiet || !writes.pending) {
       writes.clear(reason);
       return;
     }

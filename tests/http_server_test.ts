@@ -2235,3 +2235,33 @@ Deno.test("serve() answers curl -I (HEAD)", async () => {
   assertStringIncludes(out.stdout, "content-length: 4\r\n");
   assert(out.stdout.endsWith("\r\n\r\n"));
 });
+
+// ---------------------------------------------------------------------------
+// What the server drops is not reported as a misuse.
+
+Deno.test("serve() that gives up on a client that never reads reports no UnsentDataError", async () => {
+  const reports: unknown[] = [];
+  await using loop = new EvLoop({
+    onError: (error) => reports.push(error),
+  });
+  const finished = Promise.withResolvers<unknown>();
+  await using server = serve({
+    hostname: HOST,
+    port: 0,
+    loop,
+    sendTimeout: 200,
+    onListen() {},
+    onError: () => new Response(null, { status: 500 }),
+  }, (_request, info) => {
+    info.completed.then(() => finished.resolve("sent"), finished.resolve);
+    return new Response(new Uint8Array(32 << 20)); // far beyond the buffers
+  });
+  // A client that sends its request and never reads the answer.
+  using conn = await Deno.connect({ hostname: HOST, port: server.addr.port });
+  await conn.write(new TextEncoder().encode(head("GET / HTTP/1.1", H)));
+  const outcome = await within(finished.promise, "the send timeout");
+  assert(outcome !== "sent", "the response cannot have been sent");
+  await within(server.shutdown({ grace: 1000 }), "shutdown");
+  assertEquals(reports, []);
+  assertEquals(loop.stats.sendsCutShort, 0);
+});
