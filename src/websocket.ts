@@ -2,35 +2,31 @@
 
 import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
 import { HttpRequest } from "./_http_request.ts";
+import { checkInteger, checkTimeout, timeoutError } from "./_validate.ts";
+import { closeBody, MAX_REASON_BYTES, validWireCode } from "./_ws_close.ts";
 import {
-  checkDeadline,
-  checkInteger,
-  checkSignal,
-  checkTimeout,
-  timeoutError,
-} from "./_validate.ts";
-import {
-  closeBody,
-  GOING_AWAY,
-  MAX_REASON_BYTES,
-  NO_STATUS,
-  validWireCode,
-} from "./_ws_close.ts";
-import {
-  BINARY,
-  CLOSE,
-  encodeFrame,
-  FrameError,
-  PING,
-  PONG,
-  TEXT,
-} from "./_ws_frame.ts";
+  encodeMessage,
+  RECEIVE_HIGH_WATER,
+  sizeOf,
+  WsConnection,
+  wsHooks,
+} from "./_ws_connection.ts";
+import { CLOSE, encodeFrame } from "./_ws_frame.ts";
 import {
   checkHandshake,
   checkProtocolOption,
   WebSocketHandshakeError,
 } from "./_ws_handshake.ts";
-import { type Incoming, MessageReader } from "./_ws_reader.ts";
+import {
+  bounded,
+  DEFAULT_CLOSE_TIMEOUT,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  idleMsOf,
+  type Limit,
+  limitError,
+  limitOf,
+  noop,
+} from "./_ws_limits.ts";
 import type { EvCallOptions, EvSocket } from "./ev_socket.ts";
 import type { EvThread } from "./ev_thread.ts";
 import { upgradeResponse } from "./_http_connection.ts";
@@ -138,130 +134,13 @@ const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
 
-/** The default of `maxMessageBytes`: 16 MiB. */
-const DEFAULT_MAX_MESSAGE_BYTES = 16_777_216;
-/** The default of `idleTimeout`, in seconds. */
-const DEFAULT_IDLE_TIMEOUT = 30;
-/** The default of `closeTimeout`, in milliseconds. */
-const DEFAULT_CLOSE_TIMEOUT = 5000;
-/**
- * Reading pauses while more bytes than this are queued for writing (sends
- * of message handlers that a slow client has not taken yet).
- */
-const SEND_HIGH_WATER = 1_048_576;
-/**
- * In pull mode, reading pauses while messages of at least this many bytes
- * wait for `receive()`.
- */
-const RECEIVE_HIGH_WATER = 1_048_576;
-
-/** How the reading of a connection ended. */
-const ABNORMAL = 0; // no closing handshake: EOF, reset, abort, timeout
-const CLEAN = 1; // close frames both ways
-const FAILED = 2; // this side failed the connection (and sent a close)
-
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 /** What the queue of a pull-mode socket holds for the peer's close frame. */
 const CLOSE_MARK = Symbol("close");
 
-function noop(): void {}
-
-function isTimeout(error: unknown): boolean {
-  return error instanceof DOMException && error.name === "TimeoutError";
-}
-
 function invalidState(message: string): DOMException {
   return new DOMException(message, "InvalidStateError");
-}
-
-/** A call's time limit and signal, read from its options. */
-interface Limit {
-  /** When the call must be done (`performance.now()` ms), if ever. */
-  until: number | undefined;
-  /** The limit as given, in ms, for the error message. */
-  ms: number;
-  /** Whether the limit is the call's deadline rather than its timeout. */
-  byDeadline: boolean;
-  signal: AbortSignal | undefined;
-}
-
-/** @throws {TypeError} / {RangeError} for bad options. */
-function limitOf(options: EvCallOptions | undefined): Limit {
-  let ms = checkTimeout(options?.timeout);
-  const signal = checkSignal(options?.signal);
-  const deadline = checkDeadline(options?.deadline);
-  let byDeadline = false;
-  if (deadline !== undefined) {
-    const left = Math.max(0, deadline - Date.now());
-    if (ms === undefined || left < ms) {
-      ms = left;
-      byDeadline = true;
-    }
-  }
-  return {
-    until: ms === undefined ? undefined : performance.now() + ms,
-    ms: ms ?? Infinity,
-    byDeadline,
-    signal,
-  };
-}
-
-function limitError(limit: Limit, what: string): DOMException {
-  return timeoutError(
-    limit.byDeadline
-      ? `${what} deadline has passed`
-      : `${what} timed out after ${limit.ms} ms`,
-  );
-}
-
-/**
- * Settles as `promise`, or rejects when `limit` runs out (a `TimeoutError`)
- * or its signal aborts (the reason). `promise` goes on either way.
- */
-function bounded<T>(
-  promise: Promise<T>,
-  limit: Limit,
-  what: string,
-): Promise<T> {
-  if (limit.until === undefined && limit.signal === undefined) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const signal = limit.signal;
-    if (signal?.aborted) {
-      promise.catch(noop);
-      reject(signal.reason);
-      return;
-    }
-    let entry: DeadlineEntry | undefined;
-    const onAbort = () => {
-      done();
-      reject(signal!.reason);
-    };
-    const done = () => {
-      if (entry !== undefined) {
-        deadlines.cancel(entry);
-        deadlines.settle();
-        entry = undefined;
-      }
-      signal?.removeEventListener("abort", onAbort);
-    };
-    if (limit.until !== undefined) {
-      const left = Math.max(0, limit.until - performance.now());
-      entry = deadlines.schedule(left, () => {
-        entry = undefined;
-        done();
-        reject(limitError(limit, what));
-      });
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-    promise.then((value) => {
-      done();
-      resolve(value);
-    }, (error) => {
-      done();
-      reject(error);
-    });
-  });
 }
 
 /** A `receive()` call waiting for a message. */
@@ -271,14 +150,6 @@ interface Waiter {
   entry: DeadlineEntry | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-}
-
-/** A frame waiting behind a Blob being read, to keep sends in order. */
-interface HeldFrame {
-  frame: Uint8Array | Promise<Uint8Array>;
-  size: number;
-  resolve: () => void;
-  reject: (reason: unknown) => void;
 }
 
 /** An `on*` event handler attribute. */
@@ -413,14 +284,8 @@ export class EvWebSocket extends EventTarget
   #protocol = "";
   #selected: string | undefined;
   #binaryType: BinaryType = "arraybuffer";
-  /** Bytes of data sent and not yet written (`bufferedAmount`). */
-  #buffered = 0;
-  /** Bytes of frames handed to the socket whose writes have not settled. */
-  #inFlight = 0;
-  #idleMs = DEFAULT_IDLE_TIMEOUT * 1000;
-  #maxBytes = DEFAULT_MAX_MESSAGE_BYTES;
-  #closeMs = DEFAULT_CLOSE_TIMEOUT;
-  #socket: EvSocket | undefined;
+  /** The write queue and the connection's task. */
+  #conn: WsConnection = new WsConnection(this);
   #handlers: Map<string, Handler> | undefined;
 
   // Pull mode.
@@ -432,24 +297,12 @@ export class EvWebSocket extends EventTarget
   /** The peer's close frame was taken from the queue by `receive()`. */
   #markTaken = false;
 
-  // Writing.
-  #held: HeldFrame[] = [];
-  /** Settles when the close frame has been written (or could not be). */
-  #closeWritten: Promise<void> | undefined;
-
   // Closing.
   #closeSent = false;
   /** `close()` called before the 101 went out: what to send once it has. */
   #closeRequest: { code: number | undefined; reason: Uint8Array } | undefined;
-  /** The peer's close frame. */
-  #received: { code: number; reason: string } | undefined;
   /** Why this side failed the connection (the `error` event's message). */
   #failure: string | undefined;
-  /** Whether to wait for the peer to end TCP after failing. */
-  #awaitEof = true;
-  /** When closing must be done by (epoch ms). */
-  #closeAt = 0;
-  #wakeReader: (() => void) | undefined;
   #opened: Promise<boolean>;
   #resolveOpened!: (open: boolean) => void;
   #closed: Promise<CloseEvent>;
@@ -458,11 +311,24 @@ export class EvWebSocket extends EventTarget
   static {
     setUp = (ws, setup) => {
       ws.#selected = setup.protocol;
-      ws.#idleMs = setup.idleMs;
-      ws.#maxBytes = setup.maxBytes;
-      ws.#closeMs = setup.closeMs;
+      const conn = ws.#conn;
+      conn.idleMs = setup.idleMs;
+      conn.maxBytes = setup.maxBytes;
+      conn.closeMs = setup.closeMs;
     };
-    run = (ws, socket, thread, extra) => ws.#run(socket, thread, extra);
+    run = (ws, socket, thread, extra) => ws.#conn.run(socket, thread, extra);
+    wsHooks.open = (ws) => ws.#open();
+    wsHooks.isOpen = (ws) => ws.#state === OPEN;
+    wsHooks.closeSent = (ws) => ws.#closeSent;
+    wsHooks.sendClose = (ws, code, reason) => ws.#sendClose(code, reason);
+    wsHooks.fail = (ws, code, message) => ws.#fail(code, message);
+    wsHooks.backlogged = (ws) =>
+      ws.#queue.length > 0 && ws.#queueBytes >= RECEIVE_HIGH_WATER;
+    wsHooks.deliver = (ws, message, size) => ws.#deliver(message, size);
+    wsHooks.pull = (ws) => ws.#pull;
+    wsHooks.queueClose = (ws) => ws.#queueClose();
+    wsHooks.closeTaken = (ws) => ws.#markTaken;
+    wsHooks.closeDone = (ws, clean) => ws.#closeDone(clean);
   }
 
   /**
@@ -518,7 +384,7 @@ export class EvWebSocket extends EventTarget
    * after the close.
    */
   get bufferedAmount(): number {
-    return this.#buffered;
+    return this.#conn.buffered;
   }
 
   /**
@@ -791,11 +657,11 @@ export class EvWebSocket extends EventTarget
       throw invalidState("The WebSocket is not open yet");
     }
     if (this.#state !== OPEN || this.#closeSent) {
-      this.#buffered += sizeOf(data);
+      this.#conn.buffered += sizeOf(data);
       return;
     }
     const { frame, size } = encodeMessage(data);
-    this.#push(frame, size).catch(noop);
+    this.#conn.push(frame, size).catch(noop);
   }
 
   /**
@@ -863,60 +729,7 @@ export class EvWebSocket extends EventTarget
       return Promise.reject(invalidState("The WebSocket is closing or closed"));
     }
     const { frame, size } = encodeMessage(data);
-    return bounded(this.#push(frame, size), limit, "Write");
-  }
-
-  /**
-   * Queues a frame behind the others; resolves when it is written. Frames
-   * after a Blob being read wait for it, so that frames keep call order.
-   */
-  #push(frame: Uint8Array | Promise<Uint8Array>, size: number): Promise<void> {
-    this.#buffered += size;
-    if (this.#held.length === 0 && !(frame instanceof Promise)) {
-      return this.#write(frame, size);
-    }
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    promise.catch(noop);
-    this.#held.push({ frame, size, resolve, reject });
-    if (this.#held.length === 1) this.#flushHeld();
-    return promise;
-  }
-
-  async #flushHeld(): Promise<void> {
-    while (this.#held.length > 0) {
-      const entry = this.#held[0]!;
-      let frame: Uint8Array;
-      try {
-        frame = await entry.frame;
-      } catch (error) {
-        this.#held.shift();
-        this.#buffered -= entry.size;
-        entry.reject(error);
-        continue;
-      }
-      this.#held.shift();
-      this.#write(frame, entry.size).then(entry.resolve, entry.reject);
-    }
-  }
-
-  /** Hands a frame to the socket. */
-  #write(frame: Uint8Array, size: number): Promise<void> {
-    const socket = this.#socket!;
-    const bytes = frame.byteLength;
-    this.#inFlight += bytes;
-    const written = socket.send(frame).then(() => {
-      this.#inFlight -= bytes;
-      this.#buffered -= size;
-      this.#wake();
-    }, (error) => {
-      this.#inFlight -= bytes;
-      this.#wake();
-      // The connection cannot be written: end it (the reader then stops).
-      if (!socket.closed) socket.close();
-      throw error;
-    });
-    written.catch(noop);
-    return written;
+    return bounded(this.#conn.push(frame, size), limit, "Write");
   }
 
   // ------------------------------------------------------------- receiving
@@ -1058,11 +871,11 @@ export class EvWebSocket extends EventTarget
     const size = this.#queueSizes.shift()!;
     if (item === CLOSE_MARK) {
       this.#markTaken = true;
-      this.#wake();
+      this.#conn.wake();
       return null;
     }
     this.#queueBytes -= size;
-    this.#wake();
+    this.#conn.wake();
     return item;
   }
 
@@ -1211,15 +1024,16 @@ export class EvWebSocket extends EventTarget
     if (this.#closeSent) return;
     this.#closeSent = true;
     this.#state = CLOSING;
-    this.#closeAt = Date.now() + this.#closeMs;
-    const socket = this.#socket!;
-    if (!socket.closed) socket.setReadDeadline(this.#closeAt);
-    this.#closeWritten = this.#push(
+    const conn = this.#conn;
+    conn.closeAt = Date.now() + conn.closeMs;
+    const socket = conn.socket!;
+    if (!socket.closed) socket.setReadDeadline(conn.closeAt);
+    conn.closeWritten = conn.push(
       encodeFrame(CLOSE, closeBody(code, reason)),
       0,
     ).catch(noop);
     this.#endWaiters();
-    this.#wake();
+    conn.wake();
   }
 
   /** Fails the connection (RFC 6455 7.1.7): a close frame with `code`. */
@@ -1231,236 +1045,45 @@ export class EvWebSocket extends EventTarget
 
   // ------------------------------------------------------ the connection
 
-  /** Wakes the reader if it is paused. */
-  #wake(): void {
-    const wake = this.#wakeReader;
-    if (wake !== undefined) {
-      this.#wakeReader = undefined;
-      wake();
-    }
-  }
-
-  #pause(): Promise<void> {
-    return new Promise((resolve) => this.#wakeReader = resolve);
-  }
-
-  /** The connection's life, in its task, from the 101 to the TCP close. */
-  async #run(
-    socket: EvSocket,
-    thread: EvThread<unknown>,
-    extra: { draining?: AbortSignal } | undefined,
-  ): Promise<void> {
-    this.#socket = socket;
-    const onAbort = () => this.#wake();
-    thread.signal.addEventListener("abort", onAbort, { once: true });
-    const drains = [thread.draining];
-    if (extra?.draining instanceof AbortSignal) drains.push(extra.draining);
-    const onDrain = () => {
-      if (this.#state === OPEN) this.#sendClose(GOING_AWAY, goingAway);
-    };
-    let outcome = ABNORMAL;
-    try {
-      const request = this.#closeRequest;
-      if (request !== undefined) {
-        this.#resolveOpened(false);
-        this.#sendClose(request.code, request.reason);
-      } else {
-        this.#state = OPEN;
-        this.#protocol = this.#selected ?? "";
-        this.#resolveOpened(true);
-        this.dispatchEvent(new Event("open"));
-      }
-      for (const signal of drains) {
-        if (signal.aborted) onDrain();
-        else signal.addEventListener("abort", onDrain, { once: true });
-      }
-      outcome = await this.#read(socket, thread);
-    } catch {
-      // The connection failed (reset, closed) or the task was aborted.
-      outcome = ABNORMAL;
-    } finally {
-      thread.signal.removeEventListener("abort", onAbort);
-      for (const signal of drains) {
-        signal.removeEventListener("abort", onDrain);
-      }
-    }
-    await this.#finish(socket, thread, outcome);
-  }
-
-  /** Reads frames until the closing handshake, a failure or the end. */
-  async #read(socket: EvSocket, thread: EvThread<unknown>): Promise<number> {
-    const reader = new MessageReader(socket, this.#maxBytes);
-    const none = {};
-    const idle = this.#idleMs > 0 ? { timeout: this.#idleMs / 2 } : none;
-    let pinged = false;
-    while (true) {
-      // Backpressure: pause while a slow client leaves sends queued, or
-      // (pull mode) while messages wait for receive(). Closing reads on,
-      // to find the peer's close frame.
-      while (
-        !this.#closeSent && !thread.signal.aborted &&
-        (this.#inFlight > SEND_HIGH_WATER ||
-          (this.#queue.length > 0 && this.#queueBytes >= RECEIVE_HIGH_WATER))
-      ) {
-        await this.#pause();
-      }
-      if (thread.signal.aborted) return ABNORMAL;
-      const before = socket.buffered;
-      let item: Incoming | null;
-      try {
-        item = await reader.next(this.#closeSent ? none : idle);
-      } catch (error) {
-        if (error instanceof FrameError) {
-          this.#fail(error.code, error.message);
-          return FAILED;
-        }
-        if (!isTimeout(error)) throw error;
-        if (this.#closeSent) {
-          // The close timeout (the socket's read deadline), or an idle
-          // timeout armed before closing began.
-          if (Date.now() + 5 >= this.#closeAt) return ABNORMAL;
-          continue;
-        }
-        if (socket.buffered !== before) {
-          pinged = false; // bytes came, part of a header: not idle
-          continue;
-        }
-        if (!pinged) {
-          pinged = true;
-          this.#push(encodeFrame(PING, EMPTY), 0).catch(noop);
-          continue;
-        }
-        this.#awaitEof = false;
-        this.#fail(
-          GOING_AWAY,
-          `No frame from the client within idleTimeout (${
-            this.#idleMs / 1000
-          } s), even after a ping`,
-        );
-        return FAILED;
-      }
-      pinged = false;
-      if (item === null) return ABNORMAL;
-      switch (item.type) {
-        case "text":
-          if (this.#state === OPEN) this.#deliver(item.data, item.size);
-          break;
-        case "binary":
-          if (this.#state === OPEN) {
-            this.#deliver(item.data, item.data.byteLength);
-          }
-          break;
-        case "ping":
-          if (!this.#closeSent) {
-            this.#push(encodeFrame(PONG, item.data), 0).catch(noop);
-          }
-          break;
-        case "pong":
-          break;
-        case "close":
-          this.#received = { code: item.code, reason: item.reason };
-          if (!this.#closeSent && this.#pull) {
-            await this.#closeInOrder(thread);
-          }
-          if (!this.#closeSent) {
-            // Answer with the same code (none, if it had none).
-            this.#sendClose(
-              item.code === NO_STATUS ? undefined : item.code,
-              EMPTY,
-            );
-          }
-          return CLEAN;
-      }
+  /** After the 101: `OPEN`, or the close frame asked for before it. */
+  #open(): void {
+    const request = this.#closeRequest;
+    if (request !== undefined) {
+      this.#resolveOpened(false);
+      this.#sendClose(request.code, request.reason);
+    } else {
+      this.#state = OPEN;
+      this.#protocol = this.#selected ?? "";
+      this.#resolveOpened(true);
+      this.dispatchEvent(new Event("open"));
     }
   }
 
   /**
-   * Pull mode: the peer's close frame waits in the queue behind the
-   * messages before it, and is answered once `receive()` reaches it (or
-   * `close()` is called, or `closeTimeout` passes).
+   * Pull mode, on the peer's close frame: answers a waiting `receive()`
+   * with `null` (true), or queues the close mark (false).
    */
-  async #closeInOrder(thread: EvThread<unknown>): Promise<void> {
+  #queueClose(): boolean {
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
       this.#forget(waiter);
       this.#markTaken = true;
       waiter.resolve(null);
-      return;
+      return true;
     }
     this.#queue.push(CLOSE_MARK);
     this.#queueSizes.push(0);
-    let expired = false;
-    const entry = deadlines.schedule(this.#closeMs, () => {
-      expired = true;
-      this.#wake();
-    });
-    try {
-      while (
-        !this.#markTaken && !this.#closeSent && !expired &&
-        !thread.signal.aborted
-      ) {
-        await this.#pause();
-      }
-    } finally {
-      deadlines.cancel(entry);
-      deadlines.settle();
-    }
-  }
-
-  /**
-   * Ends the connection: after a closing handshake or a failure, writes
-   * what is queued (the close frame last) and ends this side of TCP first,
-   * within the close timeout; `error` (after a failure) and `close` are
-   * then dispatched. The peer's end of TCP is awaited (what it still sends
-   * is dropped) until the close timeout, so that closing never resets a
-   * connection whose close frame the peer has not read yet; then the socket
-   * closes.
-   */
-  async #finish(
-    socket: EvSocket,
-    thread: EvThread<unknown>,
-    outcome: number,
-  ): Promise<void> {
-    let linger = false;
-    const deadline = this.#closeAt;
-    if (outcome !== ABNORMAL && !thread.signal.aborted && !socket.closed) {
-      const ms = Math.max(0, deadline - Date.now());
-      const limit: Limit = {
-        until: performance.now() + ms,
-        ms,
-        byDeadline: true,
-        signal: thread.signal,
-      };
-      try {
-        await bounded(this.#closeWritten!, limit, "Close");
-        await socket.closeWrite({ deadline });
-        linger = this.#awaitEof;
-      } catch {
-        // Out of time, or the connection failed: close it now.
-      }
-    }
-    if (!linger) socket.close();
-    this.#closeDone(outcome);
-    if (!linger) return;
-    try {
-      // RFC 6455 7.1.1: the server ends TCP first; then the client's end.
-      const scratch = new Uint8Array(4096);
-      while (await socket.recv(scratch, { deadline }) !== null) {
-        // Dropped.
-      }
-    } catch {
-      // Out of time, reset, or the task was aborted.
-    }
-    socket.close();
+    return false;
   }
 
   /** `CLOSED`: ends the waits, dispatches `error` and `close`. */
-  #closeDone(outcome: number): void {
+  #closeDone(clean: boolean): void {
     this.#state = CLOSED;
     this.#closeSent = true;
     this.#resolveOpened(false);
     this.#endWaiters();
-    for (const held of this.#held.splice(0)) {
+    const conn = this.#conn;
+    for (const held of conn.held.splice(0)) {
       held.reject(new Deno.errors.BadResource("The WebSocket is closed"));
     }
     if (this.#failure !== undefined) {
@@ -1468,80 +1091,14 @@ export class EvWebSocket extends EventTarget
         new ErrorEvent("error", { message: this.#failure }),
       );
     }
-    const clean = outcome === CLEAN;
     const event = new CloseEvent("close", {
-      code: clean ? this.#received!.code : 1006,
-      reason: clean ? this.#received!.reason : "",
+      code: clean ? conn.received!.code : 1006,
+      reason: clean ? conn.received!.reason : "",
       wasClean: clean,
     });
     this.dispatchEvent(event);
     this.#resolveClosed(event);
   }
-}
-
-const goingAway = encoder.encode("going away");
-
-/** A message's frame (a promise of it for a Blob) and its data's size. */
-function encodeMessage(
-  data: string | ArrayBufferLike | Blob | ArrayBufferView,
-): { frame: Uint8Array | Promise<Uint8Array>; size: number } {
-  if (typeof data === "string") {
-    const bytes = encoder.encode(data);
-    return { frame: encodeFrame(TEXT, bytes), size: bytes.byteLength };
-  }
-  if (ArrayBuffer.isView(data)) {
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    return { frame: encodeFrame(BINARY, bytes), size: bytes.byteLength };
-  }
-  if (
-    data instanceof ArrayBuffer ||
-    (typeof SharedArrayBuffer !== "undefined" &&
-      data instanceof SharedArrayBuffer)
-  ) {
-    const bytes = new Uint8Array(data);
-    return { frame: encodeFrame(BINARY, bytes), size: bytes.byteLength };
-  }
-  if (data instanceof Blob) {
-    return {
-      frame: data.arrayBuffer().then((buffer) =>
-        encodeFrame(BINARY, new Uint8Array(buffer))
-      ),
-      size: data.size,
-    };
-  }
-  // Anything else is sent as its string form, as WebIDL converts it.
-  const bytes = encoder.encode(String(data));
-  return { frame: encodeFrame(TEXT, bytes), size: bytes.byteLength };
-}
-
-/** The bytes `send()` counts for `data`. */
-function sizeOf(
-  data: string | ArrayBufferLike | Blob | ArrayBufferView,
-): number {
-  if (typeof data === "string") return encoder.encode(data).byteLength;
-  if (data instanceof Blob) return data.size;
-  if (ArrayBuffer.isView(data) || typeof data === "object") {
-    return (data as ArrayBufferLike).byteLength ?? 0;
-  }
-  return encoder.encode(String(data)).byteLength;
-}
-
-/** `0` for no idle timeout, else the timeout in milliseconds. */
-function idleMsOf(value: unknown): number {
-  if (value === undefined) return DEFAULT_IDLE_TIMEOUT * 1000;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `'idleTimeout' must be a number of seconds: received ${
-        typeof value === "string" ? JSON.stringify(value) : String(value)
-      }`,
-    );
-  }
-  if (!(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(
-      `'idleTimeout' must be a non-negative, finite number of seconds: received ${value}`,
-    );
-  }
-  return value * 1000;
 }
 
 /**
