@@ -177,6 +177,7 @@ async function next(
  * a slow client slows the stream down.
  *
  * @returns whether the connection can be reused.
+ * @throws {TypeError} when the body was already read or is locked.
  * @throws what the body stream or the socket threw; the response is then
  * incomplete and the caller must close the connection without finishing it.
  */
@@ -204,6 +205,15 @@ export async function writeResponse(
     }\r\n`;
     await send(ctx, head, keepAlive, undefined);
     return keepAlive;
+  }
+
+  if (response.bodyUsed) {
+    throw new TypeError("The response body was already read (bodyUsed)");
+  }
+  if (body.locked) {
+    throw new TypeError(
+      "The response body is locked: a reader was taken from it",
+    );
   }
 
   const reader = body.getReader();
