@@ -110,6 +110,17 @@ export interface WriteContext {
   };
   /** Set once the first byte of the response is handed to the socket. */
   started: boolean;
+  /**
+   * Why the client is gone, once a streamed body's watch (`watchClient`)
+   * has seen it go; `undefined` until then.
+   */
+  gone: unknown;
+  /**
+   * Starts watching for the client going away (end of stream or reset)
+   * while a streamed body goes out: when it does, `gone` is set and
+   * `state.onAbort` is called with it, which cancels the body stream.
+   */
+  watchClient(): void;
 }
 
 /** A response's status line and fields, before the framing fields. */
@@ -161,8 +172,8 @@ function bodyless(status: number): boolean {
 
 /**
  * Reads the next piece of a response body; rejects when the exchange is
- * aborted (which cancels the reader, ending a pending read as if the
- * stream were done).
+ * aborted or the client has gone (either cancels the reader, which ends a
+ * pending read as if the stream were done).
  */
 async function next(
   reader: ReadableStreamDefaultReader<Uint8Array>,
@@ -173,9 +184,10 @@ async function next(
   return result;
 }
 
-/** Throws if the exchange was aborted. */
+/** Throws if the exchange was aborted or the client has gone. */
 function throwIfStopped(ctx: WriteContext): void {
   if (ctx.signal.aborted) throw ctx.signal.reason;
+  if (ctx.gone !== undefined) throw ctx.gone;
 }
 
 /**
@@ -244,6 +256,7 @@ class FirstRead {
  * a slow client slows the stream down; its head goes out with the first
  * piece if the stream hands it out within a few microtasks, else at once
  * on its own (an event stream's head is not held back by a silent source).
+ * While a body streams, the client going away cancels it at once.
  *
  * @returns whether the connection can be reused.
  * @throws {TypeError} when the body was already read or is locked.
@@ -346,6 +359,9 @@ async function stream(
     head += "transfer-encoding: chunked\r\n";
     chunked = true;
   }
+  // From here on the client may go away at any time: that cancels the
+  // stream at once rather than at the next failed write.
+  ctx.watchClient();
   let total = 0;
   let result = first.result;
   let piece: Uint8Array | undefined;

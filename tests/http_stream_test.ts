@@ -318,6 +318,96 @@ Deno.test("serve() sends a late stream to an HTTP/1.0 client until close", async
   assertEquals(await within(client.toEnd(), "the body and the close"), "late");
 });
 
+// ---------------------------------------------------------------------------
+// A client that goes away.
+
+/** An event stream that sends `first` (if any) and then nothing, ever. */
+function silentEvents(first: string | undefined) {
+  const cancelled = Promise.withResolvers<unknown>();
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (first !== undefined) controller.enqueue(encoder.encode(first));
+    },
+    cancel(reason) {
+      cancelled.resolve(reason);
+    },
+  });
+  return { body, cancelled: cancelled.promise };
+}
+
+/** What the handler saw of an exchange whose client went away. */
+async function afterLeaving(
+  server: (typeof SERVERS)[number],
+  first: string | undefined,
+  leave: (client: Client) => Promise<void>,
+  options: { readSignal: boolean },
+): Promise<{ client: Client; served: Served; signal?: AbortSignal }> {
+  const { body, cancelled } = silentEvents(first);
+  // Held in an object: resolving with the promise itself would adopt it.
+  const completed = Promise.withResolvers<{ promise: Promise<void> }>();
+  let signal: AbortSignal | undefined;
+  const served = server.start((request, info) => {
+    if (options.readSignal) signal = request.signal;
+    completed.resolve({ promise: info.completed });
+    return new Response(body, {
+      headers: { "content-type": "text/event-stream" },
+    });
+  });
+  const client = await Client.connect(served.port);
+  await client.send(GET);
+  await within(client.until(first ?? "\r\n\r\n"), "the head and first event");
+  await leave(client);
+  // The stream never writes again: only the disconnect itself can tell.
+  const reason = await within(cancelled, "the stream's cancel()");
+  assert(reason !== undefined, "cancelled without a reason");
+  const { promise } = await completed.promise;
+  const outcome = await within(
+    promise.then(() => "resolved", (error) => `rejected: ${error}`),
+    "info.completed",
+  );
+  assertEquals(outcome, "resolved");
+  return signal === undefined ? { client, served } : { client, served, signal };
+}
+
+for (const server of SERVERS) {
+  Deno.test(`${server.name} cancels an event stream at once when its client disconnects`, async () => {
+    const { client, served } = await afterLeaving(
+      server,
+      "data: first\n\n",
+      (client) => Promise.resolve(client.close()),
+      { readSignal: false },
+    );
+    await client[Symbol.asyncDispose]();
+    await served[Symbol.asyncDispose]();
+  });
+
+  Deno.test(`${server.name} cancels a silent stream at once when its client disconnects`, async () => {
+    const { client, served, signal } = await afterLeaving(
+      server,
+      undefined,
+      (client) => Promise.resolve(client.close()),
+      { readSignal: true },
+    );
+    assert(signal?.aborted, "request.signal did not abort");
+    await client[Symbol.asyncDispose]();
+    await served[Symbol.asyncDispose]();
+  });
+
+  Deno.test(`${server.name} takes a client's half-close as a disconnect`, async () => {
+    const { client, served, signal } = await afterLeaving(
+      server,
+      "data: first\n\n",
+      (client) => client.conn.closeWrite(),
+      { readSignal: true },
+    );
+    assert(signal?.aborted, "request.signal did not abort");
+    // The server closes its side: no more of the response comes.
+    assertEquals(await within(client.toEnd(), "the server to close"), "");
+    await client[Symbol.asyncDispose]();
+    await served[Symbol.asyncDispose]();
+  });
+}
+
 Deno.test("serve() cancels a stream whose first chunk is late on shutdown", async () => {
   const { body, cancelled } = gatedStream(["never"]);
   const server = startServer({}, () => new Response(body));
