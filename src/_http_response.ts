@@ -225,17 +225,9 @@ class FirstRead {
     }, () => {});
   }
 
-  /**
-   * Yields (microtasks only) until the first piece is there and, if the
-   * stream is still open then, a little longer for it to close; at most
-   * `FIRST_TICKS + CLOSE_TICKS` microtasks.
-   */
-  async settle(): Promise<void> {
-    for (let i = 0; i < FIRST_TICKS && !this.failed; i++) {
-      if (this.result !== undefined) break;
-      await null;
-    }
-    for (let i = 0; i < CLOSE_TICKS && this.open; i++) await null;
+  /** Whether the read has not settled yet. */
+  get pending(): boolean {
+    return this.result === undefined && !this.failed;
   }
 
   /** Whether a first piece came and the stream was open after it. */
@@ -301,7 +293,11 @@ export async function writeResponse(
   ctx.state.onAbort = (reason) => reader.cancel(reason).catch(() => {});
   try {
     const first = new FirstRead(reader);
-    await first.settle();
+    // Yield (microtasks only) until the first piece is there and, if the
+    // stream is still open then, a little longer for it to close. Inline
+    // rather than in an async method: one promise less per response.
+    for (let i = 0; i < FIRST_TICKS && first.pending; i++) await null;
+    for (let i = 0; i < CLOSE_TICKS && first.open; i++) await null;
     if (first.failed) throw first.error;
     throwIfStopped(ctx);
     if (ctx.isHead) {
