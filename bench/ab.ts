@@ -28,8 +28,10 @@
  *    counted); then `--rounds` interleaved rounds of `--seconds` each, the
  *    order A, B, A2 rotating each round. Per measurement: operations per
  *    second, and the server's CPU per operation (user + system time of
- *    /proc/PID/stat over the operations served; `_common/cpu.ts`).
- * 4. Per round, B/A and A2/A of both figures; the report gives each round,
+ *    /proc/PID/stat over the operations served; `_common/cpu.ts`); for
+ *    HTTP also the load client's p99 latency (`--connections 1` measures
+ *    one connection's).
+ * 4. Per round, B/A and A2/A of each figure; the report gives each round,
  *    the median and the range. The A/A range is the noise of this run: a
  *    B/A median inside it is no difference.
  * 5. C10K (`c10k/c10k.ts`'s runs, evthread echo server): per round, one
@@ -281,6 +283,8 @@ interface Sample {
   serverCpu: number | null;
   /** Server CPU per operation, in microseconds. */
   cpuPerOpUs: number | null;
+  /** 99th percentile latency in milliseconds (HTTP only). */
+  p99Ms: number | null;
   /** Cores the server used (its CPU seconds over the wall time). */
   serverCores: number | null;
   /** Cores the load client used. */
@@ -305,7 +309,9 @@ interface LoadSpec {
   describe: string;
   /** The load client's command and how to read its output. */
   command(port: number, seconds: number): [string, string[]];
-  parse(stdout: string): { rate: number | null; ops: number | null };
+  parse(
+    stdout: string,
+  ): { rate: number | null; ops: number | null; p99Ms?: number | null };
 }
 
 function echoSpec(): LoadSpec {
@@ -355,7 +361,11 @@ function httpSpec(tool: HttpTool, connections: number): LoadSpec {
       ),
     parse(stdout) {
       const figures = parseLoadOutput(tool, stdout);
-      return { rate: figures.requestsPerSecond, ops: figures.requests };
+      return {
+        rate: figures.requestsPerSecond,
+        ops: figures.requests,
+        p99Ms: figures.p99Ms,
+      };
     },
   };
 }
@@ -371,6 +381,7 @@ async function measure(
     ops: null,
     serverCpu: null,
     cpuPerOpUs: null,
+    p99Ms: null,
     serverCores: null,
     loadCores: null,
     otherCores: null,
@@ -395,8 +406,9 @@ async function measure(
   }
   let rate: number | null;
   let ops: number | null;
+  let p99Ms: number | null | undefined;
   try {
-    ({ rate, ops } = spec.parse(result.stdout));
+    ({ rate, ops, p99Ms } = spec.parse(result.stdout));
   } catch (error) {
     return failed(`unreadable load output (${error}): ${result.stdout}`);
   }
@@ -411,6 +423,7 @@ async function measure(
     cpuPerOpUs: serverCpu !== null && ops !== null && ops > 0
       ? serverCpu / ops * 1e6
       : null,
+    p99Ms: p99Ms ?? null,
     serverCores: serverCpu !== null && wall > 0 ? serverCpu / wall : null,
     loadCores: result.loadCpu !== null && wall > 0
       ? result.loadCpu / wall
@@ -425,7 +438,9 @@ function describeFigures(spec: LoadSpec, f: Figures): string {
   if (f.rate === null) return `FAILED ${f.error}`;
   return `${formatRps(f.rate)} ${spec.unit}, ${
     f.cpuPerOpUs === null ? "n/a" : f.cpuPerOpUs.toFixed(2)
-  } µs CPU/${spec.op}; cores: server ${formatCores(f.serverCores)}, load ${
+  } µs CPU/${spec.op}${
+    f.p99Ms === null ? "" : `, p99 ${f.p99Ms.toFixed(2)} ms`
+  }; cores: server ${formatCores(f.serverCores)}, load ${
     formatCores(f.loadCores)
   }` + (f.otherCores === null
     ? ""
@@ -527,6 +542,9 @@ interface LoadSummary {
   serverCores: Spread;
   loadCores: Spread;
   otherCores: Spread;
+  /** p99 latency B/A and A2/A (HTTP); no rounds when not measured. */
+  p99BOverA: Spread;
+  p99A2OverA: Spread;
 }
 
 function loadReport(
@@ -537,6 +555,7 @@ function loadReport(
   const rounds = byRound(samples, opts.rounds);
   const rate = (s: Sample | undefined) => s?.rate ?? null;
   const cpu = (s: Sample | undefined) => s?.cpuPerOpUs ?? null;
+  const p99 = (s: Sample | undefined) => s?.p99Ms ?? null;
   const us = (v: number | null) => v === null ? "n/a" : v.toFixed(2);
   const lines = [
     `| round | order | A ${spec.unit} | B ${spec.unit} | A2 ${spec.unit} | B/A | A2/A | A µs CPU/${spec.op} | B | A2 | B/A | A2/A |`,
@@ -580,6 +599,12 @@ function loadReport(
     serverCores: spread(samples.map((s) => s.serverCores)),
     loadCores: spread(samples.map((s) => s.loadCores)),
     otherCores: spread(samples.map((s) => s.otherCores)),
+    p99BOverA: spread(
+      rounds.map((r) => ratio(p99(r.get("B")), p99(r.get("A")))),
+    ),
+    p99A2OverA: spread(
+      rounds.map((r) => ratio(p99(r.get("A2")), p99(r.get("A")))),
+    ),
   };
   const side = (name: Side, pick: (s: Sample) => number | null) =>
     median(
@@ -634,7 +659,50 @@ function loadReport(
           `suffers most; the server CPU per ${spec.op} is the steadier figure.`
         : "."),
   );
+  if (summary.p99BOverA.n > 0) lines.push("", ...p99Lines(rounds));
   return { lines, summary };
+}
+
+/**
+ * The p99 latency table of a load family: per round, each side's p99 in
+ * milliseconds and the ratios B/A and A2/A; then medians and ranges.
+ */
+function p99Lines(rounds: Map<Side, Sample>[]): string[] {
+  const p99 = (s: Sample | undefined) => s?.p99Ms ?? null;
+  const ms = (v: number | null) => v === null ? "n/a" : v.toFixed(2);
+  const lines = [
+    "| round | A p99 ms | B p99 ms | A2 p99 ms | B/A | A2/A |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  const b: (number | null)[] = [];
+  const a2: (number | null)[] = [];
+  const each: Record<Side, number[]> = { A: [], B: [], A2: [] };
+  for (const [i, round] of rounds.entries()) {
+    for (const side of SIDES) {
+      const v = p99(round.get(side));
+      if (v !== null) each[side].push(v);
+    }
+    const rb = ratio(p99(round.get("B")), p99(round.get("A")));
+    const ra2 = ratio(p99(round.get("A2")), p99(round.get("A")));
+    b.push(rb);
+    a2.push(ra2);
+    lines.push(
+      `| ${i + 1} | ${ms(p99(round.get("A")))} | ${ms(p99(round.get("B")))} | ${
+        ms(p99(round.get("A2")))
+      } | ${formatRatio(rb)} | ${formatRatio(ra2)} |`,
+    );
+  }
+  lines.push(
+    `| median | ${ms(median(each.A))} | ${ms(median(each.B))} | ${
+      ms(median(each.A2))
+    } | **${formatRatio(spread(b).median)}** | ${
+      formatRatio(spread(a2).median)
+    } |`,
+    "",
+    `- p99 latency, B/A: ${formatSpread(spread(b), formatRatio)}; A/A ` +
+      `control (A2/A): ${formatSpread(spread(a2), formatRatio)}.`,
+  );
+  return lines;
 }
 
 /**

@@ -20,9 +20,10 @@
  * once the previous one is written to the socket. A client that reads
  * slowly slows the stream down; nothing piles up in memory.
  *
- * When the client goes away, `request.signal` aborts: the stream's wait for
- * the next line ends at once, the stream errors, and the server closes the
- * connection (a client that stayed would see a truncated response, never a
+ * When the client goes away, the server cancels the stream at once (its
+ * `cancel` runs, which ends the wait for the next line) and `request.signal`
+ * aborts; a stream that ends badly makes the server close the connection
+ * (a client that stayed would see a truncated response, never a
  * complete-looking one). The server prints `stream ended: N of M lines
  * (REASON)` for each stream, so you can watch it happen.
  *
@@ -88,8 +89,8 @@ function lineStream(
   onEnd: (sent: number, reason: string) => void,
 ): ReadableStream<Uint8Array> {
   const started = performance.now();
-  // Cancelling the stream (the server does when a write fails) also ends
-  // a wait in progress.
+  // Cancelling the stream (the server does when the client goes away)
+  // also ends a wait in progress.
   const cancelled = new AbortController();
   const stop = AbortSignal.any([signal, cancelled.signal]);
   let sent = 0;

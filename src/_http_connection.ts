@@ -384,7 +384,10 @@ class Exchange implements WriteContext {
   readonly body: BodyReader | undefined;
   readonly request: Request;
   readonly info: Info;
-  /** Stops watching for a disconnect (once `request.signal` is made). */
+  /**
+   * Stops watching for a disconnect (made with `request.signal`, or when
+   * a streamed body starts); aborted when the exchange ends.
+   */
   watch: AbortController | undefined = undefined;
   /** Set when the request asked to upgrade. */
   upgrade: Upgradable | undefined = undefined;
@@ -397,6 +400,7 @@ class Exchange implements WriteContext {
   readonly signal: AbortSignal;
   readonly state: Connection;
   started = false;
+  gone: unknown = undefined;
 
   constructor(conn: Connection, head: RequestHead) {
     const { socket, site } = conn;
@@ -450,8 +454,7 @@ class Exchange implements WriteContext {
   #requestSignal(): AbortSignal {
     const controller = new AbortController();
     const connSignal = this.signal;
-    this.watch = new AbortController();
-    const stop = this.watch.signal;
+    const stop = (this.watch ??= new AbortController()).signal;
     const onAbort = () => controller.abort(connSignal.reason);
     if (connSignal.aborted) onAbort();
     else {
@@ -462,6 +465,24 @@ class Exchange implements WriteContext {
     }
     watchDisconnect(this.socket, controller, stop);
     return controller.signal;
+  }
+
+  /**
+   * Watches for the client going away while a streamed body goes out: the
+   * body stream is then cancelled at once (through `conn.onAbort`, which
+   * the response writer set), not at the next write that fails, and the
+   * writer stops with `gone` as its error. An end of stream counts, so a
+   * client's half-close too: Deno.serve (hyper) and Go's net/http take it
+   * as a disconnect as well. Costs a read ahead of the socket, only for
+   * streamed bodies.
+   */
+  watchClient(): void {
+    const stop = (this.watch ??= new AbortController()).signal;
+    socketInternals.watchEnd(this.socket, stop).then(() => {
+      if (stop.aborted) return; // the exchange ended meanwhile
+      this.gone = new DOMException("The client disconnected", "AbortError");
+      this.conn.onAbort?.(this.gone);
+    });
   }
 
   /**
@@ -543,9 +564,11 @@ function mayKeepAlive(x: Exchange): boolean {
 /**
  * Writing the response failed. If nothing went out yet, answers for the
  * cause: the request body's failure (the response's stream read it), or
- * else as for a handler that threw (a used body, a chunk that is not
- * bytes). Once bytes went out, cuts the connection: the client must see a
- * truncated response. Returns false: the connection closes.
+ * else as for a handler that threw (a used or locked body, a chunk that is
+ * not bytes). Once bytes went out, cuts the connection: the client must
+ * see a truncated response. If the client went away, the exchange is over
+ * and `completed` resolves, as Deno.serve's does; on any other failure it
+ * rejects. Returns false: the connection closes.
  */
 async function writeFailed(x: Exchange, error: unknown): Promise<false> {
   if (!x.started && !x.signal.aborted) {
@@ -559,8 +582,12 @@ async function writeFailed(x: Exchange, error: unknown): Promise<false> {
       error = fallbackError;
     }
   }
-  x.info.failed(error);
-  if (x.signal.aborted && error === x.signal.reason) throw error;
+  if (x.signal.aborted && error === x.signal.reason) {
+    x.info.failed(error);
+    throw error;
+  }
+  if (x.gone !== undefined || isDisconnect(error)) x.info.sent();
+  else x.info.failed(error);
   x.socket.close();
   return false;
 }
@@ -653,7 +680,10 @@ class Info implements ServeHandlerInfo<Deno.Addr> {
     return this.#state === 0;
   }
 
-  /** The response was written in full. */
+  /**
+   * The exchange is over: the response was written in full, or the client
+   * went away while it streamed (as Deno.serve, `completed` resolves).
+   */
   sent(): void {
     if (this.#state !== 0) return;
     this.#state = 1;

@@ -110,6 +110,17 @@ export interface WriteContext {
   };
   /** Set once the first byte of the response is handed to the socket. */
   started: boolean;
+  /**
+   * Why the client is gone, once a streamed body's watch (`watchClient`)
+   * has seen it go; `undefined` until then.
+   */
+  gone: unknown;
+  /**
+   * Starts watching for the client going away (end of stream or reset)
+   * while a streamed body goes out: when it does, `gone` is set and
+   * `state.onAbort` is called with it, which cancels the body stream.
+   */
+  watchClient(): void;
 }
 
 /** A response's status line and fields, before the framing fields. */
@@ -159,24 +170,88 @@ function bodyless(status: number): boolean {
   return status < 200 || status === 204 || status === 304;
 }
 
-/** Reads the next piece of a response body; rejects when the exchange is
- * aborted (the connection cancels the reader). */
+/**
+ * Reads the next piece of a response body; rejects when the exchange is
+ * aborted or the client has gone (either cancels the reader, which ends a
+ * pending read as if the stream were done).
+ */
 async function next(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   ctx: WriteContext,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
   const result = await reader.read();
-  if (ctx.signal.aborted) throw ctx.signal.reason;
+  throwIfStopped(ctx);
   return result;
+}
+
+/** Throws if the exchange was aborted or the client has gone. */
+function throwIfStopped(ctx: WriteContext): void {
+  if (ctx.signal.aborted) throw ctx.signal.reason;
+  if (ctx.gone !== undefined) throw ctx.gone;
+}
+
+/**
+ * Microtasks a body has to hand out its first piece before its head goes
+ * out alone. A body made from a string, bytes or JSON hands it out within
+ * one or two (a `Blob`'s within four); a stream whose source has to wait
+ * for I/O or a timer cannot within any number, so the count only needs to
+ * cover the synchronous cases. Only microtasks: no timer, no I/O wait.
+ */
+const FIRST_TICKS = 12;
+/** Microtasks more for a stream to report its close after that piece. */
+const CLOSE_TICKS = 4;
+
+/**
+ * The first read of a response body, followed without awaiting it, and
+ * whether the stream has closed.
+ */
+class FirstRead {
+  readonly promise: Promise<ReadableStreamReadResult<Uint8Array>>;
+  result: ReadableStreamReadResult<Uint8Array> | undefined = undefined;
+  failed = false;
+  error: unknown = undefined;
+  closed = false;
+
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>) {
+    this.promise = reader.read();
+    this.promise.then((result) => {
+      this.result = result;
+    }, (error) => {
+      this.failed = true;
+      this.error = error;
+    });
+    reader.closed.then(() => {
+      this.closed = true;
+    }, () => {});
+  }
+
+  /** Whether the read has not settled yet. */
+  get pending(): boolean {
+    return this.result === undefined && !this.failed;
+  }
+
+  /** Whether a first piece came and the stream was open after it. */
+  get open(): boolean {
+    return this.result !== undefined && !this.result.done && !this.closed;
+  }
+
+  /** Whether the body is complete with its first read (one piece or none). */
+  get whole(): boolean {
+    return this.result !== undefined && (this.result.done || this.closed);
+  }
 }
 
 /**
  * Writes a response. Fixed bodies go out with `content-length` in one write
- * with the head; a body that is still streaming after its first piece goes
+ * with the head. A body that is still streaming after its first piece goes
  * out chunked (HTTP/1.1) or until close (HTTP/1.0), each piece awaited, so
- * a slow client slows the stream down.
+ * a slow client slows the stream down; its head goes out with the first
+ * piece if the stream hands it out within a few microtasks, else at once
+ * on its own (an event stream's head is not held back by a silent source).
+ * While a body streams, the client going away cancels it at once.
  *
  * @returns whether the connection can be reused.
+ * @throws {TypeError} when the body was already read or is locked.
  * @throws what the body stream or the socket threw; the response is then
  * incomplete and the caller must close the connection without finishing it.
  */
@@ -205,33 +280,32 @@ export async function writeResponse(
     await send(ctx, head, keepAlive, undefined);
     return keepAlive;
   }
+  if (response.bodyUsed) {
+    throw new TypeError("The response body was already read (bodyUsed)");
+  }
+  if (body.locked) {
+    throw new TypeError(
+      "The response body is locked: a reader was taken from it",
+    );
+  }
 
   const reader = body.getReader();
   ctx.state.onAbort = (reason) => reader.cancel(reason).catch(() => {});
-  // Whether the stream closed with its first chunk, as a body made from a
-  // string or bytes does: then it goes out with content-length. `closed`
-  // settles a few microtasks after the read that empties the stream, so
-  // the check below yields that long (no I/O wait). A body still open then
-  // is sent at once, chunked: a live stream's first event is not held back
-  // waiting for a second.
-  let closed = false;
-  reader.closed.then(() => {
-    closed = true;
-  }, () => {});
   try {
+    const first = new FirstRead(reader);
+    // Yield (microtasks only) until the first piece is there and, if the
+    // stream is still open then, a little longer for it to close. Inline
+    // rather than in an async method: one promise less per response.
+    for (let i = 0; i < FIRST_TICKS && first.pending; i++) await null;
+    for (let i = 0; i < CLOSE_TICKS && first.open; i++) await null;
+    if (first.failed) throw first.error;
+    throwIfStopped(ctx);
     if (ctx.isHead) {
-      // HEAD: the fields of the response, never a wait on its body. A body
-      // made from a string or bytes hands out its chunk within a few
-      // microtasks (then content-length); any other goes as a stream.
-      let first: ReadableStreamReadResult<Uint8Array> | undefined;
-      reader.read().then((result) => {
-        first = result;
-      }, () => {});
-      for (let i = 0; i < 12 && first === undefined; i++) await null;
-      for (let i = 0; i < 4 && first !== undefined && !closed; i++) await null;
-      if (first !== undefined && (first.done || closed)) {
+      // HEAD: the fields of the response, never a wait on its body.
+      if (first.whole) {
+        const done = first.result!.done;
         head += `content-length: ${
-          first.done ? 0 : checkChunk(first.value).byteLength
+          done ? 0 : checkChunk(first.result!.value).byteLength
         }\r\n`;
       } else if (userLength !== null) {
         head += `content-length: ${userLength}\r\n`;
@@ -240,69 +314,89 @@ export async function writeResponse(
       await send(ctx, head, keepAlive, undefined);
       return keepAlive;
     }
-    const first = await next(reader, ctx);
-    for (let i = 0; i < 4 && !closed && !first.done; i++) await null;
-    if (first.done || closed) {
-      const bytes = first.done ? undefined : checkChunk(first.value);
+    if (first.whole) {
+      // A body made from a string or bytes: one piece, then closed.
+      const result = first.result!;
+      const bytes = result.done ? undefined : checkChunk(result.value);
       head += `content-length: ${bytes?.byteLength ?? 0}\r\n`;
       await send(ctx, head, keepAlive, bytes);
       return keepAlive;
     }
-    // Still streaming: the length is unknown.
-    const declared = userLength !== null && /^\d{1,15}$/.test(userLength)
-      ? Number(userLength)
-      : -1;
-    if (declared >= 0) {
-      // The handler gave the length of its stream: send it as is, and cut
-      // the connection if the stream does not match it.
-      head += `content-length: ${declared}\r\n`;
-      let piece = checkChunk(first.value);
-      let total = piece.byteLength;
-      if (total > declared) throw new RangeError(lengthMismatch(declared));
-      await send(ctx, head, keepAlive, piece);
-      while (true) {
-        const result = await next(reader, ctx);
-        if (result.done) break;
-        piece = checkChunk(result.value);
-        total += piece.byteLength;
-        if (total > declared) throw new RangeError(lengthMismatch(declared));
-        await write(ctx, piece);
-      }
-      if (total !== declared) throw new RangeError(lengthMismatch(declared));
-      return keepAlive;
-    }
-    if (ctx.http10) {
-      // No chunked coding in HTTP/1.0: the end of the body is the close.
-      keepAlive = false;
-      await send(ctx, head, false, checkChunk(first.value));
-      while (true) {
-        const piece = await next(reader, ctx);
-        if (piece.done) return false;
-        await write(ctx, checkChunk(piece.value));
-      }
-    }
-    head += "transfer-encoding: chunked\r\n";
-    const piece = checkChunk(first.value);
-    await send(
-      ctx,
-      head,
-      keepAlive,
-      piece.byteLength > 0 ? chunk(piece) : undefined,
-    );
-    while (true) {
-      const result = await next(reader, ctx);
-      if (result.done) break;
-      const piece = checkChunk(result.value);
-      if (piece.byteLength > 0) await write(ctx, chunk(piece));
-    }
-    await ctx.socket.send(LAST_CHUNK, sendOptions(ctx));
-    return keepAlive;
+    return await stream(reader, first, ctx, head, keepAlive, userLength);
   } catch (error) {
     reader.cancel(error).catch(() => {});
     throw error;
   } finally {
     ctx.state.onAbort = undefined;
   }
+}
+
+/**
+ * Sends a body whose length is unknown when its head goes out: with the
+ * handler's `content-length` if it gave one (the connection is cut if the
+ * stream does not match it), else chunked, or until close for HTTP/1.0.
+ * The head goes out with the first piece if it is there, else alone.
+ */
+async function stream(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  first: FirstRead,
+  ctx: WriteContext,
+  head: string,
+  keepAlive: boolean,
+  userLength: string | null,
+): Promise<boolean> {
+  const declared = userLength !== null && /^\d{1,15}$/.test(userLength)
+    ? Number(userLength)
+    : -1;
+  let chunked = false;
+  if (declared >= 0) head += `content-length: ${declared}\r\n`;
+  else if (ctx.http10) keepAlive = false; // the end of the body is the close
+  else {
+    head += "transfer-encoding: chunked\r\n";
+    chunked = true;
+  }
+  // From here on the client may go away at any time: that cancels the
+  // stream at once rather than at the next failed write.
+  ctx.watchClient();
+  let total = 0;
+  let result = first.result;
+  let piece: Uint8Array | undefined;
+  if (result !== undefined && !result.done) {
+    piece = checkChunk(result.value);
+    total = piece.byteLength;
+    if (declared >= 0 && total > declared) {
+      throw new RangeError(lengthMismatch(declared));
+    }
+  }
+  await send(
+    ctx,
+    head,
+    keepAlive,
+    piece === undefined || piece.byteLength === 0
+      ? undefined
+      : chunked
+      ? chunk(piece)
+      : piece,
+  );
+  if (result === undefined) {
+    // The head went out alone: now wait for the first piece.
+    result = await first.promise;
+    throwIfStopped(ctx);
+  } else result = await next(reader, ctx);
+  while (!result.done) {
+    piece = checkChunk(result.value);
+    total += piece.byteLength;
+    if (declared >= 0 && total > declared) {
+      throw new RangeError(lengthMismatch(declared));
+    }
+    if (piece.byteLength > 0) await write(ctx, chunked ? chunk(piece) : piece);
+    result = await next(reader, ctx);
+  }
+  if (declared >= 0 && total !== declared) {
+    throw new RangeError(lengthMismatch(declared));
+  }
+  if (chunked) await ctx.socket.send(LAST_CHUNK, sendOptions(ctx));
+  return keepAlive;
 }
 
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");

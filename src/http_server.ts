@@ -51,8 +51,11 @@ export interface ServeHandlerInfo<A extends Deno.Addr = Deno.NetAddr> {
    */
   proxy?: EvProxyInfo | undefined;
   /**
-   * Resolves when the response has been written in full; rejects if it
-   * could not be (the client went away, or the body stream failed).
+   * Resolves when the response has been written in full, or when the
+   * client went away before that (as `Deno.serve`'s does: an event stream
+   * whose client leaves ends normally); rejects if it could not be written
+   * for another cause (the body stream failed, a send timed out, a
+   * shutdown cut it short).
    */
   completed: Promise<void>;
 }
