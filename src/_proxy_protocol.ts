@@ -60,7 +60,7 @@ const V1_MAX_LENGTH = 107;
 /** `"PROXY "` in ASCII. */
 const V1_PREFIX = [0x50, 0x52, 0x4f, 0x58, 0x59, 0x20];
 /** The 12-byte version 2 signature. */
-const V2_SIGNATURE = [
+export const V2_SIGNATURE: readonly number[] = [
   0x0d,
   0x0a,
   0x0d,

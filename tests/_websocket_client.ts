@@ -5,6 +5,7 @@
 // after WAIT_MS the connection is closed and the read fails, naming what it
 // waited for. Also: echo servers in event and pull mode.
 
+import { concat as concatAll } from "./_helpers.ts";
 import { assert, assertEquals, fail } from "@std/assert";
 import {
   type EvWebSocket,
@@ -52,15 +53,7 @@ export function bytes(...values: number[]): Uint8Array<ArrayBuffer> {
 
 /** Joins byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return concatAll(parts);
 }
 
 /** `n` pseudo-random bytes (xorshift32), different for every `seed`. */

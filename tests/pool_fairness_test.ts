@@ -25,6 +25,7 @@ import net from "node:net";
 import { EvictedError, EvLoop, type EvSocket } from "../mod.ts";
 import { serve } from "../http.ts";
 import { addressGroup } from "../src/_ip_address.ts";
+import { V2_SIGNATURE } from "../src/_proxy_protocol.ts";
 import { eventually, HOST, within } from "./_helpers.ts";
 
 /** Long enough that no header or idle timeout frees a slot in a test. */
@@ -645,18 +646,7 @@ Deno.test("EvLoop.listen() on a dual-stack socket counts IPv4 clients (::ffff:a.
 function v2ipv6(src: string, dst: string): Uint8Array {
   const out = new Uint8Array(16 + 36);
   out.set([
-    0x0d,
-    0x0a,
-    0x0d,
-    0x0a,
-    0x00,
-    0x0d,
-    0x0a,
-    0x51,
-    0x55,
-    0x49,
-    0x54,
-    0x0a,
+    ...V2_SIGNATURE,
     0x21, // version 2, PROXY
     0x21, // AF_INET6, STREAM
     0,

@@ -16,6 +16,7 @@ import {
   type EvSocket,
   ProxyProtocolError,
 } from "../mod.ts";
+import { V2_SIGNATURE } from "../src/_proxy_protocol.ts";
 import { serve } from "../http.ts";
 import {
   closeQuietly,
@@ -102,20 +103,7 @@ function v2(
 ): Uint8Array {
   const tlvBytes = tlvs.reduce((n, t) => n + 3 + t.value.byteLength, 0);
   const out = new Uint8Array(16 + 12 + tlvBytes);
-  out.set([
-    0x0d,
-    0x0a,
-    0x0d,
-    0x0a,
-    0x00,
-    0x0d,
-    0x0a,
-    0x51,
-    0x55,
-    0x49,
-    0x54,
-    0x0a,
-  ]);
+  out.set(V2_SIGNATURE);
   out[12] = 0x20 | command;
   out[13] = 0x11; // AF_INET, STREAM
   const view = new DataView(out.buffer);

@@ -5,6 +5,7 @@ import {
   type ProxyHeader,
   type ProxyParseResult,
   type ProxyTlv,
+  V2_SIGNATURE,
 } from "../src/_proxy_protocol.ts";
 import { createTrustMatcher } from "../src/_trusted_addresses.ts";
 import { ProxyProtocolError } from "../src/errors.ts";
@@ -40,20 +41,7 @@ function concat(...parts: (Uint8Array | number[])[]): Uint8Array {
   return bytes;
 }
 
-const SIGNATURE = [
-  0x0d,
-  0x0a,
-  0x0d,
-  0x0a,
-  0x00,
-  0x0d,
-  0x0a,
-  0x51,
-  0x55,
-  0x49,
-  0x54,
-  0x0a,
-];
+const SIGNATURE = [...V2_SIGNATURE];
 
 /**
  * Builds a version 2 header; `length` overrides the length field (by default
