@@ -6,7 +6,8 @@
  * ```sh
  * deno task bench:ab --a HEAD~1 --b HEAD [--what echo,http,c10k] \
  *   [--rounds 5] [--seconds 3] [--warmup 3] [--connections 100] \
- *   [--idle 10000] [--load auto|wrk|deno] [--pin auto|off]
+ *   [--idle 10000] [--load auto|wrk|deno] [--pin auto|off] \
+ *   [--method interleaved|simultaneous|both]
  * ```
  *
  * How (after /work/shared/notes/measuring.md):
@@ -34,7 +35,19 @@
  * 4. Per round, B/A and A2/A of each figure; the report gives each round,
  *    the median and the range. The A/A range is the noise of this run: a
  *    B/A median inside it is no difference.
- * 5. C10K (`c10k/c10k.ts`'s runs, evthread echo server): per round, one
+ * 5. `--method simultaneous` (or `both`: the interleaved rounds, then
+ *    these) measures echo and HTTP the other way of measuring.md: per
+ *    round, the pairs (A, B) and (A, A2), one after the other, the pair
+ *    that goes first alternating each round. The two servers of a pair are
+ *    on the same core (the servers' core) and each is driven by its own
+ *    load client, both clients started at the same moment (on the load
+ *    client's core; which is spawned first alternates every second round),
+ *    so that host noise hits both alike; rps(B)/rps(A) is
+ *    their relative cost per operation, rps(A2)/rps(A) the A/A control, and
+ *    server CPU per operation comes from /proc as above. When the load
+ *    clients, not the servers, are the bottleneck, the ratio is pulled
+ *    toward 1.00x: the report gives the load clients' CPU.
+ * 6. C10K (`c10k/c10k.ts`'s runs, evthread echo server): per round, one
  *    fresh server of each of A, B, A2, `--idle` idle connections; bytes per
  *    idle connection with V8's young generation excluded, i.e.
  *    ((RSS - young) with N idle - (RSS - young) with 0) / N, after forced
@@ -105,6 +118,7 @@ import {
 
 type Family = "echo" | "http" | "c10k";
 type Side = "A" | "B" | "A2";
+type Method = "interleaved" | "simultaneous" | "both";
 
 const FAMILIES: readonly Family[] = ["echo", "http", "c10k"];
 const SIDES: readonly Side[] = ["A", "B", "A2"];
@@ -134,6 +148,7 @@ interface Options {
   idle: number;
   load: "auto" | HttpTool;
   pin: "auto" | "off";
+  method: Method;
 }
 
 function parseOptions(args: string[]): Options {
@@ -153,6 +168,7 @@ function parseOptions(args: string[]): Options {
     idle: integer(1),
     load: choice(["auto", "wrk", "deno"] as const),
     pin: PIN,
+    method: choice(["interleaved", "simultaneous", "both"] as const),
   }, {
     a: "",
     b: "",
@@ -164,6 +180,7 @@ function parseOptions(args: string[]): Options {
     idle: 10_000,
     load: "auto",
     pin: "auto",
+    method: "interleaved",
   }, {
     usage: "deno task bench:ab --a REV --b REV [options]",
     required: ["a", "b"],
@@ -375,6 +392,8 @@ async function measure(
   server: ServerProcess<Side>,
   seconds: number,
   pin: Placement,
+  /** Servers on the same core at the same time (simultaneous runs). */
+  partners: readonly ServerProcess<Side>[] = [],
 ): Promise<Figures> {
   const failed = (error: string): Figures => ({
     rate: null,
@@ -394,7 +413,7 @@ async function measure(
     result = await runLoad(cmd, args, {
       core: pin.load,
       backstopSeconds: seconds + 30,
-      watch: [server.pid],
+      watch: [server.pid, ...partners.map((p) => p.pid)],
     });
   } catch (error) {
     return failed(String(error));
@@ -416,6 +435,8 @@ async function measure(
   const serverCpu = cpu?.process(server.pid) ?? null;
   const wall = cpu?.wall ?? 0;
   const core = pin.server === undefined ? null : cpu?.core(pin.server) ?? null;
+  let partnerCpu = 0;
+  for (const partner of partners) partnerCpu += cpu?.process(partner.pid) ?? 0;
   return {
     rate,
     ops,
@@ -429,7 +450,7 @@ async function measure(
       ? result.loadCpu / wall
       : null,
     otherCores: core !== null && serverCpu !== null && wall > 0
-      ? Math.max(0, core.busy - serverCpu) / wall
+      ? Math.max(0, core.busy - serverCpu - partnerCpu) / wall
       : null,
   };
 }
@@ -447,14 +468,102 @@ function describeFigures(spec: LoadSpec, f: Figures): string {
     : `, others on the servers' core ${formatCores(f.otherCores)}`);
 }
 
-/** Runs one family's servers, warm-up and rounds; its samples. */
+/** One pair of servers measured at the same moment. */
+interface PairFigures {
+  /** The reference server (A) and the other one (B or A2). */
+  a: Figures;
+  other: Figures;
+}
+
+/** One simultaneous round: the pairs (A, B) and (A, A2). */
+interface SimRound {
+  round: number;
+  /** Which pair ran first. */
+  first: "A,B" | "A,A2";
+  ab: PairFigures;
+  aa: PairFigures;
+}
+
+/**
+ * Drives `a` and `other` (on the same core) each with its own load client,
+ * both started at the same moment; each client's figures count its own
+ * server's CPU, with the partner's taken out of "others on the core".
+ * `otherFirst` spawns the other's client first (alternated by the caller).
+ */
+async function measurePair(
+  spec: LoadSpec,
+  a: ServerProcess<Side>,
+  other: ServerProcess<Side>,
+  seconds: number,
+  pin: Placement,
+  otherFirst: boolean,
+): Promise<PairFigures> {
+  const run = (x: ServerProcess<Side>, y: ServerProcess<Side>) =>
+    measure(spec, x, seconds, pin, [y]);
+  if (otherFirst) {
+    const [fo, fa] = await Promise.all([run(other, a), run(a, other)]);
+    return { a: fa, other: fo };
+  }
+  const [fa, fo] = await Promise.all([run(a, other), run(other, a)]);
+  return { a: fa, other: fo };
+}
+
+/** The simultaneous rounds of one family (servers already warm). */
+async function runSimultaneous(
+  spec: LoadSpec,
+  servers: ServerProcess<Side>[],
+  opts: Options,
+  pin: Placement,
+): Promise<SimRound[]> {
+  const by = new Map(servers.map((s) => [s.name, s]));
+  const [a, b, a2] = [by.get("A")!, by.get("B")!, by.get("A2")!];
+  const rounds: SimRound[] = [];
+  for (let round = 0; round < opts.rounds; round++) {
+    if (interrupted.signal.aborted) break;
+    const abFirst = round % 2 === 0;
+    let ab: PairFigures | undefined;
+    let aa: PairFigures | undefined;
+    for (const which of abFirst ? ["A,B", "A,A2"] : ["A,A2", "A,B"]) {
+      const other = which === "A,B" ? b : a2;
+      const pair = await measurePair(
+        spec,
+        a,
+        other,
+        opts.seconds,
+        pin,
+        Math.floor(round / 2) % 2 === 1,
+      );
+      if (which === "A,B") ab = pair;
+      else aa = pair;
+      console.error(
+        `${spec.family} simultaneous ${round + 1}/${opts.rounds} ` +
+          `A  ${describeFigures(spec, pair.a)}\n` +
+          `${spec.family} simultaneous ${round + 1}/${opts.rounds} ` +
+          `${other.name.padEnd(2)} ${describeFigures(spec, pair.other)}`,
+      );
+    }
+    rounds.push({
+      round: round + 1,
+      first: abFirst ? "A,B" : "A,A2",
+      ab: ab!,
+      aa: aa!,
+    });
+  }
+  return rounds;
+}
+
+/**
+ * Runs one family's servers, warm-up and rounds: the interleaved samples
+ * and the simultaneous rounds, each empty when `--method` leaves it out.
+ */
 async function runFamily(
   spec: LoadSpec,
   revisions: Record<Side, Revision>,
   opts: Options,
   pin: Placement,
-): Promise<Sample[]> {
+): Promise<{ samples: Sample[]; simultaneous: SimRound[] }> {
   const samples: Sample[] = [];
+  let simultaneous: SimRound[] = [];
   await withServers(
     SIDES,
     (side) => denoRun(`${revisions[side].dir}/${spec.server}`, ["--port", "0"]),
@@ -470,7 +579,8 @@ async function runFamily(
           );
         }
       }
-      for (let round = 0; round < opts.rounds; round++) {
+      const interleaved = opts.method !== "simultaneous";
+      for (let round = 0; interleaved && round < opts.rounds; round++) {
         if (interrupted.signal.aborted) break;
         for (const [position, server] of rotated(servers, round).entries()) {
           const f = await measure(spec, server, opts.seconds, pin);
@@ -488,9 +598,12 @@ async function runFamily(
           );
         }
       }
+      if (opts.method !== "interleaved") {
+        simultaneous = await runSimultaneous(spec, servers, opts, pin);
+      }
     },
   );
-  return samples;
+  return { samples, simultaneous };
 }
 
 /** Median and range of some values. */
@@ -736,6 +849,159 @@ function verdictRatio(
           : "."));
 }
 
+/** The summary of one family's simultaneous rounds, for the JSON. */
+interface SimSummary {
+  rateBOverA: Spread;
+  rateA2OverA: Spread;
+  cpuBOverA: Spread;
+  cpuA2OverA: Spread;
+  /** Cores of both servers of a pair together (1.00: their core is full). */
+  serverCores: Spread;
+  /** Cores of both load clients of a pair together. */
+  loadCores: Spread;
+  otherCores: Spread;
+}
+
+/** A ratio with three decimals (the A/A control should read 0.99-1.01). */
+function formatRatio3(value: number | null): string {
+  return value === null ? "n/a" : `${value.toFixed(3)}x`;
+}
+
+function simReport(
+  spec: LoadSpec,
+  rounds: SimRound[],
+): { lines: string[]; summary: SimSummary } {
+  const us = (v: number | null) => v === null ? "n/a" : v.toFixed(2);
+  const sum = (x: number | null, y: number | null) =>
+    x === null || y === null ? null : x + y;
+  const lines = [
+    "Simultaneous: per round, the pairs (A, B) and (A, A2) one after the " +
+    "other (the first alternating); the two servers of a pair on the same " +
+    "core, each driven by its own load client, both started at the same " +
+    "moment. rps(B)/rps(A) is their relative cost per " +
+    `${spec.op}; A2/A is the A/A control. Load cores: both load clients of ` +
+    "the pair together, (A, B) / (A, A2).",
+    "",
+    `| round | first | A ${spec.unit} | B ${spec.unit} | B/A | A ${spec.unit} | A2 ${spec.unit} | A2/A | A µs CPU/${spec.op} | B | B/A | A | A2 | A2/A | load cores |`,
+    "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  const r = {
+    rateB: [] as (number | null)[],
+    rateA2: [] as (number | null)[],
+    cpuB: [] as (number | null)[],
+    cpuA2: [] as (number | null)[],
+    server: [] as (number | null)[],
+    load: [] as (number | null)[],
+    other: [] as (number | null)[],
+  };
+  for (const { round, first, ab, aa } of rounds) {
+    const rb = ratio(ab.other.rate, ab.a.rate);
+    const ra2 = ratio(aa.other.rate, aa.a.rate);
+    const cb = ratio(ab.other.cpuPerOpUs, ab.a.cpuPerOpUs);
+    const ca2 = ratio(aa.other.cpuPerOpUs, aa.a.cpuPerOpUs);
+    r.rateB.push(rb);
+    r.rateA2.push(ra2);
+    r.cpuB.push(cb);
+    r.cpuA2.push(ca2);
+    const loadAb = sum(ab.a.loadCores, ab.other.loadCores);
+    const loadAa = sum(aa.a.loadCores, aa.other.loadCores);
+    for (const pair of [ab, aa]) {
+      r.server.push(sum(pair.a.serverCores, pair.other.serverCores));
+      r.load.push(sum(pair.a.loadCores, pair.other.loadCores));
+      // Both clients measured the same core over nearly the same time.
+      r.other.push(pair.a.otherCores);
+    }
+    lines.push(
+      `| ${round} | ${first} | ${formatRps(ab.a.rate)} | ${
+        formatRps(ab.other.rate)
+      } | ${formatRatio3(rb)} | ${formatRps(aa.a.rate)} | ${
+        formatRps(aa.other.rate)
+      } | ${formatRatio3(ra2)} | ${us(ab.a.cpuPerOpUs)} | ${
+        us(ab.other.cpuPerOpUs)
+      } | ${formatRatio3(cb)} | ${us(aa.a.cpuPerOpUs)} | ${
+        us(aa.other.cpuPerOpUs)
+      } | ${formatRatio3(ca2)} | ${formatCores(loadAb)} / ${
+        formatCores(loadAa)
+      } |`,
+    );
+  }
+  const summary: SimSummary = {
+    rateBOverA: spread(r.rateB),
+    rateA2OverA: spread(r.rateA2),
+    cpuBOverA: spread(r.cpuB),
+    cpuA2OverA: spread(r.cpuA2),
+    serverCores: spread(r.server),
+    loadCores: spread(r.load),
+    otherCores: spread(r.other),
+  };
+  const pick = (f: (round: SimRound) => number | null) =>
+    median(
+      rounds.map(f).filter((v): v is number => v !== null),
+    );
+  lines.push(
+    `| median | | ${formatRps(pick((x) => x.ab.a.rate))} | ${
+      formatRps(pick((x) => x.ab.other.rate))
+    } | **${formatRatio3(summary.rateBOverA.median)}** | ${
+      formatRps(pick((x) => x.aa.a.rate))
+    } | ${formatRps(pick((x) => x.aa.other.rate))} | ${
+      formatRatio3(summary.rateA2OverA.median)
+    } | ${us(pick((x) => x.ab.a.cpuPerOpUs))} | ${
+      us(pick((x) => x.ab.other.cpuPerOpUs))
+    } | **${formatRatio3(summary.cpuBOverA.median)}** | ${
+      us(pick((x) => x.aa.a.cpuPerOpUs))
+    } | ${us(pick((x) => x.aa.other.cpuPerOpUs))} | ${
+      formatRatio3(summary.cpuA2OverA.median)
+    } | ${formatCores(summary.loadCores.median)} |`,
+    "",
+    `- ${spec.unit}, B/A: ${
+      formatSpread(summary.rateBOverA, formatRatio3)
+    }; A/A control (A2/A): ${formatSpread(summary.rateA2OverA, formatRatio3)}.`,
+    `- server CPU per ${spec.op}, B/A: ${
+      formatSpread(summary.cpuBOverA, formatRatio3)
+    }; A/A control: ${formatSpread(summary.cpuA2OverA, formatRatio3)}.`,
+    `- ${
+      verdictRatio(summary.rateBOverA, summary.rateA2OverA, spec.unit, true)
+    }`,
+    `- ${
+      verdictRatio(
+        summary.cpuBOverA,
+        summary.cpuA2OverA,
+        `server CPU per ${spec.op}`,
+        false,
+      )
+    }`,
+    `- cores used per pair (medians): both servers ${
+      formatCores(summary.serverCores.median)
+    }, both load clients ${formatCores(summary.loadCores.median)} (at most ${
+      formatCores(summary.loadCores.max)
+    })` +
+      (summary.otherCores.n === 0
+        ? ""
+        : `, other processes on the servers' core ${
+          formatCores(summary.otherCores.median)
+        }`) +
+      ". Caveat: when the load clients, not the servers, are the " +
+      "bottleneck (both clients near a full core together, or the servers' " +
+      "core well short of full), each server gets what its client can send " +
+      "and the ratios are pulled toward 1.00x" +
+      ((summary.loadCores.median ?? 0) > 0.9 ||
+          (summary.serverCores.median ?? 1) < 0.9
+        ? ": that is the case in this run; read the server CPU per " +
+          `${spec.op} rather than the ${spec.unit}.`
+        : "."),
+  );
+  const failed = rounds.flatMap((x) => [x.ab.a, x.ab.other, x.aa.a, x.aa.other])
+    .filter((f) => f.error !== undefined);
+  if (failed.length > 0) {
+    lines.push(
+      `- ${failed.length} measurements failed: ${
+        failed.slice(0, 2).map((f) => f.error).join("; ")
+      }`,
+    );
+  }
+  return { lines, summary };
+}
+
 // ----------------------------------------------------------------- C10K
 
 /** One C10K run, reduced to what the A/B needs. */
@@ -978,11 +1244,16 @@ async function main(): Promise<number> {
     const width = Math.max(opts.a.length, opts.b.length);
     const estimate = (opts.what.includes("echo") ? 1 : 0) +
       (opts.what.includes("http") ? 1 : 0);
+    // Rounds of --seconds per family: 3 interleaved, 2 simultaneous pairs.
+    const perRound = { interleaved: 3, simultaneous: 2, both: 5 }[opts.method];
     console.error(
       `ab: A = ${a.short}, B = ${b.short}; ${opts.what.join(", ")}; ` +
-        `${opts.rounds} rounds x ${opts.seconds} s x 3 servers; load ` +
+        `${opts.rounds} rounds (${opts.method}) x ${opts.seconds} s; load ` +
         `families about ${
-          Math.ceil(estimate * 3 * (opts.warmup + opts.rounds * opts.seconds))
+          Math.ceil(
+            estimate *
+              (3 * opts.warmup + perRound * opts.rounds * opts.seconds),
+          )
         } s` +
         (opts.what.includes("c10k")
           ? `, C10K ${opts.rounds * 3} runs of ${opts.idle} idle connections`
@@ -1001,8 +1272,14 @@ async function main(): Promise<number> {
         "library; one process each. The load client is this checkout's, the " +
         `same for all. Pinning: ${pin.note}. Every server warmed up for ` +
         `${opts.warmup} s, ` +
-        `then ${opts.rounds} rounds of ${opts.seconds} s, the order of A, B, A2 ` +
-        "rotating each round. Server CPU: user + system time of /proc/PID/stat.",
+        `then ${opts.rounds} rounds of ${opts.seconds} s` +
+        (opts.method === "simultaneous"
+          ? ", simultaneous (below)"
+          : `, the order of A, B, A2 rotating each round` +
+            (opts.method === "both"
+              ? "; then as many simultaneous ones"
+              : "")) +
+        ". Server CPU: user + system time of /proc/PID/stat.",
     );
     report.revisions = { A: a, B: b };
 
@@ -1014,11 +1291,29 @@ async function main(): Promise<number> {
     for (const spec of specs) {
       out.push("", `## ${spec.family}: ${spec.describe}`, "");
       try {
-        const samples = await runFamily(spec, revisions, opts, pin);
-        const { lines, summary } = loadReport(spec, samples, opts);
-        out.push(...lines);
-        report[spec.family] = { summary, samples };
-        measured += samples.filter((s) => s.rate !== null).length;
+        const { samples, simultaneous } = await runFamily(
+          spec,
+          revisions,
+          opts,
+          pin,
+        );
+        const entry: Record<string, unknown> = {};
+        if (opts.method !== "simultaneous") {
+          const { lines, summary } = loadReport(spec, samples, opts);
+          out.push(...lines);
+          Object.assign(entry, { summary, samples });
+          measured += samples.filter((s) => s.rate !== null).length;
+        }
+        if (opts.method !== "interleaved") {
+          const { lines, summary } = simReport(spec, simultaneous);
+          if (opts.method === "both") out.push("");
+          out.push(...lines);
+          entry.simultaneous = { summary, rounds: simultaneous };
+          measured += simultaneous.filter((r) =>
+            r.ab.a.rate !== null && r.ab.other.rate !== null
+          ).length;
+        }
+        report[spec.family] = entry;
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         out.push(`FAILED: ${message}`);
