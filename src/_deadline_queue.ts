@@ -160,3 +160,54 @@ export class DeadlineQueue {
 
 /** The process-wide queue that every socket and task shares. */
 export const deadlines: DeadlineQueue = new DeadlineQueue();
+
+function noop(): void {}
+
+/**
+ * Settles as `promise`, or rejects with `onTimeout()` after `ms`
+ * milliseconds (`Infinity`: never) or with `signal.reason` when it aborts,
+ * whichever comes first. `promise` goes on either way; its outcome is then
+ * ignored (never an unhandled rejection).
+ */
+export function bound<T>(
+  promise: Promise<T>,
+  ms: number,
+  signal: AbortSignal | undefined,
+  onTimeout: () => unknown,
+): Promise<T> {
+  if (ms === Infinity && signal === undefined) return promise;
+  if (signal?.aborted) {
+    promise.catch(noop);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    let entry: DeadlineEntry | undefined;
+    const done = () => {
+      if (entry !== undefined) {
+        deadlines.cancel(entry);
+        deadlines.settle();
+        entry = undefined;
+      }
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const onAbort = () => {
+      done();
+      reject(signal!.reason);
+    };
+    if (ms !== Infinity) {
+      entry = deadlines.schedule(ms, () => {
+        entry = undefined;
+        done();
+        reject(onTimeout());
+      });
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    promise.then((value) => {
+      done();
+      resolve(value);
+    }, (error) => {
+      done();
+      reject(error);
+    });
+  });
+}

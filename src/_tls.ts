@@ -2,7 +2,7 @@
 // TLS handshakes bounded by a timeout and a signal: Deno's `handshake()`
 // takes neither.
 
-import { deadlines } from "./_deadline_queue.ts";
+import { bound } from "./_deadline_queue.ts";
 import { timeoutError } from "./_validate.ts";
 
 /**
@@ -18,40 +18,12 @@ export function handshake(
   signal: AbortSignal | undefined,
 ): Promise<Deno.TlsHandshakeInfo> {
   if (signal?.aborted) return Promise.reject(signal.reason);
-  const op = conn.handshake();
-  return new Promise((resolve, reject) => {
-    let entry: ReturnType<typeof deadlines.schedule> | undefined;
-    const onAbort = () => {
-      done();
-      reject(signal!.reason);
-    };
-    const done = () => {
-      if (entry !== undefined) {
-        deadlines.cancel(entry);
-        deadlines.settle();
-        entry = undefined;
-      }
-      signal?.removeEventListener("abort", onAbort);
-    };
-    op.then(
-      (info) => {
-        done();
-        resolve(info);
-      },
-      (error) => {
-        done();
-        reject(error);
-      },
-    );
-    if (ms !== Infinity) {
-      entry = deadlines.schedule(ms, () => {
-        entry = undefined;
-        done();
-        reject(timeoutError(`The TLS handshake took over ${ms} ms`));
-      });
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+  return bound(
+    conn.handshake(),
+    ms,
+    signal,
+    () => timeoutError(`The TLS handshake took over ${ms} ms`),
+  );
 }
 
 /** The checked TLS options of a client. */

@@ -3,7 +3,7 @@
 // deadline and signal read from its options, a promise bounded by them,
 // and the defaults and checks of `upgradeWebSocket()`'s numeric options.
 
-import { type DeadlineEntry, deadlines } from "./_deadline_queue.ts";
+import { bound } from "./_deadline_queue.ts";
 import {
   checkDeadline,
   checkSignal,
@@ -74,44 +74,10 @@ export function bounded<T>(
   limit: Limit,
   what: string,
 ): Promise<T> {
-  if (limit.until === undefined && limit.signal === undefined) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const signal = limit.signal;
-    if (signal?.aborted) {
-      promise.catch(noop);
-      reject(signal.reason);
-      return;
-    }
-    let entry: DeadlineEntry | undefined;
-    const onAbort = () => {
-      done();
-      reject(signal!.reason);
-    };
-    const done = () => {
-      if (entry !== undefined) {
-        deadlines.cancel(entry);
-        deadlines.settle();
-        entry = undefined;
-      }
-      signal?.removeEventListener("abort", onAbort);
-    };
-    if (limit.until !== undefined) {
-      const left = Math.max(0, limit.until - performance.now());
-      entry = deadlines.schedule(left, () => {
-        entry = undefined;
-        done();
-        reject(limitError(limit, what));
-      });
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-    promise.then((value) => {
-      done();
-      resolve(value);
-    }, (error) => {
-      done();
-      reject(error);
-    });
-  });
+  const ms = limit.until === undefined
+    ? Infinity
+    : Math.max(0, limit.until - performance.now());
+  return bound(promise, ms, limit.signal, () => limitError(limit, what));
 }
 
 /** `0` for no idle timeout, else the timeout in milliseconds. */
