@@ -132,10 +132,29 @@ async function noUnhandledRejection(body: () => Promise<void>): Promise<void> {
   assertEquals(spy.reasons.map(describe), [], "unhandled rejections");
 }
 
+/** Waits (a safety net bounds it) for `loop.finished`. */
+function untilFinished(loop: EvLoop): Promise<void> {
+  return withTimeout(loop.finished, SAFETY, "loop.finished");
+}
+
+/** Waits for `loop` to finish by itself, then checks that it is clean. */
+async function finishedCleanly(loop: EvLoop): Promise<void> {
+  await untilFinished(loop);
+  await shutdownCleanly(loop);
+}
+
+/** Spawns a task on `loop` that returns "other done" once the drain starts. */
+function spawnUntilDrain(loop: EvLoop): EvThread<string> {
+  return loop.spawn(async (thread) => {
+    await aborted(thread.draining);
+    return "other done";
+  });
+}
+
 /** Shuts `loop` down (a safety net bounds it) and checks that it is clean. */
 async function shutdownCleanly(loop: EvLoop, grace = 2000): Promise<void> {
   await withTimeout(loop.shutdown({ grace }), SAFETY, "the loop's shutdown");
-  await withTimeout(loop.finished, SAFETY, "loop.finished");
+  await untilFinished(loop);
   assertEquals(loop.state, "closed");
   const stats = loop.stats;
   assertEquals(stats.active, 0, "pool slots still in use");
@@ -1448,7 +1467,7 @@ Deno.test("EvLoop.shutdown() awaited inside a spawned task resolves once every o
       };
     });
     command.open();
-    await withTimeout(loop.finished, SAFETY, "loop.finished");
+    await untilFinished(loop);
     assert(caller.done, "loop.finished resolved before the caller ended");
     assertEquals(order, ["other task ends", "shutdown() resolves"]);
     assert(seen !== undefined);
@@ -1495,7 +1514,7 @@ Deno.test("EvLoop.shutdown() awaited inside an acceptor's connection task resolv
     try {
       await withTimeout(idleServed.opened, SAFETY, "the idle connection");
       await writeAll(admin, encoder.encode("stop\n"));
-      await withTimeout(loop.finished, SAFETY, "loop.finished");
+      await untilFinished(loop);
       assertEquals(seen, { otherEnded: 1, callerAborted: true });
       assertEquals((await readUntilClosed(idle)).bytes.byteLength, 0);
       assertEquals((await readUntilClosed(admin)).bytes.byteLength, 0);
@@ -1538,8 +1557,7 @@ Deno.test("EvLoop.shutdown() awaited inside a task waits for a task that ignores
     await withTimeout(caller.result, SAFETY, "the caller's task");
     assertEquals(stubbornDoneAtResolve, true);
     assertEquals(await stubborn.result, "stubborn done");
-    await withTimeout(loop.finished, SAFETY, "loop.finished");
-    await shutdownCleanly(loop);
+    await finishedCleanly(loop);
     assertEquals(reports, []);
   });
 });
@@ -1547,10 +1565,7 @@ Deno.test("EvLoop.shutdown() awaited inside a task waits for a task that ignores
 Deno.test("EvLoop.shutdown() awaited inside a child task resolves once every other task has ended", async () => {
   await noUnhandledRejection(async () => {
     const { loop, reports } = reportingLoop();
-    const other = loop.spawn(async (thread) => {
-      await aborted(thread.draining);
-      return "other done";
-    });
+    const other = spawnUntilDrain(loop);
     const command = new Gate();
     const parent = loop.spawn(async (thread) => {
       const child = thread.spawn(async () => {
@@ -1562,8 +1577,7 @@ Deno.test("EvLoop.shutdown() awaited inside a child task resolves once every oth
     });
     command.open();
     assertEquals(await withTimeout(parent.result, SAFETY, "the parent"), true);
-    await withTimeout(loop.finished, SAFETY, "loop.finished");
-    await shutdownCleanly(loop);
+    await finishedCleanly(loop);
     assertEquals(reports, []);
   });
 });
@@ -1571,10 +1585,7 @@ Deno.test("EvLoop.shutdown() awaited inside a child task resolves once every oth
 Deno.test("EvLoop[Symbol.asyncDispose]() awaited inside a task resolves once every other task has ended", async () => {
   await noUnhandledRejection(async () => {
     const { loop, reports } = reportingLoop();
-    const other = loop.spawn(async (thread) => {
-      await aborted(thread.draining);
-      return "other done";
-    });
+    const other = spawnUntilDrain(loop);
     const command = new Gate();
     const caller = loop.spawn(async () => {
       await command.opened;
@@ -1583,8 +1594,7 @@ Deno.test("EvLoop[Symbol.asyncDispose]() awaited inside a task resolves once eve
     });
     command.open();
     assertEquals(await withTimeout(caller.result, SAFETY, "the caller"), true);
-    await withTimeout(loop.finished, SAFETY, "loop.finished");
-    await shutdownCleanly(loop);
+    await finishedCleanly(loop);
     assertEquals(reports, []);
   });
 });
@@ -1601,8 +1611,7 @@ Deno.test("EvLoop.shutdown() un-awaited inside a task drains the loop, which fin
       await withTimeout(task.result, SAFETY, "the task"),
       "draining",
     );
-    await withTimeout(loop.finished, SAFETY, "loop.finished");
-    await shutdownCleanly(loop);
+    await finishedCleanly(loop);
     assertEquals(reports, []);
   });
 });
@@ -1620,7 +1629,7 @@ Deno.test("EvLoop.shutdown() awaited before the task's first await resolves too"
         await withTimeout(caller.result, 2000, "the caller's shutdown()"),
         "resolved",
       );
-      await withTimeout(loop.finished, SAFETY, "loop.finished");
+      await untilFinished(loop);
     } finally {
       // Safety net for the failure: end the wait, so no promise outlives
       // the test.

@@ -11,15 +11,38 @@
 
 import { assert, assertEquals, assertGreaterOrEqual } from "@std/assert";
 import { EvLoop } from "../mod.ts";
-import { serve } from "../http.ts";
+import type { HttpServer, ServeHandler, ServeOptions } from "../http.ts";
 import { eventually, Gate, HOST, readToEnd, withTimeout } from "./_helpers.ts";
-import { busyAndHeld, head, RawClient, within } from "./_http_helpers.ts";
+import {
+  busyAndHeld,
+  head,
+  RawClient,
+  startServer,
+  within,
+} from "./_http_helpers.ts";
 
 const IDLE = 60_000;
 /** The bound within which a waiting client must be served. */
 const SHORT = 5_000;
 
 const GET = head("GET / HTTP/1.1", "Host: x");
+
+/** A loop of `capacity` slots whose task errors are ignored. */
+function poolLoop(capacity: number): EvLoop {
+  return new EvLoop({ capacity, onError: () => {} });
+}
+
+/**
+ * Serves `handler` on `loop` at a free loopback port with the 60 s idle
+ * timeout; `options` adds to (or overrides) that setup.
+ */
+function startPoolServer(
+  loop: EvLoop,
+  handler: ServeHandler,
+  options: ServeOptions = {},
+): HttpServer {
+  return startServer({ loop, idleTimeout: IDLE, ...options }, handler);
+}
 
 /** Makes a keep-alive request and checks its response. */
 async function request(client: RawClient, expect = "ok"): Promise<void> {
@@ -31,14 +54,8 @@ async function request(client: RawClient, expect = "ok"): Promise<void> {
 }
 
 Deno.test("serve() with a pool of 4 held by idle keep-alive clients serves a fifth client at once", async () => {
-  await using loop = new EvLoop({ capacity: 4, onError: () => {} });
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, () => new Response("ok"));
+  await using loop = poolLoop(4);
+  await using server = startPoolServer(loop, () => new Response("ok"));
   const port = server.addr.port;
   const idle: RawClient[] = [];
   for (let i = 0; i < 4; i++) {
@@ -61,16 +78,10 @@ Deno.test("serve() with a pool of 4 held by idle keep-alive clients serves a fif
 });
 
 Deno.test("serve() never closes a connection in the middle of a request to free a slot", async () => {
-  await using loop = new EvLoop({ capacity: 2, onError: () => {} });
+  await using loop = poolLoop(2);
   const gate = new Gate();
   let slowStarted = 0;
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, async (request) => {
+  await using server = startPoolServer(loop, async (request) => {
     if (new URL(request.url).pathname === "/slow") {
       slowStarted++;
       await gate.opened;
@@ -118,15 +129,10 @@ Deno.test("serve() closes a connection after its response, rather than idle, whi
 });
 
 Deno.test("serve() does not reclaim a keep-alive connection that has begun its next request", async () => {
-  await using loop = new EvLoop({ capacity: 2, onError: () => {} });
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
+  await using loop = poolLoop(2);
+  await using server = startPoolServer(loop, () => new Response("ok"), {
     headerTimeout: IDLE,
-    onListen() {},
-  }, () => new Response("ok"));
+  });
   const port = server.addr.port;
   // A went idle first but has sent part of its next request head.
   await using a = await RawClient.connect(port);
@@ -147,15 +153,10 @@ Deno.test("serve() does not reclaim a keep-alive connection that has begun its n
 });
 
 Deno.test('serve() with policy "refuse" frees an idle keep-alive slot when it refuses a client', async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
+  await using loop = poolLoop(1);
+  await using server = startPoolServer(loop, () => new Response("ok"), {
     policy: "refuse",
-    idleTimeout: IDLE,
-    onListen() {},
-  }, () => new Response("ok"));
+  });
   const port = server.addr.port;
   await using a = await RawClient.connect(port);
   await request(a);
@@ -174,7 +175,7 @@ Deno.test('serve() with policy "refuse" frees an idle keep-alive slot when it re
 });
 
 Deno.test("EvLoop.listen() tasks other than HTTP connections are never reclaimed: a held client waits for a slot", async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
+  await using loop = poolLoop(1);
   const gate = new Gate();
   const acceptor = loop.listen({ hostname: HOST, port: 0 }, () => async (s) => {
     await gate.opened;
@@ -193,16 +194,10 @@ Deno.test("EvLoop.listen() tasks other than HTTP connections are never reclaimed
 });
 
 Deno.test("serve() does not close a connection whose next (pipelined) request is already buffered to free a slot", async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
+  await using loop = poolLoop(1);
   const gate = new Gate();
   let started = 0;
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, async (req) => {
+  await using server = startPoolServer(loop, async (req) => {
     started++;
     if (started === 1) await gate.opened;
     return new Response(new URL(req.url).pathname);
@@ -230,15 +225,9 @@ Deno.test("serve() does not close a connection whose next (pipelined) request is
 });
 
 Deno.test("serve() never reclaims a keep-alive connection whose next request has already been read (its handler ran, its response is lost)", async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
+  await using loop = poolLoop(1);
   const seen: string[] = [];
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, (req) => {
+  await using server = startPoolServer(loop, (req) => {
     seen.push(new URL(req.url).pathname);
     return new Response("ok");
   });
@@ -274,16 +263,9 @@ Deno.test("serve() marks the response 'Connection: close' when it will close the
 });
 
 Deno.test("serve(): two servers on one loop give back the connection idle longest across both, not the first server's", async () => {
-  await using loop = new EvLoop({ capacity: 2, onError: () => {} });
-  const opts = {
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  };
-  await using s1 = serve(opts, () => new Response("ok"));
-  await using s2 = serve(opts, () => new Response("ok"));
+  await using loop = poolLoop(2);
+  await using s1 = startPoolServer(loop, () => new Response("ok"));
+  await using s2 = startPoolServer(loop, () => new Response("ok"));
   // s2's connection goes idle first (oldest), then s1's.
   await using older = await RawClient.connect(s2.addr.port);
   await request(older);
@@ -300,17 +282,14 @@ Deno.test("serve(): two servers on one loop give back the connection idle longes
 });
 
 Deno.test("serve() shutdown while a client is held closes the held connection and ends cleanly", async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
-  const server = serve({
-    hostname: HOST,
-    port: 0,
+  await using loop = poolLoop(1);
+  const server = startPoolServer(
     loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, (req) =>
-    new Promise<Response>((_, reject) => {
-      req.signal.addEventListener("abort", () => reject(req.signal.reason));
-    }));
+    (req) =>
+      new Promise<Response>((_, reject) => {
+        req.signal.addEventListener("abort", () => reject(req.signal.reason));
+      }),
+  );
   const port = server.addr.port;
   await using busy = await RawClient.connect(port);
   await busy.write(GET);
@@ -329,14 +308,8 @@ Deno.test("serve() shutdown while a client is held closes the held connection an
 });
 
 Deno.test("serve(): a stream of new clients against idle keep-alive ones never exceeds the pool, and counters add up", async () => {
-  await using loop = new EvLoop({ capacity: 3, onError: () => {} });
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, () => new Response("ok"));
+  await using loop = poolLoop(3);
+  await using server = startPoolServer(loop, () => new Response("ok"));
   const port = server.addr.port;
   const clients: RawClient[] = [];
   try {
@@ -360,14 +333,8 @@ Deno.test("serve(): a stream of new clients against idle keep-alive ones never e
 });
 
 Deno.test("EvLoop: a raw acceptor's held client is served by reclaiming an idle HTTP connection on the same loop", async () => {
-  await using loop = new EvLoop({ capacity: 1, onError: () => {} });
-  await using server = serve({
-    hostname: HOST,
-    port: 0,
-    loop,
-    idleTimeout: IDLE,
-    onListen() {},
-  }, () => new Response("ok"));
+  await using loop = poolLoop(1);
+  await using server = startPoolServer(loop, () => new Response("ok"));
   const raw = loop.listen({ hostname: HOST, port: 0 }, () => async (s) => {
     await s.send(new TextEncoder().encode("hi"));
   });
