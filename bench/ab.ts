@@ -647,11 +647,7 @@ function byRound<T extends { round: number; side: Side }>(
 }
 
 /** The summary of one load family, for the JSON. */
-interface LoadSummary {
-  rateBOverA: Spread;
-  rateA2OverA: Spread;
-  cpuBOverA: Spread;
-  cpuA2OverA: Spread;
+interface LoadSummary extends RatioSummary {
   serverCores: Spread;
   loadCores: Spread;
   otherCores: Spread;
@@ -738,23 +734,7 @@ function loadReport(
       formatRatio(summary.cpuA2OverA.median)
     } |`,
     "",
-    `- ${spec.unit}, B/A: ${
-      formatSpread(summary.rateBOverA, formatRatio)
-    }; A/A control (A2/A): ${formatSpread(summary.rateA2OverA, formatRatio)}.`,
-    `- server CPU per ${spec.op}, B/A: ${
-      formatSpread(summary.cpuBOverA, formatRatio)
-    }; A/A control: ${formatSpread(summary.cpuA2OverA, formatRatio)}.`,
-    `- ${
-      verdictRatio(summary.rateBOverA, summary.rateA2OverA, spec.unit, true)
-    }`,
-    `- ${
-      verdictRatio(
-        summary.cpuBOverA,
-        summary.cpuA2OverA,
-        `server CPU per ${spec.op}`,
-        false,
-      )
-    }`,
+    ...ratioLines(spec, summary, formatRatio),
     `- cores used (medians): server ${
       formatCores(summary.serverCores.median)
     }, load client ${formatCores(summary.loadCores.median)}` +
@@ -849,12 +829,46 @@ function verdictRatio(
           : "."));
 }
 
-/** The summary of one family's simultaneous rounds, for the JSON. */
-interface SimSummary {
+/** The B/A and A/A ratios of rate and CPU per operation, both methods. */
+interface RatioSummary {
   rateBOverA: Spread;
   rateA2OverA: Spread;
   cpuBOverA: Spread;
   cpuA2OverA: Spread;
+}
+
+/**
+ * The lines under a load family's table, both methods: the B/A and A/A
+ * spreads of rate and CPU per operation (in `format`), and their verdicts.
+ */
+function ratioLines(
+  spec: LoadSpec,
+  summary: RatioSummary,
+  format: (v: number | null) => string,
+): string[] {
+  return [
+    `- ${spec.unit}, B/A: ${
+      formatSpread(summary.rateBOverA, format)
+    }; A/A control (A2/A): ${formatSpread(summary.rateA2OverA, format)}.`,
+    `- server CPU per ${spec.op}, B/A: ${
+      formatSpread(summary.cpuBOverA, format)
+    }; A/A control: ${formatSpread(summary.cpuA2OverA, format)}.`,
+    `- ${
+      verdictRatio(summary.rateBOverA, summary.rateA2OverA, spec.unit, true)
+    }`,
+    `- ${
+      verdictRatio(
+        summary.cpuBOverA,
+        summary.cpuA2OverA,
+        `server CPU per ${spec.op}`,
+        false,
+      )
+    }`,
+  ];
+}
+
+/** The summary of one family's simultaneous rounds, for the JSON. */
+interface SimSummary extends RatioSummary {
   /** Cores of both servers of a pair together (1.00: their core is full). */
   serverCores: Spread;
   /** Cores of both load clients of a pair together. */
@@ -953,23 +967,7 @@ function simReport(
       formatRatio3(summary.cpuA2OverA.median)
     } | ${formatCores(summary.loadCores.median)} |`,
     "",
-    `- ${spec.unit}, B/A: ${
-      formatSpread(summary.rateBOverA, formatRatio3)
-    }; A/A control (A2/A): ${formatSpread(summary.rateA2OverA, formatRatio3)}.`,
-    `- server CPU per ${spec.op}, B/A: ${
-      formatSpread(summary.cpuBOverA, formatRatio3)
-    }; A/A control: ${formatSpread(summary.cpuA2OverA, formatRatio3)}.`,
-    `- ${
-      verdictRatio(summary.rateBOverA, summary.rateA2OverA, spec.unit, true)
-    }`,
-    `- ${
-      verdictRatio(
-        summary.cpuBOverA,
-        summary.cpuA2OverA,
-        `server CPU per ${spec.op}`,
-        false,
-      )
-    }`,
+    ...ratioLines(spec, summary, formatRatio3),
     `- cores used per pair (medians): both servers ${
       formatCores(summary.serverCores.median)
     }, both load clients ${formatCores(summary.loadCores.median)} (at most ${

@@ -121,6 +121,19 @@ export interface HttpFigures {
   error?: string;
 }
 
+/** The figures of a load run that did not happen or failed: `error` says why. */
+export function failedFigures(error: string): HttpFigures & { error: string } {
+  return {
+    requestsPerSecond: null,
+    requests: null,
+    p50Ms: null,
+    p99Ms: null,
+    errors: 0,
+    non2xx: 0,
+    error,
+  };
+}
+
 /**
  * The load generator's figures from its output: wrk's text, or the JSON line
  * the Deno client ends with.

@@ -53,6 +53,7 @@ import {
   chooseHttpTool,
   CONNECTIONS,
   denoRun,
+  failedFigures,
   formatCores,
   formatMs,
   formatRatio,
@@ -206,13 +207,7 @@ async function measure(
 ): Promise<Measurement> {
   const failed = (error: string): Measurement => ({
     tool,
-    requestsPerSecond: null,
-    requests: null,
-    p50Ms: null,
-    p99Ms: null,
-    errors: 0,
-    non2xx: 0,
-    error,
+    ...failedFigures(error),
   });
   if (server.exited) return failed(`server ${server.name} has exited`);
   const [cmd, args] = loadProgram(

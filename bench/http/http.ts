@@ -62,6 +62,7 @@ import {
   choice,
   chooseHttpTool,
   denoRun,
+  failedFigures,
   formatMs,
   formatPercent,
   formatRatio,
@@ -187,13 +188,7 @@ async function measure(
 ): Promise<Measurement> {
   const failed = (error: string): Measurement => ({
     tool,
-    requestsPerSecond: null,
-    requests: null,
-    p50Ms: null,
-    p99Ms: null,
-    errors: 0,
-    non2xx: 0,
-    error,
+    ...failedFigures(error),
   });
   if (server.exited) return failed(`${server.name} server has exited`);
   const [cmd, args] = loadProgram(

@@ -55,6 +55,7 @@
 import {
   CONNECTIONS,
   denoRun,
+  failedFigures,
   formatCores,
   formatMs,
   formatRatio,
@@ -383,13 +384,7 @@ async function measure(
 ): Promise<Measurement> {
   const failed = (error: string): Measurement => ({
     tool,
-    requestsPerSecond: null,
-    requests: null,
-    p50Ms: null,
-    p99Ms: null,
-    errors: 0,
-    non2xx: 0,
-    error,
+    ...failedFigures(error),
   });
   const [cmd, args] = loadProgram(tool, port, connections, seconds, warmup);
   const watched = [
@@ -586,13 +581,7 @@ async function main(): Promise<void> {
             if (down) {
               return Promise.resolve<Measurement>({
                 tool,
-                requestsPerSecond: null,
-                requests: null,
-                p50Ms: null,
-                p99Ms: null,
-                errors: 0,
-                non2xx: 0,
-                error: `${down.name} has exited`,
+                ...failedFigures(`${down.name} has exited`),
               });
             }
             return measure(
