@@ -8,6 +8,7 @@ import {
   latin1,
   parseChunkSize,
 } from "./_http_parse.ts";
+import type { CoarseTimeouts } from "./_coarse_timeouts.ts";
 import { socketInternals } from "./_internal.ts";
 import type { EvSocket } from "./ev_socket.ts";
 
@@ -30,6 +31,8 @@ export interface BodyOptions {
   maxTrailerBytes: number;
   /** Milliseconds allowed between bytes. */
   timeout: number;
+  /** Where `timeout` is armed before each read (coarse, swept). */
+  timeouts: CoarseTimeouts;
   /** Called once before the first read (sends `100 Continue`). */
   onFirstRead: (() => Promise<void>) | undefined;
 }
@@ -147,9 +150,8 @@ export class BodyReader {
         Math.max(this.#socket.buffered, MIN_PIECE),
       );
       const piece = new Uint8Array(size);
-      const n = await this.#socket.recv(piece, {
-        timeout: this.#options.timeout,
-      });
+      this.#arm();
+      const n = await this.#socket.recv(piece);
       if (n === null) {
         throw new Deno.errors.UnexpectedEof(
           "The client closed the connection in the middle of the body",
@@ -171,14 +173,12 @@ export class BodyReader {
 
   /** Reads the CRLF after a chunk's data (if any) and the next size line. */
   async #chunkHeader(): Promise<number> {
-    const timeout = this.#options.timeout;
     if (this.#total > 0) {
       // One byte at a time, so that a bare LF is refused at once rather
       // than waited on for a second byte.
       for (const expected of CRLF) {
-        const byte = await this.#socket.readFull(new Uint8Array(1), {
-          timeout,
-        });
+        this.#arm();
+        const byte = await this.#socket.readFull(new Uint8Array(1));
         if (byte === null || byte[0] !== expected) {
           throw new HttpError(400, "Chunk data not followed by CRLF");
         }
@@ -204,9 +204,9 @@ export class BodyReader {
     let bytes: Uint8Array | null;
     try {
       // A line ended by a bare LF is found (and refused) at once.
+      this.#arm();
       bytes = await socketInternals.readUntilEither(this.#socket, CRLF, LF, {
         maxLength,
-        timeout: this.#options.timeout,
       });
     } catch (error) {
       if (error instanceof Error && error.name === "LimitExceededError") {
@@ -224,6 +224,11 @@ export class BodyReader {
       throw new HttpError(400, "Chunk line not ended by CRLF");
     }
     return latin1(bytes.subarray(0, n - 2));
+  }
+
+  /** Arms the body timeout for the read about to be made. */
+  #arm(): void {
+    this.#options.timeouts.armRead(this.#options.timeout);
   }
 
   /** The body as a stream, for `request.body`. */

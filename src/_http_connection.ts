@@ -2,6 +2,7 @@
 // A connection of the HTTP server, as Go's `conn.serve`: its requests in
 // order, each read, answered and finished, on the connection's task.
 
+import { CoarseTimeouts } from "./_coarse_timeouts.ts";
 import { WebSocketHandshakeError } from "./_ws_handshake.ts";
 import { BodyReader } from "./_http_body.ts";
 import {
@@ -85,6 +86,11 @@ export interface Connection {
   onAbort: ((reason: unknown) => void) | undefined;
   /** The response writer's reusable buffer. */
   scratch: Uint8Array | undefined;
+  /**
+   * The header, idle, body and send timeouts of the connection's socket
+   * calls: coarse, swept rather than timed (see `_coarse_timeouts.ts`).
+   */
+  timeouts: CoarseTimeouts;
 }
 
 /** What an upgraded connection's procedure learns besides its socket. */
@@ -187,6 +193,7 @@ export async function serveConnection(
     idleSince: 0,
     onAbort: undefined,
     scratch: undefined,
+    timeouts: new CoarseTimeouts(socket),
   };
   // One abort listener for the connection's life: it stops whatever the
   // exchange is waiting on (the handler, a body stream read).
@@ -196,6 +203,7 @@ export async function serveConnection(
     { once: true },
   );
   site.track(conn);
+  conn.timeouts.watch();
   // The server awaits every write it makes and decides itself to drop what
   // a timed-out or aborted response leaves queued: nothing to report.
   socketInternals.setQuiet(socket, true);
@@ -226,6 +234,7 @@ export async function serveConnection(
     if (isDisconnect(error) || isTimeout(error)) return;
     throw error;
   } finally {
+    conn.timeouts.unwatch();
     site.untrack(conn);
   }
 }
@@ -236,7 +245,7 @@ export async function serveConnection(
  */
 async function exchange(conn: Connection, timeout: number): Promise<boolean> {
   // Read the request.
-  const bytes = await readHead(conn.socket, conn.site.limits, timeout);
+  const bytes = await readHead(conn, timeout);
   if (bytes === null) return false;
   conn.thread.handshaking = false;
   conn.idle = false;
@@ -287,14 +296,16 @@ async function exchange(conn: Connection, timeout: number): Promise<boolean> {
 
 /** Reads a request head; `null` when the connection should just close. */
 async function readHead(
-  socket: EvSocket,
-  limits: Limits,
+  conn: Connection,
   timeout: number,
 ): Promise<Uint8Array | null> {
-  const options = { maxLength: limits.maxHeaderBytes, timeout };
+  const { socket, timeouts } = conn;
+  const limits = conn.site.limits;
+  const options = { maxLength: limits.maxHeaderBytes };
   const sendTimeout = limits.sendTimeout;
   try {
     try {
+      timeouts.armRead(timeout);
       return await socketInternals.readUntilEither(
         socket,
         CRLFCRLF,
@@ -306,7 +317,7 @@ async function readHead(
       // had begun, it gets the header timeout to finish.
       if (!isTimeout(error) || socket.buffered === 0) throw error;
       if (timeout === limits.headerTimeout) throw error;
-      options.timeout = limits.headerTimeout;
+      timeouts.armRead(limits.headerTimeout);
       return await socketInternals.readUntilEither(
         socket,
         CRLFCRLF,
@@ -398,6 +409,7 @@ class Exchange implements WriteContext {
   readonly http10: boolean;
   readonly timeout: number;
   readonly signal: AbortSignal;
+  readonly timeouts: CoarseTimeouts;
   readonly state: Connection;
   started = false;
   gone: unknown = undefined;
@@ -411,6 +423,7 @@ class Exchange implements WriteContext {
     this.http10 = head.minor === 0;
     this.timeout = site.limits.sendTimeout;
     this.signal = conn.thread.signal;
+    this.timeouts = conn.timeouts;
     this.state = conn;
     this.body = head.chunked || head.contentLength > 0
       ? new BodyReader(socket, {
@@ -418,6 +431,7 @@ class Exchange implements WriteContext {
         maxBytes: site.limits.maxBodyBytes,
         maxTrailerBytes: site.limits.maxHeaderBytes,
         timeout: site.limits.bodyTimeout,
+        timeouts: conn.timeouts,
         // No 100 once the response has begun: it would land inside it.
         onFirstRead: head.expectContinue
           ? () =>
@@ -613,6 +627,8 @@ async function switchProtocols(x: Exchange, up: Upgrade): Promise<false> {
   await sendSwitching(x.socket, x.head.upgrade!, up.headers, x.timeout);
   x.info.sent();
   x.watch?.abort();
+  // The new protocol's time limits are its own.
+  x.conn.timeouts.unwatch();
   // A WebSocket writes through its own queue; any other protocol is the
   // procedure's own code, whose cut-short sends are reported as any task's.
   if (x.upgrade?.reserved !== true) socketInternals.setQuiet(x.socket, false);

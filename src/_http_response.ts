@@ -1,6 +1,7 @@
 // Copyright 2026 the @corothread/evthread authors. MIT license.
 // Writing responses (RFC 9112 sections 4, 6 and 7; RFC 9110 section 6.4.1).
 
+import type { CoarseTimeouts } from "./_coarse_timeouts.ts";
 import { socketInternals } from "./_internal.ts";
 import type { EvSocket } from "./ev_socket.ts";
 
@@ -96,6 +97,8 @@ export interface WriteContext {
   http10: boolean;
   /** Per-send timeout in milliseconds. */
   timeout: number;
+  /** Where the send timeout is armed before each send. */
+  timeouts: CoarseTimeouts;
   /** Aborted when the exchange must stop (shutdown or disconnect). */
   signal: AbortSignal;
   /**
@@ -395,7 +398,7 @@ async function stream(
   if (declared >= 0 && total !== declared) {
     throw new RangeError(lengthMismatch(declared));
   }
-  if (chunked) await ctx.socket.send(LAST_CHUNK, sendOptions(ctx));
+  if (chunked) await write(ctx, LAST_CHUNK);
   return keepAlive;
 }
 
@@ -403,16 +406,14 @@ const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 /** Largest response (head and fixed body) kept as a connection's scratch. */
 const SCRATCH_MAX = 16_384;
 
-function sendOptions(ctx: WriteContext): { timeout: number } {
-  return { timeout: ctx.timeout };
-}
-
 /**
  * Sends bytes that are the server's own (or a chunk a body stream handed
- * over): the socket need not copy them even though the send has a timeout.
+ * over): the socket need not copy them even though the send has a timeout
+ * (the connection's coarse send timeout).
  */
 function write(ctx: WriteContext, bytes: Uint8Array): Promise<void> {
-  return socketInternals.sendOwned(ctx.socket, bytes, sendOptions(ctx));
+  ctx.timeouts.armWrite(ctx.timeout);
+  return socketInternals.sendOwned(ctx.socket, bytes);
 }
 
 function lengthMismatch(declared: number): string {

@@ -108,7 +108,7 @@ export const socketInternals: {
   sendOwned: (
     socket: EvSocket,
     bytes: Uint8Array,
-    options: { timeout?: number },
+    options?: { timeout?: number },
   ) => Promise<void>;
   /**
    * Resolves when the peer ends the stream (or the connection fails), as

@@ -3,6 +3,7 @@
 // checkFieldLine() and BodyReader driven with generated and mutated input.
 
 import { EvSocket } from "../../mod.ts";
+import { CoarseTimeouts } from "../../src/_coarse_timeouts.ts";
 import { BodyReader } from "../../src/_http_body.ts";
 import {
   checkFieldLine,
@@ -443,6 +444,7 @@ async function readBody(
       maxBytes: FUZZ_LIMITS.maxBodyBytes,
       maxTrailerBytes: FUZZ_LIMITS.maxHeaderBytes,
       timeout: FUZZ_LIMITS.bodyTimeout,
+      timeouts: new CoarseTimeouts(socket),
       onFirstRead: undefined,
     });
     if (drain) return { body: "", drained: await reader.drain(262_144) };

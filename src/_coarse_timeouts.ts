@@ -1,0 +1,130 @@
+// Copyright 2026 the @corothread/evthread authors. MIT license.
+// Coarse time limits for the HTTP server's socket calls (its header, idle,
+// body and send timeouts): a call costs a few field writes, no clock read
+// and no timer; one sweep every SWEEP_MS checks every connection. A limit
+// never fires early and at most about 2 * SWEEP_MS late (plus whatever
+// delays the event loop). EvSocket's own per-call timeouts, deadlines and
+// `delay` keep their millisecond precision (the deadline queue).
+
+import { limitHooks, READ, WRITE } from "./_socket_limits.ts";
+import { timeoutError } from "./_validate.ts";
+import type { EvSocket } from "./ev_socket.ts";
+
+/** How often the sweep runs, in ms. */
+export const SWEEP_MS = 50;
+
+/**
+ * The coarse time limits of one socket's calls, one per direction. Arm a
+ * direction before each call in it: the call then rejects with a
+ * `TimeoutError` (losing no bytes, as an expired per-call timeout) if it
+ * is still waiting once `ms` have passed. An armed limit whose call has
+ * settled is dropped by the next sweep that finds it due.
+ */
+export class CoarseTimeouts {
+  readonly socket: EvSocket;
+  // Per direction: the limit in ms (0: none); the sweep count when it was
+  // armed; and once a sweep has run since, that sweep's time, which is
+  // after the call began: the limit counts from there, so never early.
+  readMs = 0;
+  readTick = 0;
+  readFrom = -1;
+  writeMs = 0;
+  writeTick = 0;
+  writeFrom = -1;
+  #watched = false;
+
+  constructor(socket: EvSocket) {
+    this.socket = socket;
+  }
+
+  /** Limits the read about to be made to `ms` (Infinity: none). */
+  armRead(ms: number): void {
+    this.readMs = ms === Infinity ? 0 : ms;
+    this.readTick = sweeper.tick;
+    this.readFrom = -1;
+  }
+
+  /** Limits the send about to be made to `ms` (Infinity: none). */
+  armWrite(ms: number): void {
+    this.writeMs = ms === Infinity ? 0 : ms;
+    this.writeTick = sweeper.tick;
+    this.writeFrom = -1;
+  }
+
+  /** Starts the sweeps over this socket's limits. */
+  watch(): void {
+    if (this.#watched) return;
+    this.#watched = true;
+    sweeper.add(this);
+  }
+
+  /** Stops them (the socket is done with HTTP, or closed). */
+  unwatch(): void {
+    if (!this.#watched) return;
+    this.#watched = false;
+    this.readMs = this.writeMs = 0;
+    sweeper.delete(this);
+  }
+
+  /** A sweep at `now` (its `tick`): expires the calls that are due. */
+  check(now: number, tick: number): void {
+    if (this.readMs > 0) {
+      if (this.readFrom < 0) {
+        if (tick > this.readTick) this.readFrom = now;
+      } else if (now - this.readFrom >= this.readMs) {
+        const ms = this.readMs;
+        this.readMs = 0;
+        this.#expire(READ, `Read timed out after ${ms} ms`);
+      }
+    }
+    if (this.writeMs > 0) {
+      if (this.writeFrom < 0) {
+        if (tick > this.writeTick) this.writeFrom = now;
+      } else if (now - this.writeFrom >= this.writeMs) {
+        const ms = this.writeMs;
+        this.writeMs = 0;
+        this.#expire(WRITE, `Send timed out after ${ms} ms`);
+      }
+    }
+  }
+
+  #expire(mode: typeof READ | typeof WRITE, message: string): void {
+    const socket = this.socket;
+    if (socket.closed || !limitHooks.waiting(socket, mode)) return;
+    limitHooks.countTimeout(socket);
+    limitHooks.expire(socket, mode, timeoutError(message));
+  }
+}
+
+/** One interval timer for every watched socket; runs while there are any. */
+class Sweeper {
+  #watched = new Set<CoarseTimeouts>();
+  #timer: ReturnType<typeof setInterval> | undefined = undefined;
+  /** Sweeps so far. */
+  tick = 0;
+
+  add(entry: CoarseTimeouts): void {
+    this.#watched.add(entry);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(this.#sweep, SWEEP_MS);
+      // The sockets' pending calls keep the process alive, not this.
+      Deno.unrefTimer(this.#timer);
+    }
+  }
+
+  delete(entry: CoarseTimeouts): void {
+    this.#watched.delete(entry);
+    if (this.#watched.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #sweep = (): void => {
+    const tick = ++this.tick;
+    const now = performance.now();
+    for (const entry of this.#watched) entry.check(now, tick);
+  };
+}
+
+const sweeper = new Sweeper();
