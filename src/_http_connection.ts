@@ -359,7 +359,8 @@ function requestHead(
     throw new HttpError(400, "Request head ended by bare LFs");
   }
   const text = latin1(bytes.subarray(0, n - 4));
-  if (/^(\r\n)*$/.test(text)) return undefined;
+  if (text.charCodeAt(0) === 0x0d && /^(\r\n)*$/.test(text)) return undefined;
+  if (text === "") return undefined;
   const limits = conn.site.limits;
   const head = parseHead(text, limits);
   const socket = conn.socket;

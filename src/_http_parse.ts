@@ -156,17 +156,24 @@ function parseRequestLine(line: string, limits: HeadLimits): RequestHead {
   }
   const method = line.slice(0, sp1);
   const version = line.slice(sp2 + 1);
-  if (!TOKEN.test(method) || target.length === 0 || BAD_TARGET.test(target)) {
+  if (
+    !(method === "GET" || method === "POST" || TOKEN.test(method)) ||
+    target.length === 0 || BAD_TARGET.test(target)
+  ) {
     throw new HttpError(400, "Malformed request line");
   }
-  const m = VERSION.exec(version);
-  if (m === null) throw new HttpError(400, "Malformed HTTP version");
-  if (m[1] !== "1") throw new HttpError(505, "HTTP version not supported");
+  let minor = 1;
+  if (version !== "HTTP/1.1") {
+    const m = VERSION.exec(version);
+    if (m === null) throw new HttpError(400, "Malformed HTTP version");
+    if (m[1] !== "1") throw new HttpError(505, "HTTP version not supported");
+    if (m[2] === "0") minor = 0;
+  }
   checkTargetForm(method, target);
   return {
     method,
     target,
-    minor: m[2] === "0" ? 0 : 1,
+    minor,
     fields: [],
     host: undefined,
     contentLength: -1,

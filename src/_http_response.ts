@@ -58,8 +58,19 @@ const REASONS: Record<number, string> = {
   505: "HTTP Version Not Supported",
 };
 
+/** Status lines with their standard reason, made once. */
+const STATUS_LINES = new Map<number, string>(
+  Object.entries(REASONS).map((
+    [status, reason],
+  ) => [Number(status), `HTTP/1.1 ${status} ${reason}\r\n`]),
+);
+
 /** The status line for `status`. */
 export function statusLine(status: number, statusText = ""): string {
+  if (statusText === "" || statusText === REASONS[status]) {
+    const line = STATUS_LINES.get(status);
+    if (line !== undefined) return line;
+  }
   return `HTTP/1.1 ${status} ${statusText || REASONS[status] || ""}\r\n`;
 }
 
@@ -76,15 +87,6 @@ export function httpDate(): string {
   }
   return dateValue;
 }
-
-/** Fields the server sets itself; a handler's values for them are dropped. */
-const FRAMING = new Set([
-  "connection",
-  "content-length",
-  "transfer-encoding",
-  "keep-alive",
-  "date",
-]);
 
 /** What the exchange needs from the response writer. */
 export interface WriteContext {
@@ -145,27 +147,65 @@ export function responseHead(
   response: Response,
   keepAlive: boolean,
 ): ResponseHead {
-  let head = statusLine(response.status, response.statusText);
-  let userLength: string | null = null;
-  let date = false;
-  // forEach: about 5x cheaper than the iterator protocol here.
-  response.headers.forEach((value, name) => {
-    if (FRAMING.has(name)) {
-      if (name === "content-length") userLength = value;
-      else if (name === "connection") {
+  const fields = building;
+  fields.head = statusLine(response.status, response.statusText);
+  fields.keepAlive = keepAlive;
+  fields.userLength = null;
+  fields.date = false;
+  // forEach: about 5x cheaper than the iterator protocol here; and with a
+  // callback made once (its state in `building`), no closure per response.
+  response.headers.forEach(addField);
+  const result: ResponseHead = {
+    head: fields.date ? fields.head : `${fields.head}date: ${httpDate()}\r\n`,
+    keepAlive: fields.keepAlive,
+    userLength: fields.userLength,
+  };
+  fields.head = "";
+  return result;
+}
+
+/** The head `responseHead` is building: forEach is synchronous. */
+const building = {
+  head: "",
+  keepAlive: false,
+  userLength: null as string | null,
+  date: false,
+};
+
+/**
+ * Adds a field to `building`; the framing fields (`connection`,
+ * `content-length`, `transfer-encoding`, `keep-alive`) are the server's to
+ * write, and a handler's `date` replaces the server's.
+ */
+function addField(value: string, name: string): void {
+  switch (name.length) {
+    case 4:
+      if (name === "date") {
+        building.head += `date: ${value}\r\n`;
+        building.date = true;
+        return;
+      }
+      break;
+    case 10:
+      if (name === "connection") {
         // The handler asks to close: honour it (its other tokens are
         // hop-by-hop details the server manages itself).
-        if (/(^|,)\s*close\s*(,|$)/i.test(value)) keepAlive = false;
-      } else if (name === "date") {
-        head += `date: ${value}\r\n`;
-        date = true;
+        if (/(^|,)\s*close\s*(,|$)/i.test(value)) building.keepAlive = false;
+        return;
       }
-      return;
-    }
-    head += `${name}: ${value}\r\n`;
-  });
-  if (!date) head += `date: ${httpDate()}\r\n`;
-  return { head, keepAlive, userLength };
+      if (name === "keep-alive") return;
+      break;
+    case 14:
+      if (name === "content-length") {
+        building.userLength = value;
+        return;
+      }
+      break;
+    case 17:
+      if (name === "transfer-encoding") return;
+      break;
+  }
+  building.head += `${name}: ${value}\r\n`;
 }
 
 /** Whether a status has no body (RFC 9110 6.4.1). */
