@@ -531,3 +531,19 @@ Deno.test("latin1() decodes inputs longer than its batch size", () => {
   assertEquals(text.charCodeAt(n - 1), bytes[n - 1]);
   assertEquals(latin1(bytes.subarray(8190, 8194)), text.slice(8190, 8194));
 });
+
+Deno.test("latin1() is not fooled by bytes that UTF-8 would decode otherwise", () => {
+  const cases: number[][] = [
+    [0xef, 0xbb, 0xbf, 0x41], // a BOM, which UTF-8 decoding drops
+    [0xc3, 0xa9], // "é" in UTF-8: two chars in latin1
+    [0xef, 0xbf, 0xbd], // U+FFFD in UTF-8
+    [0xf0, 0x9f, 0x98, 0x80], // an emoji: a surrogate pair in UTF-16
+    [0x41, 0x80, 0x42], // a lone continuation byte: one replacement char
+    [0x0d, 0x0a, 0x7f, 0x00], // ASCII controls stay as they are
+  ];
+  for (const bytes of cases) {
+    const text = latin1(new Uint8Array(bytes));
+    const codes = Array.from(text, (_, i) => text.charCodeAt(i));
+    assertEquals(codes, bytes, JSON.stringify(bytes));
+  }
+});
