@@ -86,6 +86,8 @@ export interface Connection {
   onAbort: ((reason: unknown) => void) | undefined;
   /** The response writer's reusable buffer. */
   scratch: Uint8Array | undefined;
+  /** Whether the connection is TLS (its URLs are `https:`). */
+  secure: boolean;
   /** The options of every read of a request head. */
   headOptions: { maxLength: number };
   /**
@@ -195,6 +197,7 @@ export async function serveConnection(
     idleSince: 0,
     onAbort: undefined,
     scratch: undefined,
+    secure: socket.tls !== undefined,
     headOptions: { maxLength: site.limits.maxHeaderBytes },
     timeouts: new CoarseTimeouts(socket),
   };
@@ -212,7 +215,7 @@ export async function serveConnection(
   socketInternals.setQuiet(socket, true);
   try {
     // Only plain TCP connections have the option (not TLS, nor Unix).
-    if (socket.localAddr.transport === "tcp" && socket.tls === undefined) {
+    if (socket.localAddr.transport === "tcp" && !conn.secure) {
       socket.setNoDelay(true);
     }
     let timeout = site.limits.headerTimeout;
@@ -388,7 +391,7 @@ function requestHead(
       head.target,
       requestHost(head, socket),
       head.host ?? "",
-      socket.tls !== undefined,
+      conn.secure,
     )
   ) {
     throw new HttpError(400, "Invalid request URL");
@@ -465,7 +468,7 @@ class Exchange implements WriteContext {
       method: head.method,
       target: head.target,
       host: requestHost(head, socket),
-      secure: socket.tls !== undefined,
+      secure: conn.secure,
       fields: head.fields,
       body: this.body === undefined ? null : this.body.stream(),
       signal: () => this.#requestSignal(),
