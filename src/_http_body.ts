@@ -2,12 +2,7 @@
 // Request bodies read from the socket as the handler pulls them:
 // Content-Length framed or chunked (RFC 9112 sections 6 and 7).
 
-import {
-  checkFieldLine,
-  HttpError,
-  latin1,
-  parseChunkSize,
-} from "./_http_parse.ts";
+import { checkFieldLine, HttpError, parseChunkSize } from "./_http_parse.ts";
 import type { CoarseTimeouts } from "./_coarse_timeouts.ts";
 import { socketInternals } from "./_internal.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -201,11 +196,11 @@ export class BodyReader {
   }
 
   async #readLine(maxLength: number): Promise<string> {
-    let bytes: Uint8Array | null;
+    let line: string | null;
     try {
       // A line ended by a bare LF is found (and refused) at once.
       this.#arm();
-      bytes = await socketInternals.readUntilEither(this.#socket, CRLF, LF, {
+      line = await socketInternals.readTextUntil(this.#socket, CRLF, LF, {
         maxLength,
       });
     } catch (error) {
@@ -214,16 +209,16 @@ export class BodyReader {
       }
       throw error;
     }
-    if (bytes === null) {
+    if (line === null) {
       throw new Deno.errors.UnexpectedEof(
         "The client closed the connection in the middle of the body",
       );
     }
-    const n = bytes.byteLength;
-    if (n < 2 || bytes[n - 2] !== 0x0d) {
+    const n = line.length;
+    if (n < 2 || line.charCodeAt(n - 2) !== 0x0d) {
       throw new HttpError(400, "Chunk line not ended by CRLF");
     }
-    return latin1(bytes.subarray(0, n - 2));
+    return line.slice(0, n - 2);
   }
 
   /** Arms the body timeout for the read about to be made. */

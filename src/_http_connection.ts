@@ -5,12 +5,7 @@
 import { CoarseTimeouts } from "./_coarse_timeouts.ts";
 import { WebSocketHandshakeError } from "./_ws_handshake.ts";
 import { BodyReader } from "./_http_body.ts";
-import {
-  HttpError,
-  latin1,
-  parseHead,
-  type RequestHead,
-} from "./_http_parse.ts";
+import { HttpError, parseHead, type RequestHead } from "./_http_parse.ts";
 import { HttpRequest, validRequestUrl } from "./_http_request.ts";
 import {
   sendContinue,
@@ -251,18 +246,18 @@ export async function serveConnection(
  */
 async function exchange(conn: Connection, timeout: number): Promise<boolean> {
   // Read the request.
-  let bytes: Uint8Array | null;
+  let text: string | null;
   try {
-    bytes = await readHead(conn, timeout);
+    text = await readHead(conn, timeout);
   } catch (error) {
-    bytes = await headFailed(conn, timeout, error);
+    text = await headFailed(conn, timeout, error);
   }
-  if (bytes === null) return false;
+  if (text === null) return false;
   conn.thread.handshaking = false;
   conn.idle = false;
   let head: RequestHead | undefined;
   try {
-    head = requestHead(conn, bytes);
+    head = requestHead(conn, text);
   } catch (error) {
     if (!(error instanceof HttpError)) throw error;
     await sendError(conn.socket, error.status, conn.site.limits.sendTimeout);
@@ -313,9 +308,9 @@ async function exchange(conn: Connection, timeout: number): Promise<boolean> {
 function readHead(
   conn: Connection,
   timeout: number,
-): Promise<Uint8Array | null> {
+): Promise<string | null> {
   conn.timeouts.armRead(timeout);
-  return socketInternals.readUntilEither(
+  return socketInternals.readTextUntil(
     conn.socket,
     CRLFCRLF,
     LFLF,
@@ -333,7 +328,7 @@ async function headFailed(
   conn: Connection,
   timeout: number,
   error: unknown,
-): Promise<Uint8Array | null> {
+): Promise<string | null> {
   const socket = conn.socket;
   const limits = conn.site.limits;
   const sendTimeout = limits.sendTimeout;
@@ -367,20 +362,21 @@ async function headFailed(
 }
 
 /**
- * The request head in `bytes` (up to its blank line), parsed and checked;
+ * The request head in `whole` (up to its blank line, decoded as latin1),
+ * parsed and checked;
  * `undefined` when they are only empty lines between requests.
  *
  * @throws {HttpError} with the status to refuse the request with.
  */
 function requestHead(
   conn: Connection,
-  bytes: Uint8Array,
+  whole: string,
 ): RequestHead | undefined {
-  const n = bytes.byteLength;
-  if (bytes[n - 3] !== 0x0a || bytes[n - 4] !== 0x0d) {
+  const n = whole.length;
+  if (whole.charCodeAt(n - 3) !== 0x0a || whole.charCodeAt(n - 4) !== 0x0d) {
     throw new HttpError(400, "Request head ended by bare LFs");
   }
-  const text = latin1(bytes.subarray(0, n - 4));
+  const text = whole.slice(0, n - 4);
   if (text.charCodeAt(0) === 0x0d && /^(\r\n)*$/.test(text)) return undefined;
   if (text === "") return undefined;
   const limits = conn.site.limits;

@@ -134,13 +134,17 @@ export const socketInternals: {
   interruptReads: (socket: EvSocket, reason: unknown) => void;
   /** Records the handshake of a connection accepted with TLS. */
   setTls: (socket: EvSocket, info: Deno.TlsHandshakeInfo) => void;
-  /** `readUntil` that stops at whichever of two delimiters ends first. */
-  readUntilEither: (
+  /**
+   * `readUntil` that stops at whichever of two delimiters ends first, and
+   * resolves with the record (delimiter included) decoded as latin1, one
+   * char per byte, with no copy of the bytes made first.
+   */
+  readTextUntil: (
     socket: EvSocket,
     a: Uint8Array,
     b: Uint8Array,
     options: { maxLength: number; timeout?: number },
-  ) => Promise<Uint8Array | null>;
+  ) => Promise<string | null>;
   /**
    * Whether a queued send or `closeWrite` still has bytes to write,
    * including sends whose callers stopped waiting (a timeout, an abort
@@ -160,7 +164,7 @@ export const socketInternals: {
   setQuiet: (socket: EvSocket, quiet: boolean) => void;
 } = {
   setQuiet: unreachable,
-  readUntilEither: unreachable,
+  readTextUntil: unreachable,
   interruptReads: unreachable,
   pendingWrites: unreachable,
   drained: unreachable,

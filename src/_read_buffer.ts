@@ -7,7 +7,7 @@
 // sockets.
 
 import { buffers } from "./_buffer_pool.ts";
-import { indexOf } from "./_bytes.ts";
+import { indexOf, latin1 } from "./_bytes.ts";
 import { forget, type PendingCall } from "./_socket_limits.ts";
 import { LimitExceededError } from "./errors.ts";
 import type { EvSocket } from "./ev_socket.ts";
@@ -44,6 +44,11 @@ export const LINE = 3;
 export const PEEK = 4;
 /** A pull of the `readable` stream: whatever is buffered. */
 export const CHUNK = 5;
+/**
+ * `readUntil`, the record decoded as latin1 (one char per byte), for the
+ * HTTP server's heads and chunk lines: no copy of the bytes is made.
+ */
+export const TEXT = 6;
 
 /** What each kind of read call resolves with. */
 export interface ReadResults {
@@ -59,6 +64,8 @@ export interface ReadResults {
   [PEEK]: Uint8Array | null;
   /** A chunk; null at end of stream; undefined if withdrawn. */
   [CHUNK]: Uint8Array | null | undefined;
+  /** The record as latin1, delimiter included; null at end of stream. */
+  [TEXT]: string | null;
 }
 
 /** A kind of read call. */
@@ -151,6 +158,16 @@ export class ReadRequest<K extends ReadKind = ReadKind>
     max: number,
   ): ReadRequest<typeof UNTIL> {
     return new ReadRequest(socket, UNTIL, undefined, delim, delim2, max);
+  }
+
+  /** `until`, resolving with the record decoded as latin1. */
+  static text(
+    socket: EvSocket,
+    delim: Uint8Array,
+    delim2: Uint8Array | undefined,
+    max: number,
+  ): ReadRequest<typeof TEXT> {
+    return new ReadRequest(socket, TEXT, undefined, delim, delim2, max);
   }
 
   /** `readLine` within `max`. */
@@ -362,6 +379,7 @@ export class ReadBuffer {
         if (head.max > cap) want = head.max;
         break;
       case UNTIL:
+      case TEXT:
       case LINE:
         // A full buffer and no delimiter yet (else it had settled): grow
         // towards the limit, which is above `have`.
@@ -453,6 +471,7 @@ export class ReadBuffer {
         break;
       }
       case UNTIL:
+      case TEXT:
       case LINE: {
         const end = this.find(req);
         if (end >= 0) {
@@ -460,7 +479,9 @@ export class ReadBuffer {
           else {
             this.start = rs + end;
             if (req.kind === LINE) req.resolve(decodeLine(bytes, rs, rs + end));
-            else req.resolve(bytes.slice(rs, rs + end));
+            else if (req.kind === TEXT) {
+              req.resolve(latin1(bytes.subarray(rs, rs + end)));
+            } else req.resolve(bytes.slice(rs, rs + end));
           }
           return true;
         }
@@ -524,7 +545,7 @@ export class ReadBuffer {
    * vain are remembered in `scanned`, so that each byte is looked at about
    * once however many reads a record takes.
    */
-  find(req: ReadCall<typeof UNTIL | typeof LINE>): number {
+  find(req: ReadCall<typeof UNTIL | typeof TEXT | typeof LINE>): number {
     const bytes = this.bytes;
     const rs = this.start;
     const delim = req.delim!;
@@ -603,7 +624,7 @@ export class ReadBuffer {
 
 /** The LimitExceededError of a `readUntil` or `readLine` over its limit. */
 function tooLong(
-  req: ReadCall<typeof UNTIL | typeof LINE>,
+  req: ReadCall<typeof UNTIL | typeof TEXT | typeof LINE>,
 ): LimitExceededError {
   return req.kind === LINE
     ? new LimitExceededError(

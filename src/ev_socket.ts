@@ -196,8 +196,8 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.readWaiting = (socket) => socket.#rb.readers.length > 0;
     socketInternals.interruptReads = (socket, reason) =>
       socket.#rb.clear(reason);
-    socketInternals.readUntilEither = (socket, a, b, options) =>
-      socket.#read(ReadRequest.until(socket, a, b, options.maxLength), options);
+    socketInternals.readTextUntil = (socket, a, b, options) =>
+      socket.#read(ReadRequest.text(socket, a, b, options.maxLength), options);
     streamHooks.pull = (socket) =>
       socket.#read(ReadRequest.chunk(socket), undefined);
     streamHooks.cancel = (socket, reason) => {

@@ -27,6 +27,7 @@ import {
   type ReadResults,
   RECV,
   SMALL_READ,
+  TEXT,
   UNTIL,
 } from "../src/_read_buffer.ts";
 import { LimitExceededError } from "../src/errors.ts";
@@ -304,6 +305,52 @@ Deno.test("ReadBuffer.find() with two delimiters takes the one that ends first",
   assert(rb.complete(probe));
   const crlf = until(CRLF, 100, LF);
   assertEquals(rb.find(crlf), 3); // "b\r\n": both end at the same byte
+});
+
+Deno.test("ReadBuffer.complete() gives a text read its record as latin1, one char per byte, and keeps the rest", () => {
+  const rb = new ReadBuffer();
+  const head = new Probe(TEXT, {
+    delim: encoder.encode("\r\n\r\n"),
+    delim2: encoder.encode("\n\n"),
+    max: 100,
+  });
+  // A field value with obs-text (0xe9, 0xff) and UTF-8's bytes for "é":
+  // each byte is one char, nothing is decoded as UTF-8.
+  const bytes = new Uint8Array([
+    ...encoder.encode("GET / HTTP/1.1\r\nX: "),
+    0xe9,
+    0xff,
+    0xc3,
+    0xa9,
+    ...encoder.encode("\r\n\r\nnext"),
+  ]);
+  receive(rb, head, bytes.subarray(0, 20));
+  assert(!rb.complete(head), "no blank line yet");
+  receive(rb, head, bytes.subarray(20));
+  assert(rb.complete(head));
+  const value = head.value!;
+  assertEquals(value.length, bytes.byteLength - 4);
+  for (let i = 0; i < value.length; i++) {
+    assertEquals(value.charCodeAt(i), bytes[i], `char ${i}`);
+  }
+  assertEquals(text(rb), "next");
+  // The second delimiter, over the limit, and end of stream, as readUntil.
+  const rb2 = new ReadBuffer();
+  const bare = new Probe(TEXT, { delim: CRLF, delim2: LF, max: 10 });
+  receive(rb2, bare, "a\nb");
+  assert(rb2.complete(bare));
+  assertEquals(bare.value, "a\n");
+  const long = new Probe(TEXT, { delim: CRLF, max: 2 });
+  receive(rb2, long, "cd\r\n");
+  assert(rb2.complete(long));
+  assertInstanceOf(long.error, LimitExceededError);
+  const rb3 = new ReadBuffer();
+  const cut = new Probe(TEXT, { delim: CRLF, max: 10 });
+  receive(rb3, cut, "partial");
+  rb3.eof = true;
+  assert(rb3.complete(cut));
+  assertInstanceOf(cut.error, Deno.errors.UnexpectedEof);
+  assertEquals(rb3.length, 7);
 });
 
 Deno.test("ReadBuffer.complete() gives a readUntil UnexpectedEof for a partial record at end of stream", () => {
