@@ -10,7 +10,12 @@
  *    per-connection state machine (the reactor paradigm), so that 1 vs 2
  *    isolates the paradigm;
  * 3. `_node_server.ts`: `node:http` `createServer`, as Deno runs it;
- * 4. `_native_server.ts`: `Deno.serve` (hyper, in Rust).
+ * 4. `_native_server.ts`: `Deno.serve` (hyper, in Rust);
+ * 5. `_raw_server.ts`: no HTTP code, a bare keep-alive loop on `Deno.Conn`
+ *    (find the end of each head, write a fixed response: the bytes
+ *    `serve()` sends), the transport's own cost;
+ * 6. `_evsocket_server.ts`: the same loop on `EvSocket` (`readUntil` and
+ *    `send` with `serve()`'s default timeouts), the socket layer's cost.
  *
  * Load: `wrk -t1 -c100 -d{seconds}s --latency` and `-c1` when `wrk` is on
  * PATH, otherwise `_load.ts` (a Deno keep-alive client over raw
@@ -47,7 +52,7 @@
  * deno run --allow-net --allow-run --allow-read --allow-env \
  *   --allow-write=bench/results,bench/http/http.svg bench/http/http.ts \
  *   [--rounds 5] [--seconds 3] [--warmup 1] [--load auto|wrk|deno] \
- *   [--pin auto|off] [--servers evthread,reactor,node,native]
+ *   [--pin auto|off] [--servers evthread,reactor,node,native,raw,evsocket]
  * ```
  * Writes `bench/results/http.json` and `bench/results/http.svg` (needs
  * `--allow-write=bench/results`) and copies the chart to `bench/http/http.svg`,
@@ -93,13 +98,21 @@ import {
   withServers,
 } from "../_common/mod.ts";
 
-type ServerName = "evthread" | "reactor" | "node" | "native";
+type ServerName =
+  | "evthread"
+  | "reactor"
+  | "node"
+  | "native"
+  | "raw"
+  | "evsocket";
 
 const SERVERS: readonly ServerName[] = [
   "evthread",
   "reactor",
   "node",
   "native",
+  "raw",
+  "evsocket",
 ];
 const CONNECTIONS: readonly number[] = [100, 1];
 const SERVER_FILES: Record<ServerName, URL> = {
@@ -107,6 +120,8 @@ const SERVER_FILES: Record<ServerName, URL> = {
   reactor: new URL("./_reactor_server.ts", import.meta.url),
   node: new URL("./_node_server.ts", import.meta.url),
   native: new URL("./_native_server.ts", import.meta.url),
+  raw: new URL("./_raw_server.ts", import.meta.url),
+  evsocket: new URL("./_evsocket_server.ts", import.meta.url),
 };
 /** The chart the README shows. */
 const SVG_COPY = new URL("./http.svg", import.meta.url);
@@ -115,18 +130,24 @@ const SERVER_LABELS: Record<ServerName, string> = {
   reactor: "reactor: same parser on node:net callbacks",
   node: "node:http",
   native: "Deno.serve (native)",
+  raw: "raw loop on Deno.Conn (no HTTP code)",
+  evsocket: "the raw loop on EvSocket (serve()'s timeouts)",
 };
 const SHORT_LABELS: Record<ServerName, string> = {
   evthread: "evthread serve()",
   reactor: "reactor (node:net)",
   node: "node:http",
   native: "Deno.serve",
+  raw: "raw Deno.Conn loop",
+  evsocket: "EvSocket loop",
 };
 const COLORS: Record<ServerName, string> = {
   evthread: "#2f6fb0",
   reactor: "#7fa7d3",
   node: "#6a9f3a",
   native: "#8a8a8a",
+  raw: "#c9a227",
+  evsocket: "#b5651d",
 };
 /** One measurement. */
 interface Sample extends HttpFigures {
