@@ -122,6 +122,7 @@ import {
   portRange,
   type Run as C10kRun,
   runOnce,
+  semiSpaceFlags,
 } from "./c10k/c10k.ts";
 
 type Family = "echo" | "http" | "c10k";
@@ -136,11 +137,8 @@ const REPO_DIR = benchPath("../");
 const ECHO_CLIENT = new URL("./echo/_load.ts", import.meta.url);
 const ECHO_SCENARIO = "pingpong-100";
 /** The semi-space of both C10K servers, in MB (V8's unit for the flag). */
-const SEMI_SPACE_MB = 1;
-const SEMI_SPACE_FLAGS = [
-  `--min-semi-space-size=${SEMI_SPACE_MB}`,
-  `--max-semi-space-size=${SEMI_SPACE_MB}`,
-];
+const SEMI_SPACE_MB = C10K_DEFAULTS.semiSpace;
+const SEMI_SPACE_FLAGS = semiSpaceFlags(SEMI_SPACE_MB);
 /** What the issues ask for. */
 const THROUGHPUT_TOLERANCE = 0.03;
 const BYTES_TOLERANCE = 256;
