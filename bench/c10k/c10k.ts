@@ -9,15 +9,18 @@
  *    each, closed; then one latency run as in 2, not counted) so that the
  *    accept and echo paths are compiled and one-time allocations are made
  *    before anything is measured;
- * 2. latency with 0 idle connections: on one extra connection, 200 warm-up
- *    then 2,000 sequential 64-byte round trips; median and p99;
+ * 2. latency with 0 idle connections: on each count of `--active` extra
+ *    connections (default 1, then 10 at once), each doing 200 warm-up then
+ *    2,000 sequential 64-byte round trips (ping-pong); median and p99 over
+ *    all of them;
  * 3. baseline: the server's RSS, heap and external memory after forced GC,
  *    with 0 connections;
  * 4. open N connections (batches of 200 connects), each proved alive by one
  *    64-byte round trip, and left idle;
  * 5. the server's memory after forced GC with N connections; per connection
  *    = (with N - baseline) / N;
- * 6. latency with N idle connections, as in 2;
+ * 6. latency with N idle connections, as in 2; the target is on p99:
+ *    with N idle / with none, per run, then the median over rounds;
  * 7. one more round trip on each idle connection (all must still be alive);
  *    close all; stop the server.
  *
@@ -83,6 +86,7 @@ import {
   pinned,
   ROUNDS,
   saveResults,
+  type Spread,
   spread,
   tasksetWorks,
   toJson,
@@ -107,6 +111,8 @@ export interface Options {
   latencyCount: number;
   latencyWarmup: number;
   kinds: Kind[];
+  /** Active connections of the latency runs, one run per count. */
+  active: number[];
   /** Total time cap, in seconds. */
   cap: number;
   /** The server's recv/send timeout (evthread), in ms. */
@@ -137,11 +143,26 @@ export const DEFAULT_OPTIONS: Readonly<Options> = {
   latencyCount: 2000,
   latencyWarmup: 200,
   kinds: [...KINDS],
+  active: [1, 10],
   cap: 900,
   ioTimeout: 30_000,
   semiSpace: 1,
   breakdown: 0,
   pin: undefined,
+};
+
+/** `--active 1,10`: a comma-separated list of positive integers. */
+const COUNTS: Flag<number[]> = {
+  value: "N,N",
+  parse(raw, flag) {
+    const counts = raw.split(",").map(Number);
+    if (!counts.every((c) => Number.isInteger(c) && c >= 1 && c <= 1000)) {
+      throw new RangeError(
+        `'${flag}' must list integers in [1, 1000]: received '${raw}'`,
+      );
+    }
+    return [...new Set(counts)];
+  },
 };
 
 /** `--pin none|SERVER,CLIENT`. */
@@ -172,13 +193,18 @@ function parseOptions(args: string[]): Options {
       latencyCount: integer(1),
       latencyWarmup: integer(0),
       kinds: list(KINDS),
+      active: COUNTS,
       cap: integer(1),
       ioTimeout: integer(1),
       semiSpace: integer(0, 1024),
       breakdown: integer(0),
       pin: PIN_CORES,
     },
-    { ...DEFAULT_OPTIONS, kinds: [...DEFAULT_OPTIONS.kinds] },
+    {
+      ...DEFAULT_OPTIONS,
+      kinds: [...DEFAULT_OPTIONS.kinds],
+      active: [...DEFAULT_OPTIONS.active],
+    },
     {
       usage: "deno task bench:c10k [options]   (bash bench/c10k/c10k.sh)",
     },
@@ -517,6 +543,13 @@ function perConnection(base: Memory, loaded: Memory, n: number): PerConnection {
   };
 }
 
+/** Latency on `active` connections at once, with 0 and with N idle. */
+export interface ActiveLatency {
+  active: number;
+  idle0: LatencyResult;
+  idleN: LatencyResult;
+}
+
 /** One run: one server kind, one round. */
 export interface Run {
   kind: Kind;
@@ -531,8 +564,12 @@ export interface Run {
   closed: Memory;
   /** (loaded - baseline) / connections, in bytes. */
   perConnection: PerConnection;
+  /** Latency on the first count of `--active` connections, 0 idle. */
   latencyIdle0: LatencyResult;
+  /** The same with N idle. */
   latencyIdleN: LatencyResult;
+  /** Per count of active connections: latency with 0 and with N idle. */
+  latency: ActiveLatency[];
   open: OpenResult;
   verify: VerifyResult;
   /** Timed-out calls in the server (evthread) by the end of the run. */
@@ -578,7 +615,18 @@ export async function runOnce(
     const start = memory(await server.stats());
     client = ClientChild.start(server.port, opts);
     const openMs = (count: number) => 60_000 + count * 10;
-    const latencyMs = 60_000 + (opts.latencyCount + opts.latencyWarmup) * 10;
+    // One latency run per count of active connections, in --active order.
+    const latencies = () =>
+      opts.active.reduce<Promise<LatencyResult[]>>(
+        async (done, active) => [
+          ...await done,
+          await client!.command<LatencyResult>(
+            `latency ${opts.latencyCount} ${opts.latencyWarmup} ${active}`,
+            60_000 + (opts.latencyCount + opts.latencyWarmup) * active * 10,
+          ),
+        ],
+        Promise.resolve([]),
+      );
 
     // Warm-up: compile the accept, task and echo paths.
     const warm = await client.command<OpenResult>(
@@ -591,16 +639,10 @@ export async function runOnce(
     await client.command("close", 30_000);
     // And one latency run, not counted: the client's and the server's
     // round-trip paths reach optimized code before the counted runs.
-    await client.command<LatencyResult>(
-      `latency ${opts.latencyCount} ${opts.latencyWarmup}`,
-      latencyMs,
-    );
+    await latencies();
     await server.statsWhen(0, "after the warm-up");
 
-    const latencyIdle0 = await client.command<LatencyResult>(
-      `latency ${opts.latencyCount} ${opts.latencyWarmup}`,
-      latencyMs,
-    );
+    const idle0 = await latencies();
     const baseline = memory(await server.statsWhen(0, "at the baseline"));
 
     const open = await client.command<OpenResult>(
@@ -614,10 +656,7 @@ export async function runOnce(
     }
     const loadedStats = await server.statsWhen(n, "with all open");
     const loaded = memory(loadedStats);
-    const latencyIdleN = await client.command<LatencyResult>(
-      `latency ${opts.latencyCount} ${opts.latencyWarmup}`,
-      latencyMs,
-    );
+    const idleN = await latencies();
     const verify = await client.command<VerifyResult>(
       `verify ${opts.batch}`,
       openMs(n),
@@ -637,8 +676,13 @@ export async function runOnce(
       loaded,
       closed: memory(last),
       perConnection: perConnection(baseline, loaded, n),
-      latencyIdle0,
-      latencyIdleN,
+      latencyIdle0: idle0[0]!,
+      latencyIdleN: idleN[0]!,
+      latency: opts.active.map((active, i) => ({
+        active,
+        idle0: idle0[i]!,
+        idleN: idleN[i]!,
+      })),
       open,
       verify,
       serverTimeouts: last.timeouts,
@@ -699,13 +743,28 @@ export function bytesPer(value: number | null): string {
     : `${Math.round(value).toLocaleString("en-US")} B`;
 }
 
-/** Microseconds as `12.3 µs`, or `n/a`. */
+/** Microseconds as `12.3 µs` (`4.65 ms` from 1 ms on), or `n/a`. */
 export function us(value: number | null): string {
-  return value === null ? "n/a" : `${value.toFixed(1)} µs`;
+  if (value === null) return "n/a";
+  return value < 1000
+    ? `${value.toFixed(1)} µs`
+    : `${(value / 1000).toFixed(2)} ms`;
+}
+
+/** Medians over rounds of one count of active connections. */
+interface LatencySummary {
+  active: number;
+  idle0: { p50: number | null; p99: number | null };
+  idleN: { p50: number | null; p99: number | null };
+  /** Each run's with-N / with-0 ratio: median and range over rounds. */
+  ratioP50: Spread;
+  ratioP99: Spread;
 }
 
 interface KindSummary {
   rounds: number;
+  /** Per count of active connections. */
+  active: LatencySummary[];
   rssBaseline: number | null;
   rssLoaded: number | null;
   /** Medians, field by field. */
@@ -718,14 +777,37 @@ interface KindSummary {
   };
 }
 
-function summarize(runs: Run[]): KindSummary {
+function summarize(runs: Run[], active: readonly number[]): KindSummary {
   const m = (f: (r: Run) => number) => median(runs.map(f));
+  const at = (r: Run, a: number) => r.latency.find((l) => l.active === a);
+  const la = (a: number, f: (l: ActiveLatency) => number) =>
+    median(
+      runs.map((r) => at(r, a)).filter((l) => l !== undefined).map((l) =>
+        f(l!)
+      ),
+    );
+  const activeSummary = active.map((a): LatencySummary => ({
+    active: a,
+    idle0: { p50: la(a, (l) => l.idle0.p50), p99: la(a, (l) => l.idle0.p99) },
+    idleN: { p50: la(a, (l) => l.idleN.p50), p99: la(a, (l) => l.idleN.p99) },
+    // The runs' own ratios: a run measures both within seconds, so drift
+    // of the machine between runs cancels.
+    ratioP50: spread(runs.map((r) => {
+      const l = at(r, a);
+      return l === undefined ? null : l.idleN.p50 / l.idle0.p50;
+    })),
+    ratioP99: spread(runs.map((r) => {
+      const l = at(r, a);
+      return l === undefined ? null : l.idleN.p99 / l.idle0.p99;
+    })),
+  }));
   const l0p50 = m((r) => r.latencyIdle0.p50);
   const l0p99 = m((r) => r.latencyIdle0.p99);
   const lNp50 = m((r) => r.latencyIdleN.p50);
   const lNp99 = m((r) => r.latencyIdleN.p99);
   return {
     rounds: runs.length,
+    active: activeSummary,
     rssBaseline: m((r) => r.baseline.rss),
     rssLoaded: m((r) => r.loaded.rss),
     perConnection: Object.fromEntries(
@@ -1037,8 +1119,10 @@ async function main(): Promise<void> {
               `p50 ${us(run.latencyIdle0.p50)} -> ${
                 us(run.latencyIdleN.p50)
               }, ` +
-              `p99 ${us(run.latencyIdle0.p99)} -> ${
-                us(run.latencyIdleN.p99)
+              `p99 ${
+                run.latency.map((l) =>
+                  `${l.active} active ${us(l.idle0.p99)} -> ${us(l.idleN.p99)}`
+                ).join(", ")
               }; ` +
               `open ${(run.open.ms / 1000).toFixed(1)} s; ${run.seconds} s`,
           );
@@ -1062,7 +1146,7 @@ async function main(): Promise<void> {
   const summary = {} as Partial<Record<Kind, KindSummary>>;
   for (const kind of opts.kinds) {
     const mine = runs.filter((r) => r.kind === kind);
-    if (mine.length > 0) summary[kind] = summarize(mine);
+    if (mine.length > 0) summary[kind] = summarize(mine, opts.active);
   }
   const ev = summary.evthread;
   const raw = summary.raw;
@@ -1102,14 +1186,13 @@ async function main(): Promise<void> {
     `Median of ${opts.rounds} rounds; server and client in separate ` +
     `processes on 127.0.0.1, ${pin}; ${opts.buffer} B buffer per ` +
     `connection in both servers (evthread: plus the EvSocket's own read ` +
-    `buffer); both servers under ${v8}; latency: ${opts.latencyCount} ` +
-    `sequential 64 B round trips on one more connection; memory after ` +
+    `buffer); both servers under ${v8}; memory after ` +
     `forced GC. Per conn: (with N idle - with 0) / N; "- young": V8's ` +
     `young generation (resident new_space + new_large_object_space) ` +
     `subtracted from the RSS of both states.`,
     "",
-    `| server | RSS, 0 conns | RSS, ${nText} idle | RSS / conn | young / conn | RSS - young / conn | p50, 0 idle | p50, ${nText} idle | p50 ratio | p99, 0 idle | p99, ${nText} idle | p99 ratio |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| server | RSS, 0 conns | RSS, ${nText} idle | RSS / conn | young / conn | RSS - young / conn |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
   ];
   const label: Record<Kind, string> = {
     evthread: "evthread (`EvLoop`, `recv`/`send` with 30 s timeouts)",
@@ -1122,13 +1205,7 @@ async function main(): Promise<void> {
       `| ${label[kind]} | ${mib(s.rssBaseline)} | ${mib(s.rssLoaded)} | ` +
         `${bytesPer(s.perConnection.rss)} | ` +
         `${bytesPer(s.perConnection.newSpace)} | ` +
-        `${bytesPer(s.perConnection.rssNoYoung)} | ` +
-        `${us(s.latency.idle0.p50)} | ${us(s.latency.idleN.p50)} | ${
-          formatRatio(s.latency.ratioP50)
-        } | ` +
-        `${us(s.latency.idle0.p99)} | ${us(s.latency.idleN.p99)} | ${
-          formatRatio(s.latency.ratioP99)
-        } |`,
+        `${bytesPer(s.perConnection.rssNoYoung)} |`,
     );
   }
   lines.push(
@@ -1185,15 +1262,34 @@ async function main(): Promise<void> {
         pending?.toLocaleString("en-US") ?? "n/a"
       } deadlines pending in the library's shared deadline queue (one timer)`,
     );
-    const r50 = ev.latency.ratioP50;
-    const r99 = ev.latency.ratioP99;
-    lines.push(
-      `- evthread latency with ${nText} idle / with 0: p50 ${
-        formatRatio(r50)
-      }, p99 ${formatRatio(r99)}; target <= ${TARGET_RATIO}x (p50): ${
-        verdict(r50 === null ? null : r50 <= TARGET_RATIO)
-      }`,
-    );
+  }
+  lines.push(
+    "",
+    `p99 latency of ping-pong on a few active connections with ${nText} ` +
+      `idle open vs with none (${opts.latencyCount} sequential 64 B round ` +
+      `trips per active connection, all active connections at once; ` +
+      `ratio: each run's with-${nText} / with-0, median (range) over ` +
+      `rounds; target <= ${TARGET_RATIO}x):`,
+    "",
+    `| server | active conns | p50, 0 idle | p50, ${nText} idle | p99, 0 idle | p99, ${nText} idle | p99 ratio | target |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+  );
+  for (const kind of opts.kinds) {
+    for (const l of summary[kind]?.active ?? []) {
+      const r = l.ratioP99;
+      lines.push(
+        `| ${kind} | ${l.active} | ${us(l.idle0.p50)} | ${us(l.idleN.p50)} | ` +
+          `${us(l.idle0.p99)} | ${us(l.idleN.p99)} | ${
+            r.n === 0
+              ? "n/a"
+              : `${formatRatio(r.median)} (${formatRatio(r.min)}-${
+                formatRatio(r.max)
+              })`
+          } | ${
+            verdict(r.median === null ? null : r.median <= TARGET_RATIO)
+          } |`,
+      );
+    }
   }
   const timeouts = runs.reduce((sum, r) => sum + r.serverTimeouts, 0);
   if (timeouts > 0) {
