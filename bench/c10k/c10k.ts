@@ -60,8 +60,9 @@
  * deno run --allow-net --allow-run --allow-read --allow-env \
  *   --allow-write=bench/results bench/c10k/c10k.ts [--connections 10000] \
  *   [--rounds 3] [--buffer 4096] [--batch 200] [--latency-count 2000] \
- *   [--latency-warmup 200] [--kinds evthread,raw] [--pin none|S,C] \
- *   [--io-timeout 30000] [--cap 900] [--breakdown N]
+ *   [--latency-warmup 200] [--kinds evthread,raw] [--active 1,10] \
+ *   [--semi-space 1] [--pin none|S,C] [--io-timeout 30000] [--cap 900] \
+ *   [--breakdown N]
  * ```
  * `--cap` bounds the whole run, in seconds: when it passes, the children are
  * killed and the runs left are skipped. Writes `bench/results/c10k.json`.
