@@ -12,7 +12,8 @@
  * 2. latency with 0 idle connections: on each count of `--active` extra
  *    connections (default 1, then 10 at once), each doing 200 warm-up then
  *    2,000 sequential 64-byte round trips (ping-pong); median and p99 over
- *    all of them;
+ *    all of them; twice in a row, the first as an A/A control of the
+ *    latency ratio (first / second);
  * 3. baseline: the server's RSS, heap and external memory after forced GC,
  *    with 0 connections;
  * 4. open N connections (batches of 200 connects), each proved alive by one
@@ -548,6 +549,8 @@ function perConnection(base: Memory, loaded: Memory, n: number): PerConnection {
 export interface ActiveLatency {
   active: number;
   idle0: LatencyResult;
+  /** The same with 0 idle just before: the A/A control of the ratio. */
+  idle0Control: LatencyResult;
   idleN: LatencyResult;
 }
 
@@ -643,6 +646,9 @@ export async function runOnce(
     await latencies();
     await server.statsWhen(0, "after the warm-up");
 
+    // Twice with 0 idle: the second is the reference of the with-N ratio,
+    // the first / second the A/A control (the noise of the ratio).
+    const idle0Control = await latencies();
     const idle0 = await latencies();
     const baseline = memory(await server.statsWhen(0, "at the baseline"));
 
@@ -682,6 +688,7 @@ export async function runOnce(
       latency: opts.active.map((active, i) => ({
         active,
         idle0: idle0[i]!,
+        idle0Control: idle0Control[i]!,
         idleN: idleN[i]!,
       })),
       open,
@@ -760,6 +767,8 @@ interface LatencySummary {
   /** Each run's with-N / with-0 ratio: median and range over rounds. */
   ratioP50: Spread;
   ratioP99: Spread;
+  /** Each run's 0-idle p99, measured twice: first / second. */
+  controlP99: Spread;
 }
 
 interface KindSummary {
@@ -796,6 +805,10 @@ function summarize(runs: Run[], active: readonly number[]): KindSummary {
     ratioP50: spread(runs.map((r) => {
       const l = at(r, a);
       return l === undefined ? null : l.idleN.p50 / l.idle0.p50;
+    })),
+    controlP99: spread(runs.map((r) => {
+      const l = at(r, a);
+      return l === undefined ? null : l.idle0Control.p99 / l.idle0.p99;
     })),
     ratioP99: spread(runs.map((r) => {
       const l = at(r, a);
@@ -1270,22 +1283,26 @@ async function main(): Promise<void> {
       `idle open vs with none (${opts.latencyCount} sequential 64 B round ` +
       `trips per active connection, all active connections at once; ` +
       `ratio: each run's with-${nText} / with-0, median (range) over ` +
-      `rounds; target <= ${TARGET_RATIO}x):`,
+      `rounds; target <= ${TARGET_RATIO}x. A/A control: each run measures ` +
+      `0 idle twice in a row, first / second: how far it strays from 1.00x ` +
+      `is the noise of the ratio):`,
     "",
-    `| server | active conns | p50, 0 idle | p50, ${nText} idle | p99, 0 idle | p99, ${nText} idle | p99 ratio | target |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    `| server | active conns | p50, 0 idle | p50, ${nText} idle | p99, 0 idle | p99, ${nText} idle | p99 ratio | A/A control | target |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   );
   for (const kind of opts.kinds) {
     for (const l of summary[kind]?.active ?? []) {
       const r = l.ratioP99;
+      const range = (x: Spread) =>
+        x.n === 0
+          ? "n/a"
+          : `${formatRatio(x.median)} (${formatRatio(x.min)}-${
+            formatRatio(x.max)
+          })`;
       lines.push(
         `| ${kind} | ${l.active} | ${us(l.idle0.p50)} | ${us(l.idleN.p50)} | ` +
-          `${us(l.idle0.p99)} | ${us(l.idleN.p99)} | ${
-            r.n === 0
-              ? "n/a"
-              : `${formatRatio(r.median)} (${formatRatio(r.min)}-${
-                formatRatio(r.max)
-              })`
+          `${us(l.idle0.p99)} | ${us(l.idleN.p99)} | ${range(r)} | ${
+            range(l.controlP99)
           } | ${
             verdict(r.median === null ? null : r.median <= TARGET_RATIO)
           } |`,
