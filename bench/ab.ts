@@ -74,29 +74,37 @@ import {
   chooseHttpTool,
   CONNECTIONS,
   denoRun,
+  describeLoad,
   formatCores,
   formatRatio,
+  formatRatio3,
   formatRps,
+  formatSpread,
   gitRevision,
+  httpClient,
   type HttpTool,
   integer,
   interrupted,
   list,
-  loadProgram,
+  type LoadClient,
+  type LoadFigures,
   machineInfo,
+  measureLoad,
+  measurePair,
   median,
+  type PairFigures,
   parseArgs,
-  parseLoadOutput,
   PIN,
   type Placement,
   placement,
   ratio,
   rotated,
   ROUNDS,
-  runLoad,
   saveResults,
   SECONDS,
   type ServerProcess,
+  type Spread,
+  spread,
   text,
   toJson,
   versionLines,
@@ -114,6 +122,7 @@ import {
   portRange,
   type Run as C10kRun,
   runOnce,
+  semiSpaceFlags,
 } from "./c10k/c10k.ts";
 
 type Family = "echo" | "http" | "c10k";
@@ -128,11 +137,8 @@ const REPO_DIR = benchPath("../");
 const ECHO_CLIENT = new URL("./echo/_load.ts", import.meta.url);
 const ECHO_SCENARIO = "pingpong-100";
 /** The semi-space of both C10K servers, in MB (V8's unit for the flag). */
-const SEMI_SPACE_MB = 1;
-const SEMI_SPACE_FLAGS = [
-  `--min-semi-space-size=${SEMI_SPACE_MB}`,
-  `--max-semi-space-size=${SEMI_SPACE_MB}`,
-];
+const SEMI_SPACE_MB = C10K_DEFAULTS.semiSpace;
+const SEMI_SPACE_FLAGS = semiSpaceFlags(SEMI_SPACE_MB);
 /** What the issues ask for. */
 const THROUGHPUT_TOLERANCE = 0.03;
 const BYTES_TOLERANCE = 256;
@@ -286,35 +292,18 @@ function cleanUp(): void {
 // ------------------------------------------------------- echo and HTTP
 
 /** One measurement of one server. */
-interface Sample {
+interface Sample extends LoadFigures {
   family: "echo" | "http";
   round: number;
   side: Side;
   /** Position of the server in the round's order (0-based). */
   position: number;
-  /** Operations (round trips, requests) per second. */
-  rate: number | null;
-  /** Operations counted. */
-  ops: number | null;
-  /** The server's user + system CPU seconds during the measurement. */
-  serverCpu: number | null;
-  /** Server CPU per operation, in microseconds. */
-  cpuPerOpUs: number | null;
-  /** 99th percentile latency in milliseconds (HTTP only). */
-  p99Ms: number | null;
-  /** Cores the server used (its CPU seconds over the wall time). */
-  serverCores: number | null;
-  /** Cores the load client used. */
-  loadCores: number | null;
-  /** Cores other processes took on the servers' core (pinned runs). */
-  otherCores: number | null;
-  error?: string;
 }
 
-type Figures = Omit<Sample, "family" | "round" | "side" | "position">;
+type Figures = LoadFigures;
 
 /** How a family is measured. */
-interface LoadSpec {
+interface LoadSpec extends LoadClient {
   family: "echo" | "http";
   /** The server script, relative to a worktree. */
   server: string;
@@ -324,11 +313,6 @@ interface LoadSpec {
   op: string;
   /** The load, for the report. */
   describe: string;
-  /** The load client's command and how to read its output. */
-  command(port: number, seconds: number): [string, string[]];
-  parse(
-    stdout: string,
-  ): { rate: number | null; ops: number | null; p99Ms?: number | null };
 }
 
 function echoSpec(): LoadSpec {
@@ -367,112 +351,12 @@ function httpSpec(tool: HttpTool, connections: number): LoadSpec {
     describe: `hello world on ${connections} keep-alive connections (${
       tool === "wrk" ? "wrk -t1" : "bench/http/_load.ts"
     })`,
-    command: (port, seconds) =>
-      loadProgram(
-        tool,
-        port,
-        connections,
-        // wrk takes whole seconds.
-        tool === "wrk" ? Math.max(1, Math.round(seconds)) : seconds,
-        0,
-      ),
-    parse(stdout) {
-      const figures = parseLoadOutput(tool, stdout);
-      return {
-        rate: figures.requestsPerSecond,
-        ops: figures.requests,
-        p99Ms: figures.p99Ms,
-      };
-    },
-  };
-}
-
-async function measure(
-  spec: LoadSpec,
-  server: ServerProcess<Side>,
-  seconds: number,
-  pin: Placement,
-  /** Servers on the same core at the same time (simultaneous runs). */
-  partners: readonly ServerProcess<Side>[] = [],
-): Promise<Figures> {
-  const failed = (error: string): Figures => ({
-    rate: null,
-    ops: null,
-    serverCpu: null,
-    cpuPerOpUs: null,
-    p99Ms: null,
-    serverCores: null,
-    loadCores: null,
-    otherCores: null,
-    error,
-  });
-  if (server.exited) return failed(`server ${server.name} has exited`);
-  const [cmd, args] = spec.command(server.port, seconds);
-  let result;
-  try {
-    result = await runLoad(cmd, args, {
-      core: pin.load,
-      backstopSeconds: seconds + 30,
-      watch: [server.pid, ...partners.map((p) => p.pid)],
-    });
-  } catch (error) {
-    return failed(String(error));
-  }
-  if (result.code !== 0 || result.stdout === "") {
-    return failed(
-      `load exit ${result.code}: ${result.stderr || result.stdout}`,
-    );
-  }
-  let rate: number | null;
-  let ops: number | null;
-  let p99Ms: number | null | undefined;
-  try {
-    ({ rate, ops, p99Ms } = spec.parse(result.stdout));
-  } catch (error) {
-    return failed(`unreadable load output (${error}): ${result.stdout}`);
-  }
-  const cpu = result.cpu;
-  const serverCpu = cpu?.process(server.pid) ?? null;
-  const wall = cpu?.wall ?? 0;
-  const core = pin.server === undefined ? null : cpu?.core(pin.server) ?? null;
-  let partnerCpu = 0;
-  for (const partner of partners) partnerCpu += cpu?.process(partner.pid) ?? 0;
-  return {
-    rate,
-    ops,
-    serverCpu,
-    cpuPerOpUs: serverCpu !== null && ops !== null && ops > 0
-      ? serverCpu / ops * 1e6
-      : null,
-    p99Ms: p99Ms ?? null,
-    serverCores: serverCpu !== null && wall > 0 ? serverCpu / wall : null,
-    loadCores: result.loadCpu !== null && wall > 0
-      ? result.loadCpu / wall
-      : null,
-    otherCores: core !== null && serverCpu !== null && wall > 0
-      ? Math.max(0, core.busy - serverCpu - partnerCpu) / wall
-      : null,
+    ...httpClient(tool, connections),
   };
 }
 
 function describeFigures(spec: LoadSpec, f: Figures): string {
-  if (f.rate === null) return `FAILED ${f.error}`;
-  return `${formatRps(f.rate)} ${spec.unit}, ${
-    f.cpuPerOpUs === null ? "n/a" : f.cpuPerOpUs.toFixed(2)
-  } µs CPU/${spec.op}${
-    f.p99Ms === null ? "" : `, p99 ${f.p99Ms.toFixed(2)} ms`
-  }; cores: server ${formatCores(f.serverCores)}, load ${
-    formatCores(f.loadCores)
-  }` + (f.otherCores === null
-    ? ""
-    : `, others on the servers' core ${formatCores(f.otherCores)}`);
-}
-
-/** One pair of servers measured at the same moment. */
-interface PairFigures {
-  /** The reference server (A) and the other one (B or A2). */
-  a: Figures;
-  other: Figures;
+  return describeLoad(f, spec.unit, spec.op);
 }
 
 /** One simultaneous round: the pairs (A, B) and (A, A2). */
@@ -482,30 +366,6 @@ interface SimRound {
   first: "A,B" | "A,A2";
   ab: PairFigures;
   aa: PairFigures;
-}
-
-/**
- * Drives `a` and `other` (on the same core) each with its own load client,
- * both started at the same moment; each client's figures count its own
- * server's CPU, with the partner's taken out of "others on the core".
- * `otherFirst` spawns the other's client first (alternated by the caller).
- */
-async function measurePair(
-  spec: LoadSpec,
-  a: ServerProcess<Side>,
-  other: ServerProcess<Side>,
-  seconds: number,
-  pin: Placement,
-  otherFirst: boolean,
-): Promise<PairFigures> {
-  const run = (x: ServerProcess<Side>, y: ServerProcess<Side>) =>
-    measure(spec, x, seconds, pin, [y]);
-  if (otherFirst) {
-    const [fo, fa] = await Promise.all([run(other, a), run(a, other)]);
-    return { a: fa, other: fo };
-  }
-  const [fa, fo] = await Promise.all([run(a, other), run(other, a)]);
-  return { a: fa, other: fo };
 }
 
 /** The simultaneous rounds of one family (servers already warm). */
@@ -571,7 +431,7 @@ async function runFamily(
     async (servers) => {
       if (opts.warmup > 0) {
         for (const server of servers) {
-          const w = await measure(spec, server, opts.warmup, pin);
+          const w = await measureLoad(spec, server, opts.warmup, pin);
           console.error(
             `${spec.family} warm-up  ${server.name.padEnd(2)} ${
               describeFigures(spec, w)
@@ -583,7 +443,7 @@ async function runFamily(
       for (let round = 0; interleaved && round < opts.rounds; round++) {
         if (interrupted.signal.aborted) break;
         for (const [position, server] of rotated(servers, round).entries()) {
-          const f = await measure(spec, server, opts.seconds, pin);
+          const f = await measureLoad(spec, server, opts.seconds, pin);
           samples.push({
             family: spec.family,
             round: round + 1,
@@ -604,32 +464,6 @@ async function runFamily(
     },
   );
   return { samples, simultaneous };
-}
-
-/** Median and range of some values. */
-interface Spread {
-  median: number | null;
-  min: number | null;
-  max: number | null;
-  n: number;
-}
-
-function spread(values: (number | null)[]): Spread {
-  const ok = values.filter((v): v is number => v !== null);
-  return {
-    median: median(ok),
-    min: ok.length === 0 ? null : Math.min(...ok),
-    max: ok.length === 0 ? null : Math.max(...ok),
-    n: ok.length,
-  };
-}
-
-function formatSpread(s: Spread, format: (v: number | null) => string) {
-  return s.n === 0
-    ? "n/a"
-    : `median ${format(s.median)}, range ${format(s.min)} to ${
-      format(s.max)
-    } (${s.n} rounds)`;
 }
 
 /** Per round: each side's sample. */
@@ -876,11 +710,6 @@ interface SimSummary extends RatioSummary {
   otherCores: Spread;
 }
 
-/** A ratio with three decimals (the A/A control should read 0.99-1.01). */
-function formatRatio3(value: number | null): string {
-  return value === null ? "n/a" : `${value.toFixed(3)}x`;
-}
-
 function simReport(
   spec: LoadSpec,
   rounds: SimRound[],
@@ -1056,6 +885,8 @@ async function runC10k(
     connections: n,
     rounds: opts.rounds,
     kinds: ["evthread"],
+    // Latency is not reported here: one connection, as before.
+    active: [1],
     pin: cores,
   };
   const setup = cores === null

@@ -9,6 +9,7 @@
  */
 
 import type { HttpLoadResult } from "../http/_load.ts";
+import type { LoadClient } from "./measure.ts";
 import { denoRun } from "./process.ts";
 
 /** Which load generator runs. */
@@ -178,4 +179,34 @@ export function parseWrk(output: string): HttpFigures {
     };
   }
   return result;
+}
+
+/**
+ * The HTTP load client on `connections` keep-alive connections, for
+ * `measureLoad` and `measurePair`: wrk (whole seconds, at least 1) or the
+ * Deno client with no warm-up of its own, so that every request served is
+ * counted and the server's CPU per request is right.
+ */
+export function httpClient(tool: HttpTool, connections: number): LoadClient {
+  return {
+    command: (port, seconds) =>
+      loadProgram(
+        tool,
+        port,
+        connections,
+        tool === "wrk" ? Math.max(1, Math.round(seconds)) : seconds,
+        0,
+      ),
+    parse(stdout) {
+      const f = parseLoadOutput(tool, stdout);
+      return {
+        rate: f.requestsPerSecond,
+        ops: f.requests,
+        p50Ms: f.p50Ms,
+        p99Ms: f.p99Ms,
+        errors: f.errors,
+        non2xx: f.non2xx,
+      };
+    },
+  };
 }

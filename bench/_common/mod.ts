@@ -2,7 +2,8 @@
  * What the benchmarks share, in one module: the command-line parser
  * (`args.ts`), CPU time counted one way (`cpu.ts`), pinning with `taskset`
  * (`pin.ts`), the version lines every report starts with (`machine.ts`),
- * child processes and load runs (`process.ts`), the HTTP load generator
+ * child processes and load runs (`process.ts`), one measurement of a server
+ * and the simultaneous pair (`measure.ts`), the HTTP load generator
  * (`http_load.ts`), and figures and results (`report.ts`).
  *
  * ```ts ignore
@@ -20,6 +21,7 @@ export * from "./args.ts";
 export * from "./cpu.ts";
 export * from "./http_load.ts";
 export * from "./machine.ts";
+export * from "./measure.ts";
 export * from "./pin.ts";
 export * from "./process.ts";
 export * from "./report.ts";

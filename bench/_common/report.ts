@@ -104,3 +104,40 @@ export async function saveResults(
 export function toJson(report: unknown): string {
   return JSON.stringify(report, null, 2) + "\n";
 }
+
+/** A ratio with three decimals (an A/A control should read 0.99-1.01). */
+export function formatRatio3(value: number | null): string {
+  return value === null ? "n/a" : `${value.toFixed(3)}x`;
+}
+
+/** Median and range of some values (one per round). */
+export interface Spread {
+  median: number | null;
+  min: number | null;
+  max: number | null;
+  /** How many values were not null. */
+  n: number;
+}
+
+/** The median and range of the values that are not null. */
+export function spread(values: readonly (number | null)[]): Spread {
+  const ok = values.filter((v): v is number => v !== null);
+  return {
+    median: median(ok),
+    min: ok.length === 0 ? null : Math.min(...ok),
+    max: ok.length === 0 ? null : Math.max(...ok),
+    n: ok.length,
+  };
+}
+
+/** `median 0.98x, range 0.95x to 1.01x (5 rounds)`, or `n/a`. */
+export function formatSpread(
+  s: Spread,
+  format: (v: number | null) => string,
+): string {
+  return s.n === 0
+    ? "n/a"
+    : `median ${format(s.median)}, range ${format(s.min)} to ${
+      format(s.max)
+    } (${s.n} rounds)`;
+}

@@ -1,7 +1,7 @@
 /**
  * Load client for `bench/c10k/c10k.ts`, controlled over stdin/stdout lines. It
  * holds many idle connections to one echo server on 127.0.0.1 and measures
- * the latency of one more.
+ * the latency of a few more, active ones.
  *
  * Usage: `deno run --allow-net bench/c10k/_client.ts --port P`
  *
@@ -12,9 +12,11 @@
  *   keeps them open and idle. Answers {@linkcode OpenResult}.
  * - `verify BATCH`: one more round trip on every open connection, BATCH at a
  *   time. Answers {@linkcode VerifyResult}.
- * - `latency COUNT WARMUP`: on one extra connection, WARMUP then COUNT
- *   sequential 64-byte round trips; closes it. Answers
- *   {@linkcode LatencyResult} (microseconds).
+ * - `latency COUNT WARMUP [ACTIVE]`: on ACTIVE (default 1) extra
+ *   connections at once, each doing WARMUP then COUNT sequential 64-byte
+ *   round trips (ping-pong: the next message when the echo is back; all
+ *   connections finish their warm-up before any counts); closes them.
+ *   Answers {@linkcode LatencyResult} (microseconds, over all of them).
  * - `close`: closes every open connection. Answers `{ "closed": n }`.
  * - `quit`: exits.
  *
@@ -50,6 +52,9 @@ export interface VerifyResult {
 
 /** Answer of `latency`, in microseconds. */
 export interface LatencyResult {
+  /** Active connections the round trips ran on, at the same time. */
+  connections: number;
+  /** Round trips counted, on all of them. */
   count: number;
   p50: number;
   p90: number;
@@ -224,46 +229,56 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
 }
 
-async function latency(count: number, warmup: number): Promise<LatencyResult> {
-  const conn = await connect();
+async function latency(
+  count: number,
+  warmup: number,
+  active: number,
+): Promise<LatencyResult> {
+  const conns: Deno.TcpConn[] = [];
   try {
-    const out = message(-1);
-    const back = new Uint8Array(PING_SIZE);
-    const once = async () => {
-      await writeAll(conn, out);
-      await readFull(conn, back);
+    for (let c = 0; c < active; c++) conns.push(await connect());
+    const samples = new Float64Array(count * active);
+    const run = async (c: number, rounds: number, counted: boolean) => {
+      const conn = conns[c]!;
+      const out = message(-1 - c);
+      const back = new Uint8Array(PING_SIZE);
+      for (let i = 0; i < rounds; i++) {
+        const t0 = performance.now();
+        await writeAll(conn, out);
+        await readFull(conn, back);
+        if (counted) samples[c * count + i] = (performance.now() - t0) * 1000;
+      }
+      for (let i = 0; i < PING_SIZE; i++) {
+        if (back[i] !== out[i]) throw new Error("the echo differs");
+      }
     };
-    const samples = new Float64Array(count);
+    const all = (rounds: number, counted: boolean) =>
+      Promise.all(conns.map((_, c) => run(c, rounds, counted)));
     await within(
       (async () => {
-        for (let i = 0; i < warmup; i++) await once();
-        for (let i = 0; i < count; i++) {
-          const t0 = performance.now();
-          await once();
-          samples[i] = (performance.now() - t0) * 1000;
-        }
+        if (warmup > 0) await all(warmup, false);
+        await all(count, true);
       })(),
-      ROUND_TRIP_TIMEOUT_MS + (count + warmup) * 10,
+      ROUND_TRIP_TIMEOUT_MS + (count + warmup) * active * 10,
       "latency run",
     );
-    for (let i = 0; i < PING_SIZE; i++) {
-      if (back[i] !== out[i]) throw new Error("the echo differs");
-    }
     samples.sort();
     let sum = 0;
     for (const s of samples) sum += s;
     const round = (x: number) => Math.round(x * 10) / 10;
+    const total = samples.length;
     return {
-      count,
+      connections: active,
+      count: total,
       p50: round(percentile(samples, 50)),
       p90: round(percentile(samples, 90)),
       p99: round(percentile(samples, 99)),
-      mean: round(sum / count),
+      mean: round(sum / total),
       min: round(samples[0]!),
-      max: round(samples[count - 1]!),
+      max: round(samples[total - 1]!),
     };
   } finally {
-    closeQuietly(conn);
+    for (const conn of conns) closeQuietly(conn);
   }
 }
 
@@ -283,7 +298,7 @@ function positive(raw: string | undefined, what: string): number {
 }
 
 async function run(line: string): Promise<unknown> {
-  const [cmd, a, b] = line.split(/\s+/);
+  const [cmd, a, b, c] = line.split(/\s+/);
   switch (cmd) {
     case "open":
       return await openMany(
@@ -296,6 +311,7 @@ async function run(line: string): Promise<unknown> {
       return await latency(
         Math.max(1, positive(a ?? "2000", "COUNT")),
         positive(b ?? "200", "WARMUP"),
+        Math.max(1, positive(c ?? "1", "ACTIVE")),
       );
     case "close":
       return closeAll();
