@@ -13,6 +13,10 @@
  * - `evsocket`, `_evsocket_server.ts`: the same loop on `EvSocket`
  *   (`readUntil` and `send` with `serve()`'s default timeouts), the socket
  *   layer's cost;
+ * - `floor`, `_floor_server.ts`: the raw loop plus what a Fetch handler's
+ *   `Response` costs on public APIs (the `Response`, `headers.forEach`,
+ *   the body through its stream): the best any `Request -> Response`
+ *   server on public APIs can do;
  * - `native`, `_native_server.ts`: `Deno.serve` (hyper, in Rust), the
  *   reference of every ratio; `native2`: a second `Deno.serve` process,
  *   the A/A control (native2 / native should read 1.00x; how far it strays
@@ -60,13 +64,13 @@
  *   --allow-write=bench/results,bench/http/http.svg bench/http/http.ts \
  *   [--rounds 5] [--seconds 3] [--warmup 2] [--load auto|wrk|deno] \
  *   [--pin auto|off] [--method interleaved|simultaneous|both] \
- *   [--servers evthread,raw,evsocket,native,native2,reactor,node]
+ *   [--servers evthread,raw,evsocket,floor,native,native2,reactor,node]
  * ```
  * Writes `bench/results/http.json` and, after interleaved rounds,
  * `bench/results/http.svg` (needs `--allow-write=bench/results`), and copies
  * the chart to `bench/http/http.svg`, which the README shows (needs
  * `--allow-write=bench/http/http.svg`; without it a note says so). Defaults
- * (interleaved) take about 2.8 minutes; `--method both` about 5.
+ * (interleaved) take about 3.4 minutes; `--method both` about 6.
  *
  * @module
  */
@@ -116,6 +120,7 @@ type ServerName =
   | "evthread"
   | "raw"
   | "evsocket"
+  | "floor"
   | "native"
   | "native2"
   | "reactor"
@@ -126,16 +131,18 @@ const SERVERS: readonly ServerName[] = [
   "evthread",
   "raw",
   "evsocket",
+  "floor",
   "native",
   "native2",
   "reactor",
   "node",
 ];
-/** Under ~3 minutes with the default rounds (issue 12's layers). */
+/** About 3.4 minutes with the default rounds (issue 12's layers). */
 const DEFAULT_SERVERS: readonly ServerName[] = [
   "evthread",
   "raw",
   "evsocket",
+  "floor",
   "native",
   "native2",
 ];
@@ -146,6 +153,7 @@ const SERVER_FILES: Record<ServerName, URL> = {
   evthread: new URL("./_evthread_server.ts", import.meta.url),
   raw: new URL("./_raw_server.ts", import.meta.url),
   evsocket: new URL("./_evsocket_server.ts", import.meta.url),
+  floor: new URL("./_floor_server.ts", import.meta.url),
   native: new URL("./_native_server.ts", import.meta.url),
   native2: new URL("./_native_server.ts", import.meta.url),
   reactor: new URL("./_reactor_server.ts", import.meta.url),
@@ -157,6 +165,7 @@ const SERVER_LABELS: Record<ServerName, string> = {
   evthread: "evthread serve() (task per connection)",
   raw: "raw loop on Deno.Conn (no HTTP code)",
   evsocket: "the raw loop on EvSocket (serve()'s timeouts)",
+  floor: "the raw loop + a Response's public-API cost (the floor)",
   native: "Deno.serve (native)",
   native2: "Deno.serve, 2nd process (A/A control)",
   reactor: "reactor: same parser on node:net callbacks",
@@ -166,6 +175,7 @@ const SHORT_LABELS: Record<ServerName, string> = {
   evthread: "evthread serve()",
   raw: "raw Deno.Conn loop",
   evsocket: "EvSocket loop",
+  floor: "Fetch API floor",
   native: "Deno.serve",
   native2: "Deno.serve #2",
   reactor: "reactor (node:net)",
@@ -175,6 +185,7 @@ const COLORS: Record<ServerName, string> = {
   evthread: "#2f6fb0",
   raw: "#c9a227",
   evsocket: "#b5651d",
+  floor: "#9b59b6",
   native: "#8a8a8a",
   native2: "#b0b0b0",
   reactor: "#7fa7d3",
