@@ -551,8 +551,11 @@ export class ReadBuffer {
     const delim = req.delim!;
     let dlen = delim.byteLength;
     const from = rs + req.scanned;
-    let found = indexOf(bytes, from, this.end, delim);
     const other = req.delim2;
+    if (other !== undefined && other.at(-1) === delim.at(-1)) {
+      return this.findEither(req, delim, other, from);
+    }
+    let found = indexOf(bytes, from, this.end, delim);
     let span = dlen;
     if (other !== undefined) {
       const olen = other.byteLength;
@@ -570,6 +573,36 @@ export class ReadBuffer {
     }
     if (found >= 0) return found - rs + dlen;
     const have = this.end - rs;
+    req.scanned = have >= span ? have - span + 1 : 0;
+    return -1;
+  }
+
+  /**
+   * `find` for two delimiters with the same last byte (the HTTP server's
+   * CRLFCRLF or LFLF, CRLF or LF): one pass over the bytes, checking both
+   * backwards from each occurrence of that byte, rather than a search for
+   * each. The first delimiter wins when both end at the same byte.
+   */
+  findEither(
+    req: ReadCall<typeof UNTIL | typeof TEXT | typeof LINE>,
+    a: Uint8Array,
+    b: Uint8Array,
+    from: number,
+  ): number {
+    const bytes = this.bytes;
+    const end = this.end;
+    const alen = a.byteLength;
+    const blen = b.byteLength;
+    const last = a[alen - 1]!;
+    const shortest = alen < blen ? alen : blen;
+    for (let i = from + shortest - 1; i < end; i++) {
+      if (bytes[i] !== last) continue;
+      if (endsAt(bytes, i, a, from) || endsAt(bytes, i, b, from)) {
+        return i + 1 - this.start;
+      }
+    }
+    const have = end - this.start;
+    const span = alen > blen ? alen : blen;
     req.scanned = have >= span ? have - span + 1 : 0;
     return -1;
   }
@@ -620,6 +653,21 @@ export class ReadBuffer {
       this.start = 0;
     }
   }
+}
+
+/** Whether `delim` ends at `bytes[i]` and starts at `from` or later. */
+function endsAt(
+  bytes: Uint8Array,
+  i: number,
+  delim: Uint8Array,
+  from: number,
+): boolean {
+  const start = i - delim.byteLength + 1;
+  if (start < from) return false;
+  for (let k = delim.byteLength - 2; k >= 0; k--) {
+    if (bytes[start + k] !== delim[k]) return false;
+  }
+  return true;
 }
 
 /** The LimitExceededError of a `readUntil` or `readLine` over its limit. */

@@ -527,3 +527,47 @@ Deno.test("ReadBuffer.watchEnd() resolves once serve() sees the end of the strea
   assert(!abandonedEnded);
   await rb.watchEnd(stop.signal, false); // already ended: at once
 });
+
+Deno.test("ReadBuffer.find() with two delimiters agrees with a plain search, fed in random pieces", () => {
+  // Seeded, bounded: 2,000 inputs over { CR, LF, "a" } (the bytes that
+  // matter), each received in random pieces, searched after every piece.
+  let seed = 12345;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const pairs: [string, string][] = [["\r\n\r\n", "\n\n"], ["\r\n", "\n"]];
+  const alphabet = [0x0d, 0x0a, 0x61];
+  for (let round = 0; round < 2000; round++) {
+    const [a, b] = pairs[round % 2]!;
+    const input = Array.from(
+      { length: 1 + random(24) },
+      () => alphabet[random(3)]!,
+    );
+    // The earliest end of either delimiter; `a` wins a tie.
+    const text = String.fromCharCode(...input);
+    let expected = -1;
+    for (let end = 1; end <= text.length && expected < 0; end++) {
+      const seen = text.slice(0, end);
+      if (seen.endsWith(a) || seen.endsWith(b)) expected = end;
+    }
+    const rb = new ReadBuffer();
+    const probe = new Probe(TEXT, {
+      delim: encoder.encode(a),
+      delim2: encoder.encode(b),
+      max: 1000,
+    });
+    let fed = 0;
+    let found = -1;
+    while (fed < input.length && found < 0) {
+      const n = 1 + random(input.length - fed);
+      receive(rb, probe, new Uint8Array(input.slice(fed, fed + n)));
+      fed += n;
+      found = rb.find(probe);
+      if (found < 0) {
+        assert(expected < 0 || expected > fed, JSON.stringify(text));
+      }
+    }
+    assertEquals(found, expected, JSON.stringify(text));
+  }
+});
