@@ -132,6 +132,14 @@ export const socketInternals: {
    * nothing is lost; the socket stays open.
    */
   interruptReads: (socket: EvSocket, reason: unknown) => void;
+  /**
+   * Fills `buf` from the bytes already buffered, synchronously, and
+   * returns true; or returns false, taking nothing, when fewer are
+   * buffered, a read call waits, the `readable` stream is in use, or the
+   * socket is closed or its task aborted (a read call then tells why). For
+   * the WebSocket reader: a frame that has arrived whole costs no read call.
+   */
+  takeBuffered: (socket: EvSocket, buf: Uint8Array) => boolean;
   /** Records the handshake of a connection accepted with TLS. */
   setTls: (socket: EvSocket, info: Deno.TlsHandshakeInfo) => void;
   /**
@@ -166,6 +174,7 @@ export const socketInternals: {
   setQuiet: unreachable,
   readTextUntil: unreachable,
   interruptReads: unreachable,
+  takeBuffered: unreachable,
   pendingWrites: unreachable,
   drained: unreachable,
   setProxy: unreachable,

@@ -259,6 +259,17 @@ export class ReadBuffer {
     return this.end - this.start;
   }
 
+  /**
+   * Moves `buf.byteLength` buffered bytes (there must be as many) into
+   * `buf`, as a `readFull` that settles at once would.
+   */
+  take(buf: Uint8Array): void {
+    const rs = this.start;
+    const need = buf.byteLength;
+    buf.set(this.bytes.subarray(rs, rs + need));
+    this.start = rs + need;
+  }
+
   /** Queues a read call that must wait for bytes. */
   push(req: AnyRead): void {
     // A queue of one is made anew rather than pushed to: an empty array

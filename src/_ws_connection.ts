@@ -312,6 +312,12 @@ export class WsConnection {
         item = await reader.next(wsHooks.closeSent(ws) ? none : idle);
       } catch (error) {
         if (error instanceof FrameError) {
+          // The frames before the bad one were delivered: let a pull-mode
+          // consumer queue its replies to them (its continuation runs in
+          // this turn's microtasks) before the close frame goes behind
+          // them. The reader may find the bad frame in the same turn as
+          // the good ones when they arrived together.
+          await new Promise((resolve) => setTimeout(resolve, 0));
           wsHooks.fail(ws, error.code, error.message);
           return FAILED;
         }

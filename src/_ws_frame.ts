@@ -150,13 +150,21 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * (the key repeats every 4 bytes of the payload).
  */
 export function unmask(bytes: Uint8Array, mask: number, offset: number): void {
+  const n = bytes.byteLength;
+  if (n < 32) {
+    // Small payloads (most messages): no key array, no word view.
+    for (let i = 0; i < n; i++) {
+      bytes[i] = bytes[i]! ^
+        ((mask >>> ((3 - ((offset + i) & 3)) << 3)) & 0xff);
+    }
+    return;
+  }
   const keys = [
     mask >>> 24,
     (mask >>> 16) & 0xff,
     (mask >>> 8) & 0xff,
     mask & 0xff,
   ];
-  const n = bytes.byteLength;
   let i = 0;
   // One byte at a time up to a 4-byte boundary in memory, then 4 at a time.
   while (i < n && ((bytes.byteOffset + i) & 3) !== 0) {

@@ -11,9 +11,12 @@
 // next await) or takes none, so the reader's state is always consistent and
 // nothing is lost. The payload is read straight into the buffers that the
 // message keeps, and memory grows only with the bytes that actually
-// arrive: a header announcing 16 MiB allocates nothing up front.
+// arrive: a header announcing 16 MiB allocates nothing up front. Bytes the
+// socket has already buffered are taken synchronously (no read call, no
+// promise): a small frame that arrived whole costs one awaited read.
 
 import type { EvSocket } from "./ev_socket.ts";
+import { socketInternals } from "./_internal.ts";
 import { parseCloseBody } from "./_ws_close.ts";
 import {
   BINARY,
@@ -52,6 +55,9 @@ export class MessageReader {
   #socket: EvSocket;
   #max: number;
   #head = new Uint8Array(14);
+  /** Views of `#head`: its first 2 bytes, and the rest by its size. */
+  #first2 = this.#head.subarray(0, 2);
+  #rests: (Uint8Array | undefined)[] = [];
   #stage = STAGE_HEAD;
   #rest = 0;
   #frame: FrameHeader | undefined;
@@ -90,15 +96,23 @@ export class MessageReader {
     const head = this.#head;
     while (true) {
       if (this.#stage === STAGE_HEAD) {
-        if (await this.#readFull(head.subarray(0, 2), options) === null) {
+        if (
+          !this.#take(this.#first2) &&
+          await this.#readFull(this.#first2, options) === null
+        ) {
           return null;
         }
         this.#rest = headerRest(head[0]!, head[1]!);
         this.#stage = STAGE_REST;
       }
       if (this.#stage === STAGE_REST) {
-        const rest = head.subarray(2, 2 + this.#rest);
-        if (await this.#readFull(rest, options) === null) return null;
+        const size = this.#rest;
+        const rest = this.#rests[size] ??= head.subarray(2, 2 + size);
+        if (
+          !this.#take(rest) && await this.#readFull(rest, options) === null
+        ) {
+          return null;
+        }
         this.#begin(decodeHeader(
           head,
           (head[0]! & 0x0f) >= CLOSE
@@ -108,7 +122,11 @@ export class MessageReader {
       }
       const frame = this.#frame!;
       if (frame.opcode >= CLOSE) return await this.#control(frame, options);
-      if (!await this.#payload(frame, options)) return null;
+      if (
+        !this.#takePayload(frame) && !await this.#payload(frame, options)
+      ) {
+        return null;
+      }
       this.#stage = STAGE_HEAD;
       this.#frame = undefined;
       if (frame.fin) return this.#end();
@@ -147,7 +165,10 @@ export class MessageReader {
     options: { timeout?: number },
   ): Promise<Incoming | null> {
     const data = new Uint8Array(frame.length);
-    if (frame.length > 0 && await this.#readFull(data, options) === null) {
+    if (
+      frame.length > 0 && !this.#take(data) &&
+      await this.#readFull(data, options) === null
+    ) {
       return null;
     }
     unmask(data, frame.mask, 0);
@@ -168,41 +189,65 @@ export class MessageReader {
     frame: FrameHeader,
     options: { timeout?: number },
   ): Promise<boolean> {
-    const text = this.#message === TEXT;
     while (this.#done < frame.length) {
-      const left = frame.length - this.#done;
-      let piece = this.#piece;
-      if (piece === undefined) {
-        piece = this.#piece = new Uint8Array(
-          Math.min(left, text ? TEXT_PIECE : PIECE),
-        );
-        this.#filled = 0;
-      }
-      const room = piece.subarray(
-        this.#filled,
-        Math.min(piece.byteLength, this.#filled + left),
-      );
+      const room = this.#room(frame);
       const n = await this.#socket.recv(room, options);
       if (n === null) return false;
-      const fresh = room.subarray(0, n);
-      unmask(fresh, frame.mask, this.#done);
-      this.#done += n;
-      this.#size += n;
-      this.#filled += n;
-      if (text) {
-        if (!this.#utf8!.push(fresh)) {
-          throw new FrameError(1007, "a text message is not valid UTF-8");
-        }
-        // Decoded: the buffer can take the next bytes.
-        this.#filled = 0;
-        if (this.#done === frame.length) this.#piece = undefined;
-      } else if (this.#filled === piece.byteLength) {
-        this.#pieces.push(piece);
-        this.#piece = undefined;
-      }
+      this.#accept(frame, room.subarray(0, n));
     }
-    if (text) this.#piece = undefined;
+    if (this.#message === TEXT) this.#piece = undefined;
     return true;
+  }
+
+  /**
+   * Takes the rest of a data frame's payload from the socket's buffer if
+   * all of it is there: returns whether the frame's payload is complete.
+   */
+  #takePayload(frame: FrameHeader): boolean {
+    if (this.#socket.buffered < frame.length - this.#done) return false;
+    while (this.#done < frame.length) {
+      const room = this.#room(frame);
+      if (!this.#take(room)) return false;
+      this.#accept(frame, room);
+    }
+    if (this.#message === TEXT) this.#piece = undefined;
+    return true;
+  }
+
+  /** Where the next bytes of the payload go: the piece being filled. */
+  #room(frame: FrameHeader): Uint8Array {
+    const left = frame.length - this.#done;
+    let piece = this.#piece;
+    if (piece === undefined) {
+      piece = this.#piece = new Uint8Array(
+        Math.min(left, this.#message === TEXT ? TEXT_PIECE : PIECE),
+      );
+      this.#filled = 0;
+    }
+    const filled = this.#filled;
+    return filled === 0 && piece.byteLength <= left
+      ? piece
+      : piece.subarray(filled, Math.min(piece.byteLength, filled + left));
+  }
+
+  /** `fresh`, the start of `#room()`, has been filled: takes it in. */
+  #accept(frame: FrameHeader, fresh: Uint8Array): void {
+    const n = fresh.byteLength;
+    unmask(fresh, frame.mask, this.#done);
+    this.#done += n;
+    this.#size += n;
+    this.#filled += n;
+    if (this.#message === TEXT) {
+      if (!this.#utf8!.push(fresh)) {
+        throw new FrameError(1007, "a text message is not valid UTF-8");
+      }
+      // Decoded: the buffer can take the next bytes.
+      this.#filled = 0;
+      if (this.#done === frame.length) this.#piece = undefined;
+    } else if (this.#filled === this.#piece!.byteLength) {
+      this.#pieces.push(this.#piece!);
+      this.#piece = undefined;
+    }
   }
 
   /** The last frame of a message was read: the whole message. */
@@ -231,6 +276,11 @@ export class MessageReader {
       at += piece.byteLength;
     }
     return { type: "binary", data };
+  }
+
+  /** Fills `buf` from the socket's buffer at once, if it can. */
+  #take(buf: Uint8Array): boolean {
+    return socketInternals.takeBuffered(this.#socket, buf);
   }
 
   /** `readFull`, with an early end of stream as `null`. */

@@ -196,6 +196,18 @@ export class EvSocket implements AsyncDisposable {
     socketInternals.readWaiting = (socket) => socket.#rb.readers.length > 0;
     socketInternals.interruptReads = (socket, reason) =>
       socket.#rb.clear(reason);
+    socketInternals.takeBuffered = (socket, buf) => {
+      const rb = socket.#rb;
+      if (
+        rb.length < buf.byteLength || rb.readers.length > 0 ||
+        socket.#readable !== undefined || socket.#closed ||
+        socket.#host?.signal.aborted === true
+      ) {
+        return false;
+      }
+      rb.take(buf);
+      return true;
+    };
     socketInternals.readTextUntil = (socket, a, b, options) =>
       socket.#read(ReadRequest.text(socket, a, b, options.maxLength), options);
     streamHooks.pull = (socket) =>

@@ -131,15 +131,22 @@ Deno.test("decodeHeader() reads lengths and the key, refusing non-minimal and 63
 Deno.test("unmask() matches a byte-by-byte unmask at every offset and alignment", () => {
   const mask = 0x37fa213d;
   const keys = [0x37, 0xfa, 0x21, 0x3d];
-  const data = randomBytes(100, 5);
-  for (let start = 0; start < 5; start++) {
-    for (let offset = 0; offset < 8; offset++) {
-      const buffer = new Uint8Array(120);
-      buffer.set(data, start);
-      const view = buffer.subarray(start, start + data.byteLength);
-      unmask(view, mask, offset);
-      const expected = data.map((b, i) => b ^ keys[(offset + i) & 3]!);
-      assertEquals(view, expected, `start ${start}, offset ${offset}`);
+  // Lengths on both sides of the small-payload loop (under 32 bytes).
+  for (const length of [0, 1, 3, 4, 5, 31, 32, 33, 100]) {
+    const data = randomBytes(length, 5);
+    for (let start = 0; start < 5; start++) {
+      for (let offset = 0; offset < 8; offset++) {
+        const buffer = new Uint8Array(120);
+        buffer.set(data, start);
+        const view = buffer.subarray(start, start + data.byteLength);
+        unmask(view, mask, offset);
+        const expected = data.map((b, i) => b ^ keys[(offset + i) & 3]!);
+        assertEquals(
+          view,
+          expected,
+          `length ${length}, start ${start}, offset ${offset}`,
+        );
+      }
     }
   }
 });
