@@ -27,6 +27,7 @@ import {
   noop,
 } from "./_ws_limits.ts";
 import { type Incoming, MessageReader } from "./_ws_reader.ts";
+import { CoarseTimeouts } from "./_coarse_timeouts.ts";
 import type { EvSocket } from "./ev_socket.ts";
 import type { EvThread } from "./ev_thread.ts";
 import type { EvWebSocket, WebSocketMessage } from "./websocket.ts";
@@ -290,10 +291,26 @@ export class WsConnection {
 
   /** Reads frames until the closing handshake, a failure or the end. */
   async #read(socket: EvSocket, thread: EvThread<unknown>): Promise<number> {
+    // The idle timeout, checked by the coarse sweep (never early, at most
+    // ~100 ms late): a read costs no timer.
+    const timeouts = new CoarseTimeouts(socket);
+    timeouts.watch();
+    try {
+      return await this.#readFrames(socket, thread, timeouts);
+    } finally {
+      timeouts.unwatch();
+    }
+  }
+
+  /** `#read`'s loop. */
+  async #readFrames(
+    socket: EvSocket,
+    thread: EvThread<unknown>,
+    timeouts: CoarseTimeouts,
+  ): Promise<number> {
     const ws = this.ws;
-    const reader = new MessageReader(socket, this.maxBytes);
-    const none = {};
-    const idle = this.idleMs > 0 ? { timeout: this.idleMs / 2 } : none;
+    const reader = new MessageReader(socket, this.maxBytes, timeouts);
+    const idle = this.idleMs > 0 ? this.idleMs / 2 : 0;
     let pinged = false;
     while (true) {
       // Backpressure: pause while a slow client leaves sends queued, or
@@ -309,7 +326,7 @@ export class WsConnection {
       const before = socket.buffered;
       let item: Incoming | null;
       try {
-        item = await reader.next(wsHooks.closeSent(ws) ? none : idle);
+        item = await reader.next(wsHooks.closeSent(ws) ? 0 : idle);
       } catch (error) {
         if (error instanceof FrameError) {
           // The frames before the bad one were delivered: let a pull-mode

@@ -16,6 +16,7 @@
 // promise): a small frame that arrived whole costs one awaited read.
 
 import type { EvSocket } from "./ev_socket.ts";
+import type { CoarseTimeouts } from "./_coarse_timeouts.ts";
 import { socketInternals } from "./_internal.ts";
 import { parseCloseBody } from "./_ws_close.ts";
 import {
@@ -73,13 +74,23 @@ export class MessageReader {
   #piece: Uint8Array<ArrayBuffer> | undefined;
   #filled = 0;
 
+  #timeouts: CoarseTimeouts;
+  /** The time limit of each read of the current `next()`; 0 for none. */
+  #ms = 0;
+
   /**
    * @param socket The connection, after the handshake.
    * @param maxMessageBytes The largest message taken; more fails with 1009.
+   * @param timeouts Where each awaited read's time limit is armed.
    */
-  constructor(socket: EvSocket, maxMessageBytes: number) {
+  constructor(
+    socket: EvSocket,
+    maxMessageBytes: number,
+    timeouts: CoarseTimeouts,
+  ) {
     this.#socket = socket;
     this.#max = maxMessageBytes;
+    this.#timeouts = timeouts;
   }
 
   /**
@@ -91,14 +102,15 @@ export class MessageReader {
    * ready to go on).
    */
   async next(
-    options: { timeout?: number },
+    ms: number,
   ): Promise<Incoming | null> {
+    this.#ms = ms;
     const head = this.#head;
     while (true) {
       if (this.#stage === STAGE_HEAD) {
         if (
           !this.#take(this.#first2) &&
-          await this.#readFull(this.#first2, options) === null
+          await this.#readFull(this.#first2) === null
         ) {
           return null;
         }
@@ -109,7 +121,7 @@ export class MessageReader {
         const size = this.#rest;
         const rest = this.#rests[size] ??= head.subarray(2, 2 + size);
         if (
-          !this.#take(rest) && await this.#readFull(rest, options) === null
+          !this.#take(rest) && await this.#readFull(rest) === null
         ) {
           return null;
         }
@@ -121,9 +133,9 @@ export class MessageReader {
         ));
       }
       const frame = this.#frame!;
-      if (frame.opcode >= CLOSE) return await this.#control(frame, options);
+      if (frame.opcode >= CLOSE) return await this.#control(frame);
       if (
-        !this.#takePayload(frame) && !await this.#payload(frame, options)
+        !this.#takePayload(frame) && !await this.#payload(frame)
       ) {
         return null;
       }
@@ -160,14 +172,11 @@ export class MessageReader {
   }
 
   /** Reads a control frame's payload (at most 125 bytes) in one call. */
-  async #control(
-    frame: FrameHeader,
-    options: { timeout?: number },
-  ): Promise<Incoming | null> {
+  async #control(frame: FrameHeader): Promise<Incoming | null> {
     const data = new Uint8Array(frame.length);
     if (
       frame.length > 0 && !this.#take(data) &&
-      await this.#readFull(data, options) === null
+      await this.#readFull(data) === null
     ) {
       return null;
     }
@@ -185,13 +194,11 @@ export class MessageReader {
    * Reads the rest of a data frame's payload, unmasking and (for text)
    * decoding each piece as it comes. Returns `false` at end of stream.
    */
-  async #payload(
-    frame: FrameHeader,
-    options: { timeout?: number },
-  ): Promise<boolean> {
+  async #payload(frame: FrameHeader): Promise<boolean> {
     while (this.#done < frame.length) {
       const room = this.#room(frame);
-      const n = await this.#socket.recv(room, options);
+      this.#timeouts.armRead(this.#ms);
+      const n = await this.#socket.recv(room);
       if (n === null) return false;
       this.#accept(frame, room.subarray(0, n));
     }
@@ -284,12 +291,10 @@ export class MessageReader {
   }
 
   /** `readFull`, with an early end of stream as `null`. */
-  async #readFull(
-    buf: Uint8Array,
-    options: { timeout?: number },
-  ): Promise<Uint8Array | null> {
+  async #readFull(buf: Uint8Array): Promise<Uint8Array | null> {
     try {
-      return await this.#socket.readFull(buf, options);
+      this.#timeouts.armRead(this.#ms);
+      return await this.#socket.readFull(buf);
     } catch (error) {
       if (error instanceof Deno.errors.UnexpectedEof) return null;
       throw error;
