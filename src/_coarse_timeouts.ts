@@ -112,6 +112,11 @@ class Sweeper {
     }
   }
 
+  /** Whether the interval timer is set (for tests). */
+  get running(): boolean {
+    return this.#timer !== undefined;
+  }
+
   delete(entry: CoarseTimeouts): void {
     this.#watched.delete(entry);
     if (this.#watched.size === 0 && this.#timer !== undefined) {
@@ -128,3 +133,8 @@ class Sweeper {
 }
 
 const sweeper = new Sweeper();
+
+/** Whether the sweep's interval timer is set: some socket is watched. */
+export function sweeping(): boolean {
+  return sweeper.running;
+}
