@@ -18,7 +18,10 @@ export const SWEEP_MS = 50;
  * direction before each call in it: the call then rejects with a
  * `TimeoutError` (losing no bytes, as an expired per-call timeout) if it
  * is still waiting once `ms` have passed. An armed limit whose call has
- * settled is dropped by the next sweep that finds it due.
+ * settled is dropped by the next sweep that finds it due; until then it
+ * applies to whatever call waits in its direction, so every call made in
+ * a direction while watched must arm it, or disarm it (`Infinity`) if the
+ * call has a time limit of its own.
  */
 export class CoarseTimeouts {
   readonly socket: EvSocket;
