@@ -18,7 +18,10 @@ export const SWEEP_MS = 50;
  * direction before each call in it: the call then rejects with a
  * `TimeoutError` (losing no bytes, as an expired per-call timeout) if it
  * is still waiting once `ms` have passed. An armed limit whose call has
- * settled is dropped by the next sweep that finds it due.
+ * settled is dropped by the next sweep that finds it due; until then it
+ * applies to whatever call waits in its direction, so every call made in
+ * a direction while watched must arm it, or disarm it (`Infinity`) if the
+ * call has a time limit of its own.
  */
 export class CoarseTimeouts {
   readonly socket: EvSocket;
@@ -112,6 +115,11 @@ class Sweeper {
     }
   }
 
+  /** Whether the interval timer is set (for tests). */
+  get running(): boolean {
+    return this.#timer !== undefined;
+  }
+
   delete(entry: CoarseTimeouts): void {
     this.#watched.delete(entry);
     if (this.#watched.size === 0 && this.#timer !== undefined) {
@@ -128,3 +136,8 @@ class Sweeper {
 }
 
 const sweeper = new Sweeper();
+
+/** Whether the sweep's interval timer is set: some socket is watched. */
+export function sweeping(): boolean {
+  return sweeper.running;
+}

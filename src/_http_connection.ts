@@ -88,6 +88,9 @@ export interface Connection {
   /**
    * The header, idle, body and send timeouts of the connection's socket
    * calls: coarse, swept rather than timed (see `_coarse_timeouts.ts`).
+   * The sends with a per-call timeout of their own (an error, 100, 101)
+   * disarm the send direction first: else the limit armed for an earlier
+   * send, which has settled, would expire them early if they wait.
    */
   timeouts: CoarseTimeouts;
 }
@@ -260,6 +263,7 @@ async function exchange(conn: Connection, timeout: number): Promise<boolean> {
     head = requestHead(conn, text);
   } catch (error) {
     if (!(error instanceof HttpError)) throw error;
+    conn.timeouts.armWrite(Infinity);
     await sendError(conn.socket, error.status, conn.site.limits.sendTimeout);
     return false;
   }
@@ -348,13 +352,17 @@ async function headFailed(
       const seen = await socket.peek(socket.buffered);
       const eol = seen === null ? -1 : seen.indexOf(0x0a);
       const status = eol < 0 || eol > limits.maxUrlBytes + 64 ? 414 : 431;
+      conn.timeouts.armWrite(Infinity);
       await sendError(socket, status, sendTimeout);
       return null;
     }
     // Timed out, or evicted to free a slot: a head that had begun gets a
     // 408 (the client may retry), a connection that sent nothing is closed.
     if (isTimeout(error) || error instanceof EvictedError) {
-      if (socket.buffered > 0) await sendError(socket, 408, sendTimeout);
+      if (socket.buffered > 0) {
+        conn.timeouts.armWrite(Infinity);
+        await sendError(socket, 408, sendTimeout);
+      }
       return null;
     }
     throw error;
@@ -453,10 +461,11 @@ class Exchange implements WriteContext {
         timeouts: conn.timeouts,
         // No 100 once the response has begun: it would land inside it.
         onFirstRead: head.expectContinue
-          ? () =>
-            this.started
-              ? Promise.resolve()
-              : sendContinue(socket, this.timeout)
+          ? () => {
+            if (this.started) return Promise.resolve();
+            conn.timeouts.armWrite(Infinity);
+            return sendContinue(socket, this.timeout);
+          }
           : undefined,
       })
       : undefined;
@@ -629,6 +638,7 @@ async function writeFailed(x: Exchange, error: unknown): Promise<false> {
 async function bodyFailed(x: Exchange): Promise<false> {
   const error = x.body!.error;
   x.info.failed(error);
+  x.timeouts.armWrite(Infinity);
   if (error instanceof HttpError) {
     await sendError(x.socket, error.status, x.timeout);
   } else if (isTimeout(error)) await sendError(x.socket, 408, x.timeout);
@@ -643,6 +653,7 @@ async function switchProtocols(x: Exchange, up: Upgrade): Promise<false> {
   if (up.request !== x.request) {
     throw new TypeError("upgrade() was given another request");
   }
+  x.timeouts.armWrite(Infinity);
   await sendSwitching(x.socket, x.head.upgrade!, up.headers, x.timeout);
   x.info.sent();
   x.watch?.abort();
