@@ -7,6 +7,7 @@
 // `delay` keep their millisecond precision (the deadline queue).
 
 import { limitHooks, READ, WRITE } from "./_socket_limits.ts";
+import { taskContext } from "./_task_context.ts";
 import { timeoutError } from "./_validate.ts";
 import type { EvSocket } from "./ev_socket.ts";
 
@@ -109,7 +110,9 @@ class Sweeper {
   add(entry: CoarseTimeouts): void {
     this.#watched.add(entry);
     if (this.#timer === undefined) {
-      this.#timer = setInterval(this.#sweep, SWEEP_MS);
+      // Made outside any task's context: the timer would otherwise keep
+      // the context (a server's scope) of whichever connection came first.
+      this.#timer = taskContext.exit(() => setInterval(this.#sweep, SWEEP_MS));
       // The sockets' pending calls keep the process alive, not this.
       Deno.unrefTimer(this.#timer);
     }
