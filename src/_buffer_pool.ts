@@ -62,5 +62,10 @@ export class BufferPool {
   }
 }
 
-/** The process's buffers for socket reads and staged sends: 16 KiB-1 MiB. */
-export const buffers: BufferPool = new BufferPool(16_384, 1 << 20, 4 << 20);
+/**
+ * The process's buffers for socket reads and staged sends: 16 KiB-1 MiB,
+ * at most 8 MiB free per class: 128 of 64 KiB, so that 100 streaming
+ * sockets, whose reads complete (and give their buffers back) in one batch
+ * before their sends take them again, do not overflow it.
+ */
+export const buffers: BufferPool = new BufferPool(16_384, 1 << 20, 8 << 20);

@@ -411,6 +411,21 @@ export class ReadBuffer {
   }
 
   /**
+   * Nothing is buffered and no read of the connection is in flight: gives
+   * a pooled buffer back, so that a socket holds one only while a read
+   * fills it or bytes wait in it (a streaming echo then stages its send in
+   * the buffer its recv just emptied). The next `reserve` takes one again.
+   */
+  release(): void {
+    if (this.#pooled && this.end === this.start) {
+      buffers.put(this.bytes);
+      this.#pooled = false;
+      this.bytes = EMPTY;
+      this.start = this.end = 0;
+    }
+  }
+
+  /**
    * Settles `req` from the buffered bytes if it can: true when it settled
    * (resolved, or rejected with the read error, end of stream, or its
    * limit). Takes the bytes a resolved call consumes.

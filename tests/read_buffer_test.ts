@@ -150,6 +150,23 @@ Deno.test("ReadBuffer.reserve() keeps the pooled buffer after a short read of at
   assertEquals(rb.reserve(recv(65_536)).byteLength, SMALL_READ);
 });
 
+Deno.test("ReadBuffer.release() gives an emptied pooled buffer back, and keeps one with bytes in it", () => {
+  const rb = new ReadBuffer();
+  receive(rb, recv(1), "x".repeat(SMALL_READ)); // now streaming
+  assert(rb.complete(recv(SMALL_READ)));
+  rb.reserve(recv(65_536));
+  rb.filled(100);
+  const pooled = rb.bytes;
+  rb.release(); // 100 bytes wait in it
+  assert(rb.bytes === pooled);
+  assert(rb.complete(recv(65_536)));
+  rb.release();
+  assertEquals(rb.bytes.byteLength, 0);
+  const again = buffers.get(65_536);
+  assert(again === pooled, "the pool has it again");
+  buffers.put(again);
+});
+
 Deno.test("ReadBuffer.reserve() grows to a recv's buffer, up to MAX_RECV_BUFFER", () => {
   const rb = new ReadBuffer();
   receive(rb, recv(1), "x".repeat(SMALL_READ)); // now streaming
