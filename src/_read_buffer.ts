@@ -372,7 +372,8 @@ export class ReadBuffer {
     }
     if (want > size) this.grow(want);
     else this.compact();
-    const view = this.bytes.subarray(this.end);
+    // The whole buffer needs no view of its own (one object less a read).
+    const view = this.end === 0 ? this.bytes : this.bytes.subarray(this.end);
     this.#asked = view.byteLength;
     return view;
   }
