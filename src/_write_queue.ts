@@ -160,7 +160,7 @@ export class WriteQueue {
     let stage = this.#stage;
     if (stage === undefined || stage.byteLength < length) {
       if (stage !== undefined) buffers.put(stage);
-      stage = this.#stage = buffers.get(length);
+      stage = this.#stage = buffers.getAny(length);
     }
     // No view of the caller's bytes when all of them are copied at once.
     stage.set(
