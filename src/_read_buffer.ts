@@ -14,7 +14,8 @@ import type { EvSocket } from "./ev_socket.ts";
 
 /**
  * A read that starts with nothing buffered, after a read that did not fill
- * its buffer (the peer had sent all it had), reads into a buffer this small:
+ * its buffer and brought less than {@linkcode READ_BUFFER_SIZE} bytes (the
+ * peer had sent all it had), reads into a buffer this small:
  * it may wait long (an idle keep-alive connection), and Deno holds its
  * buffer meanwhile. A read that fills it switches the socket to a 16 KiB
  * buffer from the shared pool, given back once everything is consumed.
@@ -373,8 +374,9 @@ export class ReadBuffer {
     const have = this.end - this.start;
     if (have === 0 && !this.#streaming) return this.useSmall();
     if (have === 0) this.start = this.end = 0;
-    if (this.bytes.byteLength < READ_BUFFER_SIZE) this.grow(READ_BUFFER_SIZE);
-    const cap = this.bytes.byteLength;
+    // At least a pooled buffer; grown once, to what the call needs.
+    const size = this.bytes.byteLength;
+    const cap = size < READ_BUFFER_SIZE ? READ_BUFFER_SIZE : size;
     let want = cap;
     switch (head.kind) {
       case RECV: {
@@ -397,9 +399,10 @@ export class ReadBuffer {
         if (have >= cap) want = Math.min(2 * cap, head.max);
         break;
     }
-    if (want > cap) this.grow(want);
+    if (want > size) this.grow(want);
     else this.compact();
-    const view = this.bytes.subarray(this.end);
+    // The whole buffer needs no view of its own (one object less a read).
+    const view = this.end === 0 ? this.bytes : this.bytes.subarray(this.end);
     this.#asked = view.byteLength;
     return view;
   }
@@ -426,10 +429,30 @@ export class ReadBuffer {
     return view;
   }
 
-  /** The read of the connection into the reserved view brought `n` bytes. */
+  /**
+   * The read of the connection into the reserved view brought `n` bytes.
+   * The peer streams when it filled the view, or brought at least a pooled
+   * buffer's worth: a stream read into a bigger buffer seldom fills it, and
+   * the small buffer would then halve the size of every other read.
+   */
   filled(n: number): void {
     this.end += n;
-    this.#streaming = n === this.#asked;
+    this.#streaming = n === this.#asked || n >= READ_BUFFER_SIZE;
+  }
+
+  /**
+   * Nothing is buffered and no read of the connection is in flight: gives
+   * a pooled buffer back, so that a socket holds one only while a read
+   * fills it or bytes wait in it (a streaming echo then stages its send in
+   * the buffer its recv just emptied). The next `reserve` takes one again.
+   */
+  release(): void {
+    if (this.#pooled && this.end === this.start) {
+      buffers.put(this.bytes);
+      this.#pooled = false;
+      this.bytes = EMPTY;
+      this.start = this.end = 0;
+    }
   }
 
   /**

@@ -153,15 +153,20 @@ export class WriteQueue {
     if (req.owned) {
       return req.offset === 0 ? bytes : bytes.subarray(req.offset);
     }
-    const end = Math.min(bytes.byteLength, req.offset + COPY_CHUNK);
-    const length = end - req.offset;
+    const offset = req.offset;
+    const size = bytes.byteLength;
+    const end = size - offset > COPY_CHUNK ? offset + COPY_CHUNK : size;
+    const length = end - offset;
     let stage = this.#stage;
     if (stage === undefined || stage.byteLength < length) {
       if (stage !== undefined) buffers.put(stage);
-      stage = this.#stage = buffers.get(length);
+      stage = this.#stage = buffers.getAny(length);
     }
-    stage.set(bytes.subarray(req.offset, end));
-    return stage.subarray(0, length);
+    // No view of the caller's bytes when all of them are copied at once.
+    stage.set(
+      offset === 0 && end === size ? bytes : bytes.subarray(offset, end),
+    );
+    return length === stage.byteLength ? stage : stage.subarray(0, length);
   }
 
   /**

@@ -669,6 +669,8 @@ export class EvSocket implements AsyncDisposable {
       this.#limits?.active();
     }
     this.#serveReads();
+    // All taken and no read in flight: the pooled buffer goes back.
+    if (this.#reading === undefined) this.#rb.release();
   };
 
   #onReadError = (error: unknown): void => {

@@ -138,6 +138,36 @@ Deno.test("ReadBuffer.reserve() reads into the small buffer while the peer sends
   assertEquals(rb.bytes.byteLength, SMALL_READ);
 });
 
+Deno.test("ReadBuffer.reserve() keeps the pooled buffer after a short read of at least READ_BUFFER_SIZE bytes", () => {
+  const rb = new ReadBuffer();
+  receive(rb, recv(1), "x".repeat(SMALL_READ)); // now streaming
+  assert(rb.complete(recv(SMALL_READ)));
+  assertEquals(rb.reserve(recv(65_536)).byteLength, 65_536);
+  rb.filled(READ_BUFFER_SIZE); // short of the 64 KiB asked, but a stream
+  assert(rb.complete(recv(65_536)));
+  assertEquals(rb.reserve(recv(65_536)).byteLength, 65_536);
+  rb.filled(READ_BUFFER_SIZE - 1); // less: the peer had sent all it had
+  assert(rb.complete(recv(65_536)));
+  assertEquals(rb.reserve(recv(65_536)).byteLength, SMALL_READ);
+});
+
+Deno.test("ReadBuffer.release() gives an emptied pooled buffer back, and keeps one with bytes in it", () => {
+  const rb = new ReadBuffer();
+  receive(rb, recv(1), "x".repeat(SMALL_READ)); // now streaming
+  assert(rb.complete(recv(SMALL_READ)));
+  rb.reserve(recv(65_536));
+  rb.filled(100);
+  const pooled = rb.bytes;
+  rb.release(); // 100 bytes wait in it
+  assert(rb.bytes === pooled);
+  assert(rb.complete(recv(65_536)));
+  rb.release();
+  assertEquals(rb.bytes.byteLength, 0);
+  const again = buffers.get(65_536);
+  assert(again === pooled, "the pool has it again");
+  buffers.put(again);
+});
+
 Deno.test("ReadBuffer.reserve() grows to a recv's buffer, up to MAX_RECV_BUFFER", () => {
   const rb = new ReadBuffer();
   receive(rb, recv(1), "x".repeat(SMALL_READ)); // now streaming

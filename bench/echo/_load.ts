@@ -10,6 +10,8 @@
  * - `pingpong-100`: the same on 100 connections at once.
  * - `stream`: one connection; one task writes 64 KiB chunks continuously while
  *   another reads continuously; reports MB/s (10^6 bytes) of echoed bytes.
+ * - `stream-100`: the same on 100 connections at once (the memory-under-load
+ *   load of `echo.ts --memory`).
  *
  * The first `--warmup` seconds (default 0.25) are run but not counted. The
  * client stops after `--seconds`, closes its connections and exits; a hard stop
@@ -130,54 +132,75 @@ async function pingPong(
 
 async function stream(
   port: number,
+  connections: number,
   warmup: number,
   seconds: number,
 ): Promise<LoadResult> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conns: Deno.Conn[] = [];
   try {
-    conn.setNoDelay(true);
-    const win = new Window(warmup, seconds);
-    let sent = 0;
-    let counted = 0;
-    let received = 0;
-    const writer = async () => {
-      const chunk = new Uint8Array(CHUNK_SIZE).fill(0x5a);
-      while (performance.now() < win.end) {
-        await writeAll(conn, chunk);
-        sent += CHUNK_SIZE;
-      }
-      // The server sees EOF, echoes what is left, and closes: the reader ends.
-      await conn.closeWrite();
-    };
-    const reader = async () => {
-      const buf = new Uint8Array(CHUNK_SIZE);
-      while (true) {
-        const n = await conn.read(buf);
-        if (n === null) return;
-        received += n;
-        const now = performance.now();
-        if (now >= win.measureFrom && now <= win.end) counted += n;
-      }
-    };
-    await Promise.all([writer(), reader()]);
-    if (received !== sent) {
-      throw new Error(`Echoed ${received} bytes of the ${sent} sent`);
+    for (let i = 0; i < connections; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.setNoDelay(true);
+      conns.push(conn);
     }
+    const win = new Window(warmup, seconds);
+    let counted = 0;
+    await Promise.all(conns.map(async (conn) => {
+      // Not `counted += await ...`: that reads `counted` before the await.
+      const n = await streamOne(conn, win);
+      counted += n;
+    }));
     return {
-      scenario: "stream",
+      scenario: connections === 1 ? "stream" : `stream-${connections}`,
       unit: "MB/s",
       value: counted / 1e6 / seconds,
       seconds,
       count: counted,
-      connections: 1,
+      connections,
     };
   } finally {
-    closeQuietly(conn);
+    for (const conn of conns) closeQuietly(conn);
   }
 }
 
+/** Streams on one connection; returns the echoed bytes counted. */
+async function streamOne(conn: Deno.Conn, win: Window): Promise<number> {
+  let sent = 0;
+  let counted = 0;
+  let received = 0;
+  const writer = async () => {
+    const chunk = new Uint8Array(CHUNK_SIZE).fill(0x5a);
+    while (performance.now() < win.end) {
+      await writeAll(conn, chunk);
+      sent += CHUNK_SIZE;
+    }
+    // The server sees EOF, echoes what is left, and closes: the reader ends.
+    await conn.closeWrite();
+  };
+  const reader = async () => {
+    const buf = new Uint8Array(CHUNK_SIZE);
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      received += n;
+      const now = performance.now();
+      if (now >= win.measureFrom && now <= win.end) counted += n;
+    }
+  };
+  await Promise.all([writer(), reader()]);
+  if (received !== sent) {
+    throw new Error(`Echoed ${received} bytes of the ${sent} sent`);
+  }
+  return counted;
+}
+
 /** The scenarios, as `--scenario` takes them. */
-export const SCENARIOS = ["pingpong-1", "pingpong-100", "stream"] as const;
+export const SCENARIOS = [
+  "pingpong-1",
+  "pingpong-100",
+  "stream",
+  "stream-100",
+] as const;
 
 async function main(): Promise<void> {
   const { port, scenario, seconds, warmup } = parseArgs(Deno.args, {
@@ -199,7 +222,8 @@ async function main(): Promise<void> {
     ({
       "pingpong-1": () => pingPong(port, 1, warmup, seconds),
       "pingpong-100": () => pingPong(port, PING_CONNS, warmup, seconds),
-      "stream": () => stream(port, warmup, seconds),
+      "stream": () => stream(port, 1, warmup, seconds),
+      "stream-100": () => stream(port, PING_CONNS, warmup, seconds),
     })[scenario],
   );
 }
