@@ -206,6 +206,9 @@ export class EvSocket implements AsyncDisposable {
         return false;
       }
       rb.take(buf);
+      // As after a read: all taken and none in flight, the pooled buffer
+      // goes back (an idle WebSocket then holds only the small one).
+      if (socket.#reading === undefined) rb.release();
       return true;
     };
     socketInternals.readTextUntil = (socket, a, b, options) =>
