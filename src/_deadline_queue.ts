@@ -2,7 +2,13 @@
 // One timer for many deadlines. Per-call timeouts on sockets are armed and
 // cancelled on every recv/send; a setTimeout (or AbortSignal.timeout) per call
 // costs a timer op each. Here a call costs one heap insert and one removal,
-// and a single unref'd timer is armed for the earliest deadline.
+// and a single unref'd timer is armed for the earliest deadline. Deadlines
+// added while JavaScript runs are collected and put into the heap together at
+// the end of that run of microtasks, with one clock read for all of them (a
+// clock read, `performance.now()`, is an op that costs about 0.15 us); one
+// cancelled before then never touches the heap. A deadline thus counts from
+// a moment at or after its `add()`: never early, late by at most what the
+// rest of that run of JavaScript took.
 
 /**
  * A scheduled deadline. Keep it to cancel the deadline.
@@ -21,7 +27,10 @@ export interface DeadlineEntry {
    * cancelled first.
    */
   fire(): void;
-  /** Position in the heap; -1 while not pending (fired or cancelled). */
+  /**
+   * Position in the heap; -1 while not pending (fired or cancelled); below
+   * -1 while waiting to enter the heap (-2 - its place in the batch).
+   */
   index: number;
 }
 
@@ -34,10 +43,14 @@ export class DeadlineQueue {
   #heap: DeadlineEntry[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
+  /** Entries added since the last flush, `at` holding their `ms`. */
+  #batch: DeadlineEntry[] = [];
+  /** Entries of `#batch` not cancelled since. */
+  #batched = 0;
 
   /** Number of pending deadlines. */
   get size(): number {
-    return this.#heap.length;
+    return this.#heap.length + this.#batched;
   }
 
   /** Calls `fire` once after `ms` milliseconds unless cancelled. */
@@ -53,16 +66,44 @@ export class DeadlineQueue {
    * been cancelled it can be added again.
    */
   add(entry: DeadlineEntry, ms: number): void {
-    entry.at = performance.now() + ms;
-    entry.index = this.#heap.length;
-    this.#heap.push(entry);
-    this.#up(entry.index);
-    if (entry.at < this.#timerAt) this.#arm(entry.at);
+    entry.at = ms;
+    const batch = this.#batch;
+    entry.index = -2 - batch.length;
+    batch.push(entry);
+    this.#batched++;
+    if (batch.length === 1) queueMicrotask(this.#flush);
   }
+
+  /** Puts the entries added since the last flush into the heap. */
+  #flush = (): void => {
+    const batch = this.#batch;
+    this.#batch = [];
+    if (this.#batched === 0) return;
+    this.#batched = 0;
+    const now = performance.now();
+    let earliest = Infinity;
+    for (let k = 0; k < batch.length; k++) {
+      const entry = batch[k]!;
+      // Cancelled (-1), or added again later in the batch (another slot).
+      if (entry.index !== -2 - k) continue;
+      entry.at += now;
+      entry.index = this.#heap.length;
+      this.#heap.push(entry);
+      this.#up(entry.index);
+      if (entry.at < earliest) earliest = entry.at;
+    }
+    if (earliest < this.#timerAt) this.#arm(earliest);
+  };
 
   /** Removes a pending deadline; a no-op if it already fired or was removed. */
   cancel(entry: DeadlineEntry): void {
     const i = entry.index;
+    if (i < -1) {
+      // Still in the batch: it never reaches the heap.
+      entry.index = -1;
+      this.#batched--;
+      return;
+    }
     if (i < 0) return;
     entry.index = -1;
     const last = this.#heap.pop()!;
@@ -85,7 +126,7 @@ export class DeadlineQueue {
    * Deno's op sanitizer) holds no timer.
    */
   settle(): void {
-    if (this.#heap.length === 0) this.#disarm();
+    if (this.#heap.length === 0 && this.#batched === 0) this.#disarm();
   }
 
   #arm(at: number): void {
