@@ -216,7 +216,9 @@ export async function serveConnection(
     if (socket.localAddr.transport === "tcp" && !conn.secure) {
       socket.setNoDelay(true);
     }
-    let timeout = site.limits.headerTimeout;
+    // The first head gets the header timeout; later ones the idle timeout
+    // until their first bytes (see headFailed).
+    let idle = false;
     const evict = site.evict;
     while (true) {
       conn.idle = true;
@@ -224,14 +226,14 @@ export async function serveConnection(
       // Until its head is complete, the connection may be evicted for a
       // client that waits for a slot of the full pool.
       if (evict) thread.handshaking = true;
-      const next = exchange(conn, timeout);
+      const next = exchange(conn, idle);
       // Its read of the next head now waits: if a client waits for a slot
       // of the full pool (it came while this one was busy), the idle
       // connection that has waited longest, maybe this one, gives it one.
       if (conn.idleSince > 0) site.slots.reclaim();
       if (!await next) return;
       conn.idleSince = performance.now();
-      timeout = site.limits.idleTimeout;
+      idle = true;
     }
   } catch (error) {
     if (thread.signal.aborted && error === thread.signal.reason) return;
@@ -247,13 +249,17 @@ export async function serveConnection(
  * One request and its response, as the body of Go's `conn.serve` loop:
  * read the request, respond, finish. Returns whether to read another.
  */
-async function exchange(conn: Connection, timeout: number): Promise<boolean> {
+async function exchange(conn: Connection, idle: boolean): Promise<boolean> {
   // Read the request.
+  const limits = conn.site.limits;
   let text: string | null;
   try {
-    text = await readHead(conn, timeout);
+    text = await readHead(
+      conn,
+      idle ? limits.idleTimeout : limits.headerTimeout,
+    );
   } catch (error) {
-    text = await headFailed(conn, timeout, error);
+    text = await headFailed(conn, idle, error);
   }
   if (text === null) return false;
   conn.thread.handshaking = false;
@@ -323,14 +329,15 @@ function readHead(
 }
 
 /**
- * The read of a request head (made with `timeout`) failed: an idle
+ * The read of a request head failed (`idle`: it waited with the idle
+ * timeout, between requests): an idle
  * connection whose next head had begun gets the header timeout to finish
  * it; a head too long, or timed out, or a connection evicted, is answered
  * (414/431, 408) or closed. Returns the head, or `null` to close.
  */
 async function headFailed(
   conn: Connection,
-  timeout: number,
+  idle: boolean,
   error: unknown,
 ): Promise<string | null> {
   const socket = conn.socket;
@@ -339,12 +346,9 @@ async function headFailed(
   try {
     // Idle keep-alive timeout: close quietly if nothing came; if a head
     // had begun, it gets the header timeout to finish.
-    if (
-      !isTimeout(error) || socket.buffered === 0 ||
-      timeout === limits.headerTimeout
-    ) {
-      throw error;
-    }
+    // (Whether it was the idle wait is told by `idle`, not by comparing
+    // timeouts: the two may be equal.)
+    if (!isTimeout(error) || socket.buffered === 0 || !idle) throw error;
     return await readHead(conn, limits.headerTimeout);
   } catch (error) {
     if (error instanceof LimitExceededError) {

@@ -149,6 +149,28 @@ Deno.test("serve() gives a head begun in the idle wait the header timeout, then 
   assertEquals(server.loop.stats.timeouts, 2);
 });
 
+Deno.test("serve() gives a head begun in the idle wait the header timeout when the two timeouts are equal", async () => {
+  // Equal values: the idle wait must be told from the head's by what it
+  // is, not by its limit (it once was, and answered 408 at the idle
+  // timeout alone).
+  const limit = 300;
+  await using server = startServer(
+    { idleTimeout: limit, headerTimeout: limit },
+    () => new Response("ok"),
+  );
+  await using client = await RawClient.connect(server.addr.port);
+  const start = performance.now();
+  await client.write(head("GET / HTTP/1.1", H));
+  assertEquals((await client.readResponse()).status, 200);
+  await client.write("GET /two HTTP/1.1\r\nHost: exa");
+  const response = await client.readResponse();
+  const elapsed = performance.now() - start;
+  assertEquals(response.status, 408);
+  assertEquals(await client.readToEnd(), { rest: "", end: "eof" });
+  assertOnTime(elapsed, 2 * limit, "The idle then header timeout");
+  assertEquals(server.loop.stats.timeouts, 2);
+});
+
 Deno.test("serve() fails the handler's body read and answers 408 at the body timeout, never before it", async () => {
   const limit = 300;
   let failure: unknown;
