@@ -86,11 +86,9 @@ export interface Connection {
   /** The options of every read of a request head. */
   headOptions: { maxLength: number };
   /**
-   * The header, idle, body and send timeouts of the connection's socket
-   * calls: coarse, swept rather than timed (see `_coarse_timeouts.ts`).
-   * The sends with a per-call timeout of their own (an error, 100, 101)
-   * disarm the send direction first: else the limit armed for an earlier
-   * send, which has settled, would expire them early if they wait.
+   * The header, idle, body and send timeouts of every socket call the
+   * server makes on the connection: coarse, swept rather than timed (see
+   * `_coarse_timeouts.ts`); each call arms its direction first.
    */
   timeouts: CoarseTimeouts;
 }
@@ -269,8 +267,7 @@ async function exchange(conn: Connection, idle: boolean): Promise<boolean> {
     head = requestHead(conn, text);
   } catch (error) {
     if (!(error instanceof HttpError)) throw error;
-    conn.timeouts.armWrite(Infinity);
-    await sendError(conn.socket, error.status, conn.site.limits.sendTimeout);
+    await sendError(conn, error.status, conn.site.limits.sendTimeout);
     return false;
   }
   if (head === undefined) return true; // empty lines between requests
@@ -356,17 +353,13 @@ async function headFailed(
       const seen = await socket.peek(socket.buffered);
       const eol = seen === null ? -1 : seen.indexOf(0x0a);
       const status = eol < 0 || eol > limits.maxUrlBytes + 64 ? 414 : 431;
-      conn.timeouts.armWrite(Infinity);
-      await sendError(socket, status, sendTimeout);
+      await sendError(conn, status, sendTimeout);
       return null;
     }
     // Timed out, or evicted to free a slot: a head that had begun gets a
     // 408 (the client may retry), a connection that sent nothing is closed.
     if (isTimeout(error) || error instanceof EvictedError) {
-      if (socket.buffered > 0) {
-        conn.timeouts.armWrite(Infinity);
-        await sendError(socket, 408, sendTimeout);
-      }
+      if (socket.buffered > 0) await sendError(conn, 408, sendTimeout);
       return null;
     }
     throw error;
@@ -465,11 +458,8 @@ class Exchange implements WriteContext {
         timeouts: conn.timeouts,
         // No 100 once the response has begun: it would land inside it.
         onFirstRead: head.expectContinue
-          ? () => {
-            if (this.started) return Promise.resolve();
-            conn.timeouts.armWrite(Infinity);
-            return sendContinue(socket, this.timeout);
-          }
+          ? () =>
+            this.started ? Promise.resolve() : sendContinue(conn, this.timeout)
           : undefined,
       })
       : undefined;
@@ -642,10 +632,9 @@ async function writeFailed(x: Exchange, error: unknown): Promise<false> {
 async function bodyFailed(x: Exchange): Promise<false> {
   const error = x.body!.error;
   x.info.failed(error);
-  x.timeouts.armWrite(Infinity);
   if (error instanceof HttpError) {
-    await sendError(x.socket, error.status, x.timeout);
-  } else if (isTimeout(error)) await sendError(x.socket, 408, x.timeout);
+    await sendError(x, error.status, x.timeout);
+  } else if (isTimeout(error)) await sendError(x, 408, x.timeout);
   return false;
 }
 
@@ -657,8 +646,7 @@ async function switchProtocols(x: Exchange, up: Upgrade): Promise<false> {
   if (up.request !== x.request) {
     throw new TypeError("upgrade() was given another request");
   }
-  x.timeouts.armWrite(Infinity);
-  await sendSwitching(x.socket, x.head.upgrade!, up.headers, x.timeout);
+  await sendSwitching(x, x.head.upgrade!, up.headers, x.timeout);
   x.info.sent();
   x.watch?.abort();
   // The new protocol's time limits are its own.

@@ -88,9 +88,18 @@ export function httpDate(): string {
   return dateValue;
 }
 
-/** What the exchange needs from the response writer. */
-export interface WriteContext {
+/**
+ * Where the server's own messages go: a connection's socket, and the
+ * coarse timeouts on which each send arms its send timeout.
+ */
+export interface Sender {
   socket: EvSocket;
+  /** Where the send timeout is armed before each send. */
+  timeouts: CoarseTimeouts;
+}
+
+/** What the exchange needs from the response writer. */
+export interface WriteContext extends Sender {
   /** HEAD: send the fields of the response, not its body. */
   isHead: boolean;
   /** Whether to keep the connection open; `connection: close` when not. */
@@ -99,8 +108,6 @@ export interface WriteContext {
   http10: boolean;
   /** Per-send timeout in milliseconds. */
   timeout: number;
-  /** Where the send timeout is armed before each send. */
-  timeouts: CoarseTimeouts;
   /** Aborted when the exchange must stop (shutdown or disconnect). */
   signal: AbortSignal;
   /**
@@ -446,14 +453,23 @@ const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 /** Largest response (head and fixed body) kept as a connection's scratch. */
 const SCRATCH_MAX = 16_384;
 
+/** Sends a piece of the response, with the exchange's send timeout. */
+function write(ctx: WriteContext, bytes: Uint8Array): Promise<void> {
+  return sendOwn(ctx, bytes, ctx.timeout);
+}
+
 /**
  * Sends bytes that are the server's own (or a chunk a body stream handed
- * over): the socket need not copy them even though the send has a timeout
- * (the connection's coarse send timeout).
+ * over), with the connection's coarse send timeout armed for `timeout` ms:
+ * the socket need not copy them even though the send has a timeout.
  */
-function write(ctx: WriteContext, bytes: Uint8Array): Promise<void> {
-  ctx.timeouts.armWrite(ctx.timeout);
-  return socketInternals.sendOwned(ctx.socket, bytes);
+function sendOwn(
+  to: Sender,
+  bytes: Uint8Array,
+  timeout: number,
+): Promise<void> {
+  to.timeouts.armWrite(timeout);
+  return socketInternals.sendOwned(to.socket, bytes);
 }
 
 function lengthMismatch(declared: number): string {
@@ -527,7 +543,7 @@ function assemble(
 
 /** Writes a minimal response for a request the server rejects. */
 export function sendError(
-  socket: EvSocket,
+  to: Sender,
   status: number,
   timeout: number,
 ): Promise<void> {
@@ -536,19 +552,19 @@ export function sendError(
     `${statusLine(status)}content-type: text/plain;charset=UTF-8\r\n` +
     `content-length: ${body.length}\r\ndate: ${httpDate()}\r\n` +
     `connection: close\r\n\r\n${body}`;
-  return socket.send(encoder.encode(text), { timeout });
+  return sendOwn(to, encoder.encode(text), timeout);
 }
 
 /** Writes `100 Continue`. */
-export function sendContinue(socket: EvSocket, timeout: number): Promise<void> {
-  return socket.send(CONTINUE, { timeout });
+export function sendContinue(to: Sender, timeout: number): Promise<void> {
+  return sendOwn(to, CONTINUE, timeout);
 }
 
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 
 /** Writes `101 Switching Protocols` with the handler's fields. */
 export function sendSwitching(
-  socket: EvSocket,
+  to: Sender,
   protocol: string,
   headers: Headers,
   timeout: number,
@@ -564,5 +580,5 @@ export function sendSwitching(
     }
   });
   head += "\r\n";
-  return socket.send(encoder.encode(head), { timeout });
+  return sendOwn(to, encoder.encode(head), timeout);
 }
