@@ -15,6 +15,37 @@ import type { EvSocket } from "./ev_socket.ts";
 export const SWEEP_MS = 50;
 
 /**
+ * The coarse limit of the calls in one direction: the limit in ms (0:
+ * none); the sweep count when it was armed; and, once a sweep has run
+ * since, that sweep's time, which is after the call began: the limit
+ * counts from there, so it never fires early.
+ */
+class Limit {
+  ms = 0;
+  tick = 0;
+  from = -1;
+
+  arm(ms: number): void {
+    this.ms = ms === Infinity ? 0 : ms;
+    this.tick = sweeper.tick;
+    this.from = -1;
+  }
+
+  /** At a sweep: the limit if it has passed (it is then disarmed), else 0. */
+  passed(now: number, tick: number): number {
+    const ms = this.ms;
+    if (ms === 0) return 0;
+    if (this.from < 0) {
+      if (tick > this.tick) this.from = now;
+      return 0;
+    }
+    if (now - this.from < ms) return 0;
+    this.ms = 0;
+    return ms;
+  }
+}
+
+/**
  * The coarse time limits of one socket's calls, one per direction. Arm a
  * direction before each call in it: the call then rejects with a
  * `TimeoutError` (losing no bytes, as an expired per-call timeout) if it
@@ -26,15 +57,8 @@ export const SWEEP_MS = 50;
  */
 export class CoarseTimeouts {
   readonly socket: EvSocket;
-  // Per direction: the limit in ms (0: none); the sweep count when it was
-  // armed; and once a sweep has run since, that sweep's time, which is
-  // after the call began: the limit counts from there, so never early.
-  readMs = 0;
-  readTick = 0;
-  readFrom = -1;
-  writeMs = 0;
-  writeTick = 0;
-  writeFrom = -1;
+  readonly #read = new Limit();
+  readonly #write = new Limit();
   #watched = false;
 
   constructor(socket: EvSocket) {
@@ -43,16 +67,12 @@ export class CoarseTimeouts {
 
   /** Limits the read about to be made to `ms` (Infinity: none). */
   armRead(ms: number): void {
-    this.readMs = ms === Infinity ? 0 : ms;
-    this.readTick = sweeper.tick;
-    this.readFrom = -1;
+    this.#read.arm(ms);
   }
 
   /** Limits the send about to be made to `ms` (Infinity: none). */
   armWrite(ms: number): void {
-    this.writeMs = ms === Infinity ? 0 : ms;
-    this.writeTick = sweeper.tick;
-    this.writeFrom = -1;
+    this.#write.arm(ms);
   }
 
   /** Starts the sweeps over this socket's limits. */
@@ -66,30 +86,16 @@ export class CoarseTimeouts {
   unwatch(): void {
     if (!this.#watched) return;
     this.#watched = false;
-    this.readMs = this.writeMs = 0;
+    this.#read.ms = this.#write.ms = 0;
     sweeper.delete(this);
   }
 
   /** A sweep at `now` (its `tick`): expires the calls that are due. */
   check(now: number, tick: number): void {
-    if (this.readMs > 0) {
-      if (this.readFrom < 0) {
-        if (tick > this.readTick) this.readFrom = now;
-      } else if (now - this.readFrom >= this.readMs) {
-        const ms = this.readMs;
-        this.readMs = 0;
-        this.#expire(READ, `Read timed out after ${ms} ms`);
-      }
-    }
-    if (this.writeMs > 0) {
-      if (this.writeFrom < 0) {
-        if (tick > this.writeTick) this.writeFrom = now;
-      } else if (now - this.writeFrom >= this.writeMs) {
-        const ms = this.writeMs;
-        this.writeMs = 0;
-        this.#expire(WRITE, `Send timed out after ${ms} ms`);
-      }
-    }
+    let ms = this.#read.passed(now, tick);
+    if (ms > 0) this.#expire(READ, `Read timed out after ${ms} ms`);
+    ms = this.#write.passed(now, tick);
+    if (ms > 0) this.#expire(WRITE, `Send timed out after ${ms} ms`);
   }
 
   #expire(mode: typeof READ | typeof WRITE, message: string): void {
