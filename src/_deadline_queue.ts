@@ -76,9 +76,12 @@ export class DeadlineQueue {
 
   /** Puts the entries added since the last flush into the heap. */
   #flush = (): void => {
+    // Reused from batch to batch: nothing here can add an entry.
     const batch = this.#batch;
-    this.#batch = [];
-    if (this.#batched === 0) return;
+    if (this.#batched === 0) {
+      batch.length = 0;
+      return;
+    }
     this.#batched = 0;
     const now = performance.now();
     let earliest = Infinity;
@@ -92,6 +95,7 @@ export class DeadlineQueue {
       this.#up(entry.index);
       if (entry.at < earliest) earliest = entry.at;
     }
+    batch.length = 0;
     if (earliest < this.#timerAt) this.#arm(earliest);
   };
 
