@@ -480,8 +480,7 @@ export class ReadBuffer {
         const buf = req.buf!;
         const need = buf.byteLength;
         if (have >= need) {
-          buf.set(bytes.subarray(rs, rs + need));
-          this.start = rs + need;
+          this.take(buf);
           req.resolve(buf);
           return true;
         }
@@ -580,42 +579,23 @@ export class ReadBuffer {
    * once however many reads a record takes.
    */
   find(req: ReadCall<typeof UNTIL | typeof TEXT | typeof LINE>): number {
-    const bytes = this.bytes;
-    const rs = this.start;
     const delim = req.delim!;
-    let dlen = delim.byteLength;
-    const from = rs + req.scanned;
+    const from = this.start + req.scanned;
     const other = req.delim2;
-    if (other !== undefined && other.at(-1) === delim.at(-1)) {
-      return this.findEither(req, delim, other, from);
-    }
-    let found = indexOf(bytes, from, this.end, delim);
-    let span = dlen;
-    if (other !== undefined) {
-      const olen = other.byteLength;
-      if (olen > span) span = olen;
-      const at = indexOf(
-        bytes,
-        from,
-        found < 0 ? this.end : found + dlen,
-        other,
-      );
-      if (at >= 0 && (found < 0 || at + olen < found + dlen)) {
-        found = at;
-        dlen = olen;
-      }
-    }
-    if (found >= 0) return found - rs + dlen;
-    const have = this.end - rs;
-    req.scanned = have >= span ? have - span + 1 : 0;
+    if (other !== undefined) return this.findEither(req, delim, other, from);
+    const found = indexOf(this.bytes, from, this.end, delim);
+    const dlen = delim.byteLength;
+    if (found >= 0) return found - this.start + dlen;
+    const have = this.end - this.start;
+    req.scanned = have >= dlen ? have - dlen + 1 : 0;
     return -1;
   }
 
   /**
-   * `find` for two delimiters with the same last byte (the HTTP server's
-   * CRLFCRLF or LFLF, CRLF or LF): one pass over the bytes, checking both
-   * backwards from each occurrence of that byte, rather than a search for
-   * each. The first delimiter wins when both end at the same byte.
+   * `find` for two delimiters (the HTTP server's CRLFCRLF or LFLF, CRLF or
+   * LF): one pass over the bytes, checking each delimiter backwards from
+   * each byte that ends one, rather than a search for each. The first
+   * delimiter wins when both end at the same byte.
    */
   findEither(
     req: ReadCall<typeof UNTIL | typeof TEXT | typeof LINE>,
@@ -627,11 +607,15 @@ export class ReadBuffer {
     const end = this.end;
     const alen = a.byteLength;
     const blen = b.byteLength;
-    const last = a[alen - 1]!;
+    const lastA = a[alen - 1]!;
+    const lastB = b[blen - 1]!;
     const shortest = alen < blen ? alen : blen;
     for (let i = from + shortest - 1; i < end; i++) {
-      if (bytes[i] !== last) continue;
-      if (endsAt(bytes, i, a, from) || endsAt(bytes, i, b, from)) {
+      const c = bytes[i];
+      if (
+        (c === lastA && endsAt(bytes, i, a, from)) ||
+        (c === lastB && endsAt(bytes, i, b, from))
+      ) {
         return i + 1 - this.start;
       }
     }
