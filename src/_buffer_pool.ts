@@ -36,13 +36,8 @@ export class BufferPool {
    * class; its old contents are not cleared.
    */
   get(size: number): Uint8Array {
-    let index = 0;
-    let bytes = this.min;
-    while (bytes < size) {
-      bytes *= 2;
-      index++;
-    }
-    return this.#classes[index]?.pop() ?? new Uint8Array(bytes);
+    const index = this.#classOf(size);
+    return this.#classes[index]?.pop() ?? new Uint8Array(this.min * 2 ** index);
   }
 
   /**
@@ -52,18 +47,13 @@ export class BufferPool {
    * the 64 KiB buffer a read just gave back rather than allocating 32 KiB.
    */
   getAny(size: number): Uint8Array {
-    let index = 0;
-    let bytes = this.min;
-    while (bytes < size) {
-      bytes *= 2;
-      index++;
-    }
+    const index = this.#classOf(size);
     const classes = this.#classes;
     for (let i = index; i < classes.length; i++) {
       const free = classes[i]!;
       if (free.length > 0) return free.pop()!;
     }
-    return new Uint8Array(bytes);
+    return new Uint8Array(this.min * 2 ** index);
   }
 
   /**
@@ -72,15 +62,18 @@ export class BufferPool {
    * not use it afterwards, and no read or write may still be working in it.
    */
   put(buffer: Uint8Array): void {
-    let index = 0;
-    let bytes = this.min;
-    while (bytes < buffer.byteLength) {
-      bytes *= 2;
-      index++;
-    }
+    const index = this.#classOf(buffer.byteLength);
+    const bytes = this.min * 2 ** index;
     if (bytes !== buffer.byteLength || bytes > this.max) return;
     const free = this.#classes[index]!;
     if (free.length < this.#limits[index]!) free.push(buffer);
+  }
+
+  /** The index of the smallest class of at least `size` bytes. */
+  #classOf(size: number): number {
+    let index = 0;
+    while (this.min * 2 ** index < size) index++;
+    return index;
   }
 }
 
