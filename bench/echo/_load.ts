@@ -81,6 +81,23 @@ class Window {
   }
 }
 
+/**
+ * Opens `connections` connections to the server, Nagle off, pushing each
+ * into `conns` as it opens, so that the caller's `finally` closes those
+ * already open if one fails.
+ */
+async function connectAll(
+  port: number,
+  connections: number,
+  conns: Deno.Conn[],
+): Promise<void> {
+  for (let i = 0; i < connections; i++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.setNoDelay(true);
+    conns.push(conn);
+  }
+}
+
 async function pingPong(
   port: number,
   connections: number,
@@ -89,11 +106,7 @@ async function pingPong(
 ): Promise<LoadResult> {
   const conns: Deno.Conn[] = [];
   try {
-    for (let i = 0; i < connections; i++) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.setNoDelay(true);
-      conns.push(conn);
-    }
+    await connectAll(port, connections, conns);
     const win = new Window(warmup, seconds);
     let counted = 0;
     const one = async (conn: Deno.Conn, id: number) => {
@@ -138,11 +151,7 @@ async function stream(
 ): Promise<LoadResult> {
   const conns: Deno.Conn[] = [];
   try {
-    for (let i = 0; i < connections; i++) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.setNoDelay(true);
-      conns.push(conn);
-    }
+    await connectAll(port, connections, conns);
     const win = new Window(warmup, seconds);
     let counted = 0;
     await Promise.all(conns.map(async (conn) => {
