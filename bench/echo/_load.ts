@@ -82,31 +82,34 @@ class Window {
 }
 
 /**
- * Opens `connections` connections to the server, Nagle off, pushing each
- * into `conns` as it opens, so that the caller's `finally` closes those
- * already open if one fails.
+ * Opens `connections` connections to the server (Nagle off), runs `body`
+ * with them and closes them all, those already open too when one fails.
  */
-async function connectAll(
+async function withConnections<T>(
   port: number,
   connections: number,
-  conns: Deno.Conn[],
-): Promise<void> {
-  for (let i = 0; i < connections; i++) {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.setNoDelay(true);
-    conns.push(conn);
+  body: (conns: Deno.Conn[]) => Promise<T>,
+): Promise<T> {
+  const conns: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < connections; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.setNoDelay(true);
+      conns.push(conn);
+    }
+    return await body(conns);
+  } finally {
+    for (const conn of conns) closeQuietly(conn);
   }
 }
 
-async function pingPong(
+function pingPong(
   port: number,
   connections: number,
   warmup: number,
   seconds: number,
 ): Promise<LoadResult> {
-  const conns: Deno.Conn[] = [];
-  try {
-    await connectAll(port, connections, conns);
+  return withConnections(port, connections, async (conns) => {
     const win = new Window(warmup, seconds);
     let counted = 0;
     const one = async (conn: Deno.Conn, id: number) => {
@@ -138,20 +141,16 @@ async function pingPong(
       count: counted,
       connections,
     };
-  } finally {
-    for (const conn of conns) closeQuietly(conn);
-  }
+  });
 }
 
-async function stream(
+function stream(
   port: number,
   connections: number,
   warmup: number,
   seconds: number,
 ): Promise<LoadResult> {
-  const conns: Deno.Conn[] = [];
-  try {
-    await connectAll(port, connections, conns);
+  return withConnections(port, connections, async (conns) => {
     const win = new Window(warmup, seconds);
     let counted = 0;
     await Promise.all(conns.map(async (conn) => {
@@ -167,9 +166,7 @@ async function stream(
       count: counted,
       connections,
     };
-  } finally {
-    for (const conn of conns) closeQuietly(conn);
-  }
+  });
 }
 
 /** Streams on one connection; returns the echoed bytes counted. */
