@@ -25,3 +25,4 @@ export * from "./measure.ts";
 export * from "./pin.ts";
 export * from "./process.ts";
 export * from "./report.ts";
+export * from "./server.ts";

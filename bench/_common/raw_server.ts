@@ -10,6 +10,7 @@
  */
 
 import { parseArgs, PORT } from "./args.ts";
+import { onSigterm } from "./server.ts";
 
 /** Writes all of `data` with `conn.write`, as many calls as it takes. */
 export async function writeAll(
@@ -39,13 +40,11 @@ export async function runRawServer(
       // Already closed.
     }
   };
-  const onTerm = () => {
-    Deno.removeSignalListener("SIGTERM", onTerm);
+  onSigterm(() => {
     listener.close();
     for (const conn of conns) close(conn);
     conns.clear();
-  };
-  Deno.addSignalListener("SIGTERM", onTerm);
+  });
   console.log(`listening ${listener.addr.port}`);
   try {
     for await (const conn of listener) {

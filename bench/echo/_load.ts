@@ -81,12 +81,15 @@ class Window {
   }
 }
 
-async function pingPong(
+/**
+ * Opens `connections` connections to the server (Nagle off), runs `body`
+ * with them and closes them all, those already open too when one fails.
+ */
+async function withConnections<T>(
   port: number,
   connections: number,
-  warmup: number,
-  seconds: number,
-): Promise<LoadResult> {
+  body: (conns: Deno.Conn[]) => Promise<T>,
+): Promise<T> {
   const conns: Deno.Conn[] = [];
   try {
     for (let i = 0; i < connections; i++) {
@@ -94,6 +97,19 @@ async function pingPong(
       conn.setNoDelay(true);
       conns.push(conn);
     }
+    return await body(conns);
+  } finally {
+    for (const conn of conns) closeQuietly(conn);
+  }
+}
+
+function pingPong(
+  port: number,
+  connections: number,
+  warmup: number,
+  seconds: number,
+): Promise<LoadResult> {
+  return withConnections(port, connections, async (conns) => {
     const win = new Window(warmup, seconds);
     let counted = 0;
     const one = async (conn: Deno.Conn, id: number) => {
@@ -125,24 +141,16 @@ async function pingPong(
       count: counted,
       connections,
     };
-  } finally {
-    for (const conn of conns) closeQuietly(conn);
-  }
+  });
 }
 
-async function stream(
+function stream(
   port: number,
   connections: number,
   warmup: number,
   seconds: number,
 ): Promise<LoadResult> {
-  const conns: Deno.Conn[] = [];
-  try {
-    for (let i = 0; i < connections; i++) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.setNoDelay(true);
-      conns.push(conn);
-    }
+  return withConnections(port, connections, async (conns) => {
     const win = new Window(warmup, seconds);
     let counted = 0;
     await Promise.all(conns.map(async (conn) => {
@@ -158,9 +166,7 @@ async function stream(
       count: counted,
       connections,
     };
-  } finally {
-    for (const conn of conns) closeQuietly(conn);
-  }
+  });
 }
 
 /** Streams on one connection; returns the echoed bytes counted. */

@@ -10,6 +10,7 @@
  */
 
 import { parseArgs, PORT } from "../_common/args.ts";
+import { listenNode } from "../_common/server.ts";
 import { createServer, type Socket } from "node:net";
 
 const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
@@ -30,11 +31,7 @@ const server = createServer({ noDelay: true }, (socket) => {
   socket.on("close", () => sockets.delete(socket));
 });
 
-server.listen(port, "127.0.0.1", () => {
-  const addr = server.address();
-  const bound = typeof addr === "object" && addr !== null ? addr.port : port;
-  console.log(`listening ${bound}`);
-});
+listenNode(server, port);
 
 Deno.addSignalListener("SIGTERM", () => {
   for (const socket of sockets) socket.destroy();

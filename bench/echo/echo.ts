@@ -51,6 +51,7 @@ import {
   denoRun,
   formatCores,
   formatRatio,
+  formatRatio3,
   list,
   loadavg,
   machineInfo,
@@ -259,11 +260,6 @@ function formatValue(value: number | null, scenario: ScenarioName): string {
 
 function formatUs(value: number | null): string {
   return value === null ? "n/a" : value.toFixed(2);
-}
-
-/** A ratio with three decimals (the A/A control should read 0.99-1.01). */
-function formatRatio3(value: number | null): string {
-  return value === null ? "n/a" : `${value.toFixed(3)}x`;
 }
 
 function describe(scenario: ScenarioName, f: Figures): string {

@@ -26,6 +26,7 @@
  */
 
 import { parseArgs, PORT } from "../_common/args.ts";
+import { onSigterm } from "../_common/server.ts";
 import { EvLoop } from "../../mod.ts";
 import { helloResponse } from "./_hello.ts";
 
@@ -74,9 +75,5 @@ const acceptor = loop.listen(
 );
 console.log(`listening ${acceptor.addr.port}`);
 
-function onTerm(): void {
-  Deno.removeSignalListener("SIGTERM", onTerm);
-  loop.shutdown({ grace: 1000 });
-}
-Deno.addSignalListener("SIGTERM", onTerm);
+onSigterm(() => loop.shutdown({ grace: 1000 }));
 await loop.finished;

@@ -10,6 +10,7 @@
  */
 
 import { parseArgs, PORT } from "../_common/args.ts";
+import { onSigterm } from "../_common/server.ts";
 import { serve } from "../../http.ts";
 
 const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
@@ -24,9 +25,5 @@ const server = serve(
   () => new Response("Hello, World!"),
 );
 
-function onTerm(): void {
-  Deno.removeSignalListener("SIGTERM", onTerm);
-  server.shutdown({ grace: 1000 });
-}
-Deno.addSignalListener("SIGTERM", onTerm);
+onSigterm(() => server.shutdown({ grace: 1000 }));
 await server.finished;

@@ -10,6 +10,7 @@
  */
 
 import { parseArgs, PORT } from "../_common/args.ts";
+import { onSigterm } from "../_common/server.ts";
 const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
 const server = Deno.serve(
   {
@@ -22,9 +23,5 @@ const server = Deno.serve(
   () => new Response("Hello, World!"),
 );
 
-function onTerm(): void {
-  Deno.removeSignalListener("SIGTERM", onTerm);
-  server.shutdown();
-}
-Deno.addSignalListener("SIGTERM", onTerm);
+onSigterm(() => server.shutdown());
 await server.finished;

@@ -11,6 +11,7 @@
  */
 
 import { parseArgs, PORT } from "../_common/args.ts";
+import { listenNode, onSigterm } from "../_common/server.ts";
 import { createServer } from "node:http";
 
 const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
@@ -21,15 +22,9 @@ const server = createServer((_req, res) => {
   res.end("Hello, World!");
 });
 
-server.listen(port, "127.0.0.1", () => {
-  const addr = server.address();
-  const bound = typeof addr === "object" && addr !== null ? addr.port : port;
-  console.log(`listening ${bound}`);
-});
+listenNode(server, port);
 
-function onTerm(): void {
-  Deno.removeSignalListener("SIGTERM", onTerm);
+onSigterm(() => {
   server.close();
   server.closeAllConnections();
-}
-Deno.addSignalListener("SIGTERM", onTerm);
+});

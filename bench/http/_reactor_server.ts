@@ -32,6 +32,7 @@
  */
 
 import { parseArgs, PORT } from "../_common/args.ts";
+import { listenNode, onSigterm } from "../_common/server.ts";
 import { createServer, type Socket } from "node:net";
 import {
   HttpError,
@@ -350,15 +351,9 @@ const server = createServer(
   },
 );
 
-server.listen(port, "127.0.0.1", () => {
-  const addr = server.address();
-  const bound = typeof addr === "object" && addr !== null ? addr.port : port;
-  console.log(`listening ${bound}`);
-});
+listenNode(server, port);
 
-function onTerm(): void {
-  Deno.removeSignalListener("SIGTERM", onTerm);
+onSigterm(() => {
   server.close();
   for (const socket of sockets) socket.destroy();
-}
-Deno.addSignalListener("SIGTERM", onTerm);
+});

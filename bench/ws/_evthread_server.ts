@@ -15,6 +15,7 @@
  */
 
 import { choice, parseArgs, PORT } from "../_common/args.ts";
+import { onSigterm } from "../_common/server.ts";
 import { serve, upgradeWebSocket } from "../../http.ts";
 
 const { port, mode } = parseArgs(Deno.args, {
@@ -42,9 +43,5 @@ const server = serve({
   return response;
 });
 
-function onTerm(): void {
-  Deno.removeSignalListener("SIGTERM", onTerm);
-  server.shutdown({ grace: 1000 });
-}
-Deno.addSignalListener("SIGTERM", onTerm);
+onSigterm(() => server.shutdown({ grace: 1000 }));
 await server.finished;

@@ -11,6 +11,7 @@
  */
 
 import { parseArgs, PORT } from "../_common/args.ts";
+import { onSigterm } from "../_common/server.ts";
 
 const { port } = parseArgs(Deno.args, { port: PORT }, { port: 0 });
 const server = Deno.serve({
@@ -26,13 +27,11 @@ const server = Deno.serve({
   return response;
 });
 
-function onTerm(): void {
-  Deno.removeSignalListener("SIGTERM", onTerm);
+onSigterm(() => {
   // In Deno 2.9.6 shutdown() does not finish once WebSocket clients have
   // gone away without a closing handshake (as the load client does): the
   // process exits 1 s after SIGTERM whatever happens.
   Deno.unrefTimer(setTimeout(() => Deno.exit(0), 1000));
   server.shutdown();
-}
-Deno.addSignalListener("SIGTERM", onTerm);
+});
 await server.finished;

@@ -14,6 +14,7 @@
 import { createServer } from "node:http";
 import { WebSocketServer } from "ws";
 import { parseArgs, PORT } from "../_common/args.ts";
+import { listenNode } from "../_common/server.ts";
 
 /** ws's socket, as far as this server uses it (npm:ws ships no types). */
 interface NodeWs {
@@ -39,11 +40,7 @@ wss.on("connection", (ws: NodeWs) => {
   });
   ws.on("close", () => sockets.delete(ws));
 });
-http.listen(port, "127.0.0.1", () => {
-  const addr = http.address();
-  const bound = typeof addr === "object" && addr !== null ? addr.port : port;
-  console.log(`listening ${bound}`);
-});
+listenNode(http, port);
 
 Deno.addSignalListener("SIGTERM", () => {
   for (const ws of sockets) ws.terminate();

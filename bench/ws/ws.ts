@@ -60,6 +60,8 @@ import {
   saveResults,
   SECONDS,
   type ServerProcess,
+  type Spread,
+  spread,
   toJson,
   versionLines,
   WARMUP,
@@ -224,24 +226,6 @@ function formatUs(value: number | null): string {
     : value < 100
     ? `${value.toFixed(1)} µs`
     : `${Math.round(value).toLocaleString("en-US")} µs`;
-}
-
-/** Median and range of some values. */
-interface Spread {
-  median: number | null;
-  min: number | null;
-  max: number | null;
-  n: number;
-}
-
-function spread(values: readonly (number | null)[]): Spread {
-  const ok = values.filter((v): v is number => v !== null);
-  return {
-    median: median(ok),
-    min: ok.length === 0 ? null : Math.min(...ok),
-    max: ok.length === 0 ? null : Math.max(...ok),
-    n: ok.length,
-  };
 }
 
 /** `1.23x (1.10-1.31)`: a median ratio and its range. */
