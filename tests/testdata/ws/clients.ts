@@ -15,6 +15,7 @@
 //   (chromium_client.js beside this file) opens the WebSocket, takes the
 //   same commands from a long poll and posts the same events back.
 
+import { LineReader } from "../../_process.ts";
 import { within, type WsServer } from "../../_websocket_client.ts";
 
 /** A message: text or binary. */
@@ -420,18 +421,9 @@ class ClientProcess implements AsyncDisposable {
   }
 
   async #readEvents(): Promise<void> {
-    let rest = "";
     try {
-      for await (
-        const text of this.#child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        let eol;
-        while ((eol = rest.indexOf("\n")) >= 0) {
-          deliver(this.reports, JSON.parse(rest.slice(0, eol)));
-          rest = rest.slice(eol + 1);
-        }
-      }
+      await new LineReader((line) => deliver(this.reports, JSON.parse(line)))
+        .read(this.#child.stdout);
     } catch (error) {
       this.reports.error(`reading events: ${error}`);
     }
