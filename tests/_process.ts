@@ -2,8 +2,8 @@
 // A child `deno` process for the example tests: spawned in the repository
 // root, its stdout read line by line (tests wait for a line to match), its
 // stderr collected, and stopped on dispose with SIGTERM, then SIGKILL if it
-// outlives a safety timeout. Also: LineReader, the line splitting it reads
-// stdout with, for other tests' child processes.
+// outlives a safety timeout. Also, for other tests' child processes:
+// LineReader, the line splitting it reads stdout with, and readText.
 
 import { within } from "./_helpers.ts";
 
@@ -39,6 +39,23 @@ export class LineReader {
         this.rest = this.rest.slice(eol + 1);
       }
     }
+  }
+}
+
+/**
+ * Calls `onText` with the text of `stream` as it comes, until the stream
+ * ends or its pipe breaks with the process.
+ */
+export async function readText(
+  stream: ReadableStream<Uint8Array>,
+  onText: (text: string) => void,
+): Promise<void> {
+  try {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      onText(text);
+    }
+  } catch {
+    // The pipe broke with the process.
   }
 }
 

@@ -20,7 +20,7 @@ import {
   within,
   writeAll,
 } from "./_helpers.ts";
-import { LineReader } from "./_process.ts";
+import { LineReader, readText } from "./_process.ts";
 
 /** The most any single wait on a process or a connection may take. */
 const SAFETY_MS = 10_000;
@@ -162,16 +162,8 @@ class Child implements AsyncDisposable {
     }
   }
 
-  async #readStderr(): Promise<void> {
-    try {
-      for await (
-        const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        this.stderr += text;
-      }
-    } catch {
-      // The pipe broke with the process.
-    }
+  #readStderr(): Promise<void> {
+    return readText(this.#child.stderr, (text) => this.stderr += text);
   }
 
   #wake(): void {

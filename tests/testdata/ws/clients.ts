@@ -15,7 +15,7 @@
 //   (chromium_client.js beside this file) opens the WebSocket, takes the
 //   same commands from a long poll and posts the same events back.
 
-import { LineReader } from "../../_process.ts";
+import { LineReader, readText } from "../../_process.ts";
 import { within, type WsServer } from "../../_websocket_client.ts";
 
 /** A message: text or binary. */
@@ -434,16 +434,8 @@ class ClientProcess implements AsyncDisposable {
     this.reports.close({ code: 1006, reason: "", wasClean: false });
   }
 
-  async #readStderr(): Promise<void> {
-    try {
-      for await (
-        const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        this.stderr += text;
-      }
-    } catch {
-      // The pipe broke with the process.
-    }
+  #readStderr(): Promise<void> {
+    return readText(this.#child.stderr, (text) => this.stderr += text);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -697,16 +689,8 @@ class Browser implements AsyncDisposable {
     this.#stderrDone = this.#readStderr();
   }
 
-  async #readStderr(): Promise<void> {
-    try {
-      for await (
-        const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        this.stderr += text;
-      }
-    } catch {
-      // The pipe broke with the process.
-    }
+  #readStderr(): Promise<void> {
+    return readText(this.#child.stderr, (text) => this.stderr += text);
   }
 
   /** Settles when the browser exits: it should not before disposal. */
