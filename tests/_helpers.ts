@@ -31,8 +31,12 @@ export function quietLoop(
 
 /** `n` bytes, different for every `seed` (xorshift32). */
 export function payload(seed: number, n: number): Uint8Array<ArrayBuffer> {
+  return xorshiftBytes(n, (seed * 2_654_435_761 + 0x9e3779b9) >>> 0 || 1);
+}
+
+/** `n` bytes of xorshift32 from the state `x` (a non-zero uint32). */
+export function xorshiftBytes(n: number, x: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(n);
-  let x = (seed * 2_654_435_761 + 0x9e3779b9) >>> 0 || 1;
   for (let i = 0; i < n; i++) {
     x ^= x << 13;
     x >>>= 0;

@@ -2,7 +2,8 @@
 // A child `deno` process for the example tests: spawned in the repository
 // root, its stdout read line by line (tests wait for a line to match), its
 // stderr collected, and stopped on dispose with SIGTERM, then SIGKILL if it
-// outlives a safety timeout.
+// outlives a safety timeout. Also, for other tests' child processes:
+// LineReader, the line splitting it reads stdout with, and readText.
 
 import { within } from "./_helpers.ts";
 
@@ -13,6 +14,50 @@ export const ROOT: string = new URL("../", import.meta.url).pathname;
 export const CHILD_SAFETY_MS = 20_000;
 
 const encoder = new TextEncoder();
+
+/**
+ * Reads a stream as UTF-8 text and calls `onLine` with each line (without
+ * its "\n") as it completes. What follows the last "\n" stays in `rest`,
+ * for the caller to take or drop once the stream has ended or failed.
+ */
+export class LineReader {
+  /** The text after the last "\n" read so far. */
+  rest = "";
+  readonly #onLine: (line: string) => void;
+
+  constructor(onLine: (line: string) => void) {
+    this.#onLine = onLine;
+  }
+
+  /** Reads `stream` to its end; rejects if reading it or `onLine` fails. */
+  async read(stream: ReadableStream<Uint8Array>): Promise<void> {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      this.rest += text;
+      let eol;
+      while ((eol = this.rest.indexOf("\n")) >= 0) {
+        this.#onLine(this.rest.slice(0, eol));
+        this.rest = this.rest.slice(eol + 1);
+      }
+    }
+  }
+}
+
+/**
+ * Calls `onText` with the text of `stream` as it comes, until the stream
+ * ends or its pipe breaks with the process.
+ */
+export async function readText(
+  stream: ReadableStream<Uint8Array>,
+  onText: (text: string) => void,
+): Promise<void> {
+  try {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      onText(text);
+    }
+  } catch {
+    // The pipe broke with the process.
+  }
+}
 
 interface Waiter {
   pattern: RegExp;
@@ -72,19 +117,10 @@ export class DenoProcess implements AsyncDisposable {
   }
 
   async #readLines(): Promise<void> {
-    let rest = "";
+    const reader = new LineReader((line) => this.#addLine(line));
     try {
-      for await (
-        const text of this.#child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        let eol;
-        while ((eol = rest.indexOf("\n")) >= 0) {
-          this.#addLine(rest.slice(0, eol));
-          rest = rest.slice(eol + 1);
-        }
-      }
-      if (rest !== "") this.#addLine(rest);
+      await reader.read(this.#child.stdout);
+      if (reader.rest !== "") this.#addLine(reader.rest);
     } finally {
       this.#ended = true;
       for (const waiter of this.#waiters.splice(0)) {

@@ -5,7 +5,7 @@
 // after WAIT_MS the connection is closed and the read fails, naming what it
 // waited for. Also: echo servers in event and pull mode.
 
-import { concat as concatAll } from "./_helpers.ts";
+import { concat as concatAll, xorshiftBytes } from "./_helpers.ts";
 import { assert, assertEquals, fail } from "@std/assert";
 import {
   type EvWebSocket,
@@ -58,17 +58,7 @@ export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
 
 /** `n` pseudo-random bytes (xorshift32), different for every `seed`. */
 export function randomBytes(n: number, seed = 1): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
-  let x = (seed * 2_654_435_761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
+  return xorshiftBytes(n, (seed * 2_654_435_761) >>> 0 || 1);
 }
 
 /** `n` bytes of printable ASCII, different for every `seed`. */

@@ -20,6 +20,7 @@ import {
   within,
   writeAll,
 } from "./_helpers.ts";
+import { LineReader, readText } from "./_process.ts";
 
 /** The most any single wait on a process or a connection may take. */
 const SAFETY_MS = 10_000;
@@ -146,38 +147,23 @@ class Child implements AsyncDisposable {
   }
 
   async #readLines(): Promise<void> {
-    let rest = "";
+    const reader = new LineReader((line) => {
+      this.lines.push(line);
+      this.#wake();
+    });
     try {
-      for await (
-        const text of this.#child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        let eol;
-        while ((eol = rest.indexOf("\n")) >= 0) {
-          this.lines.push(rest.slice(0, eol));
-          rest = rest.slice(eol + 1);
-          this.#wake();
-        }
-      }
+      await reader.read(this.#child.stdout);
     } catch {
       // The pipe broke with the process.
     } finally {
-      if (rest !== "") this.lines.push(rest);
+      if (reader.rest !== "") this.lines.push(reader.rest);
       this.#ended = true;
       this.#wake();
     }
   }
 
-  async #readStderr(): Promise<void> {
-    try {
-      for await (
-        const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        this.stderr += text;
-      }
-    } catch {
-      // The pipe broke with the process.
-    }
+  #readStderr(): Promise<void> {
+    return readText(this.#child.stderr, (text) => this.stderr += text);
   }
 
   #wake(): void {

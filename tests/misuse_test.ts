@@ -1562,41 +1562,45 @@ Deno.test("EvLoop.shutdown() awaited inside a task waits for a task that ignores
   });
 });
 
-Deno.test("EvLoop.shutdown() awaited inside a child task resolves once every other task has ended", async () => {
+/**
+ * Awaits `stop(loop)` inside a task (inside a child task when `inChild`),
+ * once commanded, beside a task that ends when the drain starts; checks that
+ * it resolved only once that task had ended, and that the loop finished
+ * cleanly.
+ */
+async function checkStopAwaitedInside(
+  stop: (loop: EvLoop) => Promise<void>,
+  inChild: boolean,
+): Promise<void> {
   await noUnhandledRejection(async () => {
     const { loop, reports } = reportingLoop();
     const other = spawnUntilDrain(loop);
     const command = new Gate();
-    const parent = loop.spawn(async (thread) => {
-      const child = thread.spawn(async () => {
-        await command.opened;
-        await loop.shutdown({ grace: 5000 });
-        return other.done;
-      });
-      return await child.result;
-    });
+    const body = async () => {
+      await command.opened;
+      await stop(loop);
+      return other.done;
+    };
+    const caller = inChild
+      ? loop.spawn(async (thread) => {
+        const child = thread.spawn(body);
+        return await child.result;
+      })
+      : loop.spawn(body);
     command.open();
-    assertEquals(await withTimeout(parent.result, SAFETY, "the parent"), true);
+    const what = inChild ? "the parent" : "the caller";
+    assertEquals(await withTimeout(caller.result, SAFETY, what), true);
     await finishedCleanly(loop);
     assertEquals(reports, []);
   });
+}
+
+Deno.test("EvLoop.shutdown() awaited inside a child task resolves once every other task has ended", async () => {
+  await checkStopAwaitedInside((loop) => loop.shutdown({ grace: 5000 }), true);
 });
 
 Deno.test("EvLoop[Symbol.asyncDispose]() awaited inside a task resolves once every other task has ended", async () => {
-  await noUnhandledRejection(async () => {
-    const { loop, reports } = reportingLoop();
-    const other = spawnUntilDrain(loop);
-    const command = new Gate();
-    const caller = loop.spawn(async () => {
-      await command.opened;
-      await loop[Symbol.asyncDispose]();
-      return other.done;
-    });
-    command.open();
-    assertEquals(await withTimeout(caller.result, SAFETY, "the caller"), true);
-    await finishedCleanly(loop);
-    assertEquals(reports, []);
-  });
+  await checkStopAwaitedInside((loop) => loop[Symbol.asyncDispose](), false);
 });
 
 Deno.test("EvLoop.shutdown() un-awaited inside a task drains the loop, which finishes once the task returns", async () => {

@@ -258,6 +258,39 @@ function dataChunk(r: FuzzRequest, rng: Rng): Chunk {
   return rng.pick(r.chunks.slice(0, -1));
 }
 
+/**
+ * Inserts `what()` into a field other than the marker, at `at(colon, text)`
+ * (`colon` the index of its colon, `text` the line); the PRNG is drawn on
+ * for the field, then by `at`, then by `what`.
+ */
+function insertInField(
+  r: FuzzRequest,
+  rng: Rng,
+  at: (colon: number, text: string) => number,
+  what: () => string,
+): Mutated {
+  const f = r.fields[pickField(r, rng)]!;
+  const colon = f.text.indexOf(":");
+  f.text = insertAt(f.text, at(colon, f.text), what());
+  return whole(r);
+}
+
+/** A class in the body: the size of a chunk picked at random, replaced. */
+function chunkSizeClass(
+  spec: Pick<InvalidMutation, "id" | "title" | "needs">,
+  size: (chunk: Chunk, rng: Rng) => string,
+): InvalidMutation {
+  return {
+    ...spec,
+    where: "body",
+    apply(r, rng) {
+      const c = rng.pick(r.chunks);
+      c.size = size(c, rng);
+      return whole(r);
+    },
+  };
+}
+
 /** A chunk size that is not 1*HEXDIG (nor hex digits then BWS then `;`). */
 export function badChunkSize(c: Chunk, rng: Rng): string {
   const v = rng.below(7);
@@ -329,10 +362,12 @@ export const INVALID: readonly InvalidMutation[] = [
     where: "head",
     needs: { extraField: true },
     apply(r, rng) {
-      const f = r.fields[pickField(r, rng)]!;
-      const colon = f.text.indexOf(":");
-      f.text = insertAt(f.text, rng.below(colon + 1), rng.pick(CONTROLS));
-      return whole(r);
+      return insertInField(
+        r,
+        rng,
+        (colon) => rng.below(colon + 1),
+        () => rng.pick(CONTROLS),
+      );
     },
   },
   {
@@ -341,10 +376,12 @@ export const INVALID: readonly InvalidMutation[] = [
     where: "head",
     needs: {},
     apply(r, rng) {
-      const f = r.fields[pickField(r, rng)]!;
-      const colon = f.text.indexOf(":");
-      f.text = insertAt(f.text, colon, rng.pick([" ", "\t", "  ", " \t"]));
-      return whole(r);
+      return insertInField(
+        r,
+        rng,
+        (colon) => colon,
+        () => rng.pick([" ", "\t", "  ", " \t"]),
+      );
     },
   },
   {
@@ -368,14 +405,12 @@ export const INVALID: readonly InvalidMutation[] = [
     where: "head",
     needs: {},
     apply(r, rng) {
-      const f = r.fields[pickField(r, rng)]!;
-      const colon = f.text.indexOf(":");
-      f.text = insertAt(
-        f.text,
-        rng.between(colon + 1, f.text.length),
-        "\r",
+      return insertInField(
+        r,
+        rng,
+        (colon, text) => rng.between(colon + 1, text.length),
+        () => "\r",
       );
-      return whole(r);
     },
   },
   {
@@ -384,14 +419,12 @@ export const INVALID: readonly InvalidMutation[] = [
     where: "head",
     needs: {},
     apply(r, rng) {
-      const f = r.fields[pickField(r, rng)]!;
-      const colon = f.text.indexOf(":");
-      f.text = insertAt(
-        f.text,
-        rng.between(colon + 1, f.text.length),
-        rng.pick(VALUE_CONTROLS),
+      return insertInField(
+        r,
+        rng,
+        (colon, text) => rng.between(colon + 1, text.length),
+        () => rng.pick(VALUE_CONTROLS),
       );
-      return whole(r);
     },
   },
   {
@@ -794,44 +827,27 @@ export const INVALID: readonly InvalidMutation[] = [
       return whole(r);
     },
   },
-  {
+  chunkSizeClass({
     id: "chunk-size-non-hex",
     title: "a non-hex chunk size",
-    where: "body",
     needs: { framing: "chunked" },
-    apply(r, rng) {
-      const c = rng.pick(r.chunks);
-      c.size = badChunkSize(c, rng);
-      return whole(r);
-    },
-  },
-  {
+  }, badChunkSize),
+  chunkSizeClass({
     id: "chunk-size-sign",
     title: "a chunk size with a sign",
-    where: "body",
     needs: { framing: "chunked" },
-    apply(r, rng) {
-      const c = rng.pick(r.chunks);
-      c.size = rng.pick(["+", "-"]) + c.size;
-      return whole(r);
-    },
-  },
-  {
+  }, (c, rng) => rng.pick(["+", "-"]) + c.size),
+  chunkSizeClass({
     id: "chunk-size-overflow",
     title: "a chunk size of 17 or more hex digits",
-    where: "body",
     needs: { framing: "chunked", dataChunks: 1 },
-    apply(r, rng) {
-      const c = rng.pick(r.chunks);
-      c.size = rng.pick([
-        "10000000000000000",
-        "fffffffffffffffff",
-        "1" + "0".repeat(rng.between(16, 24)),
-        rng.text("123456789abcdef", 1) + rng.text(HEX, rng.between(16, 23)),
-      ]);
-      return whole(r);
-    },
-  },
+  }, (_c, rng) =>
+    rng.pick([
+      "10000000000000000",
+      "fffffffffffffffff",
+      "1" + "0".repeat(rng.between(16, 24)),
+      rng.text("123456789abcdef", 1) + rng.text(HEX, rng.between(16, 23)),
+    ])),
   {
     id: "chunk-no-crlf",
     title: "chunk data not followed by its CRLF",

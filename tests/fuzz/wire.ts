@@ -2,6 +2,7 @@
 // The client side of a case: its bytes over a raw socket, in pieces, and a
 // strict parser of what comes back.
 
+import { concat } from "../_helpers.ts";
 import { escape, type Rng, toBytes, toText } from "./util.ts";
 
 /** What one connection got. */
@@ -86,15 +87,7 @@ export async function sendBytes(
       }
     }
   }
-  let n = 0;
-  for (const c of chunks) n += c.byteLength;
-  const bytes = new Uint8Array(n);
-  let off = 0;
-  for (const c of chunks) {
-    bytes.set(c, off);
-    off += c.byteLength;
-  }
-  return { bytes, end, ms: performance.now() - start };
+  return { bytes: concat(chunks), end, ms: performance.now() - start };
 }
 
 /** A response as the fuzzer's parser saw it. */

@@ -15,6 +15,7 @@
 //   (chromium_client.js beside this file) opens the WebSocket, takes the
 //   same commands from a long poll and posts the same events back.
 
+import { LineReader, readText } from "../../_process.ts";
 import { within, type WsServer } from "../../_websocket_client.ts";
 
 /** A message: text or binary. */
@@ -420,18 +421,9 @@ class ClientProcess implements AsyncDisposable {
   }
 
   async #readEvents(): Promise<void> {
-    let rest = "";
     try {
-      for await (
-        const text of this.#child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        rest += text;
-        let eol;
-        while ((eol = rest.indexOf("\n")) >= 0) {
-          deliver(this.reports, JSON.parse(rest.slice(0, eol)));
-          rest = rest.slice(eol + 1);
-        }
-      }
+      await new LineReader((line) => deliver(this.reports, JSON.parse(line)))
+        .read(this.#child.stdout);
     } catch (error) {
       this.reports.error(`reading events: ${error}`);
     }
@@ -442,16 +434,8 @@ class ClientProcess implements AsyncDisposable {
     this.reports.close({ code: 1006, reason: "", wasClean: false });
   }
 
-  async #readStderr(): Promise<void> {
-    try {
-      for await (
-        const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        this.stderr += text;
-      }
-    } catch {
-      // The pipe broke with the process.
-    }
+  #readStderr(): Promise<void> {
+    return readText(this.#child.stderr, (text) => this.stderr += text);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -705,16 +689,8 @@ class Browser implements AsyncDisposable {
     this.#stderrDone = this.#readStderr();
   }
 
-  async #readStderr(): Promise<void> {
-    try {
-      for await (
-        const text of this.#child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        this.stderr += text;
-      }
-    } catch {
-      // The pipe broke with the process.
-    }
+  #readStderr(): Promise<void> {
+    return readText(this.#child.stderr, (text) => this.stderr += text);
   }
 
   /** Settles when the browser exits: it should not before disposal. */
